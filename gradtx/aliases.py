@@ -1,0 +1,127 @@
+"""The optimizers users ask for by name: ``rprop`` and ``rmsprop``.
+
+Each is a documented :func:`~gradtx.chain` of building blocks with the arguments and
+defaults of ``torch.optim`` (``lr`` spelled ``learning_rate``), and reproduces its
+numbers.
+"""
+
+from __future__ import annotations
+
+from gradtx import _validation as check
+from gradtx._base import GradientTransformation, ScalarOrSchedule
+from gradtx.combine import chain
+from gradtx.momentum import trace
+from gradtx.rms import scale_by_rms, scale_by_stddev
+from gradtx.rprop import check_rprop_args, scale_by_rprop
+from gradtx.scaling import scale, scale_by_learning_rate
+from gradtx.weight_decay import add_decayed_weights
+
+
+def _is_zero(value) -> bool:
+    """True for a concrete zero; a traced value is never known to be zero."""
+    return check.concrete(value) == 0.0
+
+
+def rprop(
+    learning_rate: float = 1e-2,
+    etas: tuple[float, float] = (0.5, 1.2),
+    step_sizes: tuple[float, float] = (1e-6, 50.0),
+    *,
+    maximize: bool = False,
+) -> GradientTransformation:
+    r"""Rprop with ``torch.optim.Rprop``'s arguments, defaults and numbers.
+
+    The chain::
+
+        chain(
+            scale(-1.0),                 # only if maximize
+            scale_by_rprop(learning_rate, eta_minus, eta_plus, min_step, max_step),
+            scale(-1.0),                 # descend
+        )
+
+    The rule (iRprop-, see :func:`gradtx.scale_by_rprop`), with :math:`\Delta_0` =
+    ``learning_rate``, ``etas`` = :math:`(\eta^-, \eta^+)` and ``step_sizes`` =
+    :math:`(\Delta_{\min}, \Delta_{\max})`:
+
+    .. math::
+        \Delta_t = \operatorname{clip}(\Delta_{t-1}\cdot\eta^{\pm\text{ or }1},
+            \Delta_{\min}, \Delta_{\max}), \quad
+        \theta_t = \theta_{t-1} - \operatorname{sign}(g'_t)\,\Delta_t,
+
+    where :math:`\eta^+` applies when :math:`g_t g'_{t-1} > 0`, :math:`\eta^-` when it is
+    negative (and then :math:`g'_t = 0`, no move), 1 otherwise. Matches torch bit for
+    bit in float32 and float64 (tests: ``tests/test_aliases.py``). Validation follows
+    torch: ``learning_rate >= 0``, ``0 < etas[0] < 1 < etas[1]``, and gradtx also
+    requires ``0 <= step_sizes[0] <= step_sizes[1]``; all finite.
+    """
+    eta_minus, eta_plus = check.pair("etas", etas)
+    min_step, max_step = check.pair("step_sizes", step_sizes)
+    check_rprop_args(
+        learning_rate,
+        eta_minus,
+        eta_plus,
+        min_step,
+        max_step,
+        ("learning_rate", "etas", "etas", "step_sizes", "step_sizes"),
+    )
+    blocks = [scale(-1.0)] if maximize else []
+    blocks += [scale_by_rprop(learning_rate, eta_minus, eta_plus, min_step, max_step), scale(-1.0)]
+    return chain(*blocks)
+
+
+def rmsprop(
+    learning_rate: ScalarOrSchedule = 1e-2,
+    alpha: float = 0.99,
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    momentum: float = 0.0,
+    centered: bool = False,
+    *,
+    maximize: bool = False,
+) -> GradientTransformation:
+    r"""RMSprop with ``torch.optim.RMSprop``'s arguments, defaults and numbers.
+
+    The chain (blocks whose hyperparameter is a concrete zero are left out)::
+
+        chain(
+            scale(-1.0),                              # only if maximize
+            add_decayed_weights(weight_decay),        # L2 penalty, if weight_decay
+            scale_by_stddev(alpha, eps, eps_in_sqrt=False)   # if centered
+              or scale_by_rms(alpha, eps, eps_in_sqrt=False),
+            trace(momentum),                          # if momentum
+            scale_by_learning_rate(learning_rate),
+        )
+
+    The rule (Hinton 2012; centered: Graves 2013), with :math:`\gamma` =
+    ``learning_rate``, :math:`\alpha`, :math:`\lambda` = ``weight_decay``, :math:`\mu` =
+    ``momentum`` and :math:`v_0 = \bar g_0 = b_0 = 0`:
+
+    .. math::
+        g_t \leftarrow g_t + \lambda\theta_{t-1}, \quad
+        v_t = \alpha v_{t-1} + (1-\alpha) g_t^2, \quad
+        \bar g_t = \alpha \bar g_{t-1} + (1-\alpha) g_t \text{ (centered)}, \\
+        \tilde v_t = v_t - \bar g_t^2 \text{ (centered) else } v_t, \quad
+        b_t = \mu b_{t-1} + g_t / (\sqrt{\tilde v_t} + \epsilon), \quad
+        \theta_t = \theta_{t-1} - \gamma\, b_t .
+
+    Matches torch to rounding (tests: ``tests/test_aliases.py``). Validation follows
+    torch: ``learning_rate``, ``alpha``, ``eps``, ``weight_decay`` and ``momentum`` must be
+    ``>= 0`` (and, in gradtx, finite); gradtx also requires ``alpha <= 1``.
+    """
+    for name, value in [
+        ("learning_rate", learning_rate),
+        ("eps", eps),
+        ("weight_decay", weight_decay),
+        ("momentum", momentum),
+    ]:
+        check.non_negative(name, value)
+    check.in_range("alpha", alpha, 0.0, 1.0)
+    normaliser = scale_by_stddev if centered else scale_by_rms
+    blocks = [scale(-1.0)] if maximize else []
+    if not _is_zero(weight_decay):
+        blocks.append(add_decayed_weights(weight_decay))
+    blocks.append(normaliser(decay=alpha, eps=eps, eps_in_sqrt=False))
+    if not _is_zero(momentum):
+        blocks.append(trace(decay=momentum))
+    blocks.append(scale_by_learning_rate(learning_rate))
+    return chain(*blocks)

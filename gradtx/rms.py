@@ -1,0 +1,169 @@
+"""RMSprop's normalisers: divide by a running root mean square of the gradients.
+
+``scale_by_rms`` keeps :math:`\\nu`, an exponential moving average of :math:`g^2`;
+``scale_by_stddev`` (the *centered* form of Graves, 2013) also keeps :math:`\\mu`,
+the moving average of :math:`g`, and divides by the running standard deviation
+:math:`\\sqrt{\\nu - \\mu^2}` instead.
+
+Both take optax's arguments with optax's defaults (``decay=0.9, eps=1e-8,
+initial_scale=0.0, eps_in_sqrt=True, bias_correction=False``) and match
+``optax.scale_by_rms`` / ``optax.scale_by_stddev`` numerically. ``torch.optim.RMSprop``
+is ``decay=alpha, eps_in_sqrt=False``. With ``eps_in_sqrt=False`` we divide by
+:math:`\\sqrt{\\nu}+\\epsilon` as torch does, where optax multiplies by its reciprocal;
+the two differ by at most one rounding.
+
+Complex gradients are treated as pairs of real numbers (torch's convention): the real
+and imaginary parts each get their own :math:`\\nu`. optax instead averages
+:math:`|g|^2`, so for complex params the two libraries differ.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from gradtx import _validation as check
+from gradtx._base import GradientTransformation, leafwise, safe_increment
+
+
+class ScaleByRmsState(NamedTuple):
+    nu: Any  # EMA of g**2, mirrors params
+
+
+class ScaleByRmsWithCountState(NamedTuple):
+    count: jax.Array  # int32 scalar, updates made so far
+    nu: Any
+
+
+class ScaleByRStdDevState(NamedTuple):
+    mu: Any  # EMA of g, mirrors params
+    nu: Any  # EMA of g**2, mirrors params
+
+
+class ScaleByRStdDevWithCountState(NamedTuple):
+    count: jax.Array
+    mu: Any
+    nu: Any
+
+
+def _check(decay, eps, initial_scale) -> None:
+    check.in_range("decay", decay, 0.0, 1.0)
+    check.non_negative("eps", eps)
+    check.non_negative("initial_scale", initial_scale)
+
+
+def _ema(decay, moment, x):
+    """:math:`m \\leftarrow (1 - \\beta)\\,x + \\beta\\,m` (optax's operand order)."""
+    return (1 - decay) * x + decay * moment
+
+
+def _normalise(g, var, eps, eps_in_sqrt):
+    """:math:`g / \\sqrt{v + \\epsilon}` or :math:`g / (\\sqrt{v} + \\epsilon)`."""
+    if eps_in_sqrt:
+        return g * jax.lax.rsqrt(var + eps)
+    return g / (jnp.sqrt(var) + eps)
+
+
+def _bias_correction(decay, bias_correction):
+    """``per_step`` for the counted states: :math:`1 - \\beta^t` at the new count t."""
+    if not bias_correction:
+        return None
+
+    def per_step(count):
+        return {"correction": 1 - decay ** safe_increment(count)}
+
+    return per_step
+
+
+def scale_by_rms(
+    decay: float = 0.9,
+    eps: float = 1e-8,
+    initial_scale: float = 0.0,
+    eps_in_sqrt: bool = True,
+    bias_correction: bool = False,
+) -> GradientTransformation:
+    r"""Divide updates by the root of an exponential moving average of their squares.
+
+    .. math::
+        \nu_t = \beta\,\nu_{t-1} + (1-\beta)\,g_t^2, \qquad
+        \hat\nu_t = \nu_t / (1-\beta^t) \text{ if bias_correction else } \nu_t, \\
+        u_t = g_t / \sqrt{\hat\nu_t + \epsilon} \text{ (eps_in_sqrt)} \quad\text{or}\quad
+        u_t = g_t / (\sqrt{\hat\nu_t} + \epsilon),
+
+    with :math:`\beta` = ``decay`` and :math:`\nu_0` = ``initial_scale``.
+
+    Same arguments, defaults and numbers as ``optax.scale_by_rms`` (optax 0.2.8).
+    """
+    _check(decay, eps, initial_scale)
+    counted = bias_correction
+
+    def init_leaf(p):
+        return (jnp.full_like(p, initial_scale),)
+
+    def update_leaf(g, nu, correction=1.0):
+        nu = _ema(decay, nu, g * g)
+        nu_hat = nu / jnp.asarray(correction, nu.dtype) if counted else nu
+        return _normalise(g, nu_hat, eps, eps_in_sqrt), (nu,)
+
+    return leafwise(
+        update_leaf,
+        state=ScaleByRmsWithCountState if counted else ScaleByRmsState,
+        init_leaf=init_leaf,
+        per_step=_bias_correction(decay, counted),
+    )
+
+
+def scale_by_stddev(
+    decay: float = 0.9,
+    eps: float = 1e-8,
+    initial_scale: float = 0.0,
+    eps_in_sqrt: bool = True,
+    bias_correction: bool = False,
+    *,
+    clamp_variance: bool = False,
+) -> GradientTransformation:
+    r"""Divide updates by a running estimate of their standard deviation (centered RMSprop).
+
+    .. math::
+        \mu_t = \beta\,\mu_{t-1} + (1-\beta)\,g_t, \qquad
+        \nu_t = \beta\,\nu_{t-1} + (1-\beta)\,g_t^2, \\
+        u_t = g_t / \sqrt{\hat\nu_t - \hat\mu_t^2 + \epsilon} \text{ (eps_in_sqrt)}
+        \quad\text{or}\quad u_t = g_t / (\sqrt{\hat\nu_t - \hat\mu_t^2} + \epsilon),
+
+    with hats the bias-corrected moments when ``bias_correction`` (else the moments),
+    :math:`\mu_0 = 0` and :math:`\nu_0` = ``initial_scale``.
+
+    Same arguments, defaults and numbers as ``optax.scale_by_stddev`` (optax 0.2.8).
+    ``torch.optim.RMSprop(centered=True)`` is ``decay=alpha, eps_in_sqrt=False``.
+
+    In floating point :math:`\nu - \mu^2` can cancel to a tiny negative number, whose
+    square root is NaN (torch and optax both let that happen). ``clamp_variance=True``
+    (off by default, for parity) clamps the variance at zero first.
+    """
+    _check(decay, eps, initial_scale)
+    counted = bias_correction
+
+    def init_leaf(p):
+        return jnp.zeros_like(p), jnp.full_like(p, initial_scale)
+
+    def update_leaf(g, mu, nu, correction=1.0):
+        mu = _ema(decay, mu, g)
+        nu = _ema(decay, nu, g * g)
+        if counted:
+            c = jnp.asarray(correction, nu.dtype)
+            mu_hat, nu_hat = mu / c, nu / c
+        else:
+            mu_hat, nu_hat = mu, nu
+        var = nu_hat - mu_hat * mu_hat
+        if clamp_variance:
+            var = jnp.maximum(var, 0)
+        return _normalise(g, var, eps, eps_in_sqrt), (mu, nu)
+
+    return leafwise(
+        update_leaf,
+        state=ScaleByRStdDevWithCountState if counted else ScaleByRStdDevState,
+        init_leaf=init_leaf,
+        per_step=_bias_correction(decay, counted),
+    )
