@@ -19,6 +19,8 @@ transforms:
   naming the first path that differs,
 * complex parameters, viewed as pairs of reals the way ``torch.optim`` does,
 * dtypes: an update leaves with its gradient's dtype, a state leaf keeps its own,
+* placement: a state leaf of its param's shape is sharded like the param, whether
+  ``init`` runs eagerly or under ``jax.jit`` (see :func:`_placed_like`),
 * forwarding of extra keyword arguments (``value=loss``, ...).
 """
 
@@ -29,6 +31,7 @@ from typing import Any, NamedTuple, Protocol
 
 import jax
 import jax.numpy as jnp
+from jax.experimental.shard_alike import shard_alike
 
 Params = Any
 """A pytree of arrays: the parameters being optimised."""
@@ -174,6 +177,30 @@ def _as_complex(x: jax.Array, dtype: Any) -> jax.Array:
     return jax.lax.complex(x[..., 0], x[..., 1]).astype(dtype)
 
 
+def _placed_like(p: jax.Array, s: jax.Array) -> jax.Array:
+    """``s`` with ``p``'s sharding when their shapes agree (``p`` in real view).
+
+    Eagerly, ``p`` is a concrete array and ``s`` is moved onto its sharding (a
+    ``jnp.zeros(p.shape)`` would otherwise land on the default device). Under a trace
+    (``jax.jit(init)``), ``shard_alike`` asks sharding propagation to give ``s`` the
+    sharding ``p`` will have: without it the state of FSDP-sharded params comes out
+    of a jitted ``init`` replicated or on one device, as optax's does. On one device
+    neither costs anything: the device put is skipped, and ``shard_alike`` leaves no
+    trace in the compiled program.
+    """
+    if s.shape != p.shape:
+        return s
+    if isinstance(p, jax.core.Tracer):
+        want = jax.typeof(p).sharding
+        if not want.mesh.empty and jax.typeof(s).sharding != want:
+            s = jax.sharding.reshard(s, want)  # a mesh with Explicit axes: in the type
+        return shard_alike(p, s)[1]
+    sharding = getattr(p, "sharding", None)
+    if sharding is None or s.sharding.is_equivalent_to(sharding, s.ndim):
+        return s
+    return jax.device_put(s, sharding)
+
+
 def _columns(treedef: Any, per_leaf: list[tuple], n_fields: int) -> list[Any]:
     """Transpose per-leaf state tuples into one tree per state field."""
     if not per_leaf:
@@ -231,9 +258,11 @@ def leafwise(
 
     def init(params: Params) -> NamedTuple:
         leaves, treedef = jax.tree.flatten(params)
-        per_leaf = (
-            [tuple(init_leaf(as_real(jnp.asarray(p)))) for p in leaves] if tree_fields else []
-        )
+        per_leaf = []
+        if tree_fields:
+            for p in leaves:
+                p = as_real(jnp.asarray(p))
+                per_leaf.append(tuple(_placed_like(p, s) for s in init_leaf(p)))
         columns = _columns(treedef, per_leaf, len(tree_fields))
         return state(jnp.zeros([], jnp.int32), *columns) if counted else state(*columns)
 
