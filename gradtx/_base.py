@@ -31,6 +31,7 @@ from typing import Any, NamedTuple, Protocol
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.experimental.shard_alike import shard_alike
 
 Params = Any
@@ -284,9 +285,19 @@ def leafwise(
         g_leaves, treedef = jax.tree.flatten(updates)
         s_leaves = [treedef.flatten_up_to(tree) for tree in state_trees]
         p_leaves = treedef.flatten_up_to(params) if params is not None else None
+        # Under a trace (jit, vmap, grad), the rule goes through a nested jit: it is then
+        # traced once per distinct leaf signature (shape, dtype), and the other leaves of
+        # that signature reuse the trace. XLA inlines the call, so the compiled step is
+        # the same; what shrinks is the Python tracing and lowering, which grew with the
+        # leaf count (1,000 leaves, donated rprop step: 2.7 s -> 0.7 s of its compile
+        # time; see benchmarks/). Eagerly, the rule runs op by op as written.
         kw = {name: extra[name] for name in extra_args}
         if counted:
             kw.update(per_step(opt_state[0], **kw))
+        leaves = jax.tree.leaves((updates, opt_state, params, kw))
+        traced = any(isinstance(x, jax.core.Tracer) for x in leaves)
+        arrays = all(isinstance(x, (jax.Array, np.ndarray, np.generic, int, float)) for x in leaves)
+        rule = jax.jit(update_leaf) if traced and arrays else update_leaf
 
         out_u, out_s = [], []
         for i, g in enumerate(g_leaves):
@@ -300,7 +311,7 @@ def leafwise(
                     leaf_kw = {**kw, "p": as_real(p)}
             elif s:
                 _check_shapes(updates, i, g, None, s, tree_fields)
-            u, new_s = update_leaf(as_real(g), *s, **leaf_kw)
+            u, new_s = rule(as_real(g), *s, **leaf_kw)
             out_u.append(_as_complex(u, g.dtype) if jnp.iscomplexobj(g) else u.astype(g.dtype))
             out_s.append(tuple(n.astype(o.dtype) for n, o in zip(new_s, s)))
 
