@@ -122,11 +122,13 @@ def _rules(eta_minus, eta_plus, min_step_size, max_step_size):
         return _new_step_size(step, agree, eta_minus, eta_plus, min_step_size, max_step_size)
 
     def irprop_minus(g, step, prev_sign):
-        """iRprop- (Igel & Hüsken 2000; torch.optim.Rprop)::
+        """iRprop- (Igel & Hüsken 2000; torch.optim.Rprop), per weight::
 
-        if g·g' > 0:  Δ = min(Δ·η+, Δmax)
-        elif g·g' < 0:  Δ = max(Δ·η-, Δmin);  g = 0
-        w = w - sign(g)·Δ;  g' = g
+            if g·g' > 0:  Δ = min(Δ·η+, Δmax)
+            elif g·g' < 0:  Δ = max(Δ·η-, Δmin);  g = 0
+            w = w - sign(g)·Δ;  g' = g
+
+        Returns u = sign(g)·Δ = -Δw and the new (Δ, sign g').
         """
         s = sign(g)
         agree = s * prev_sign  # sign of g·g'
@@ -135,11 +137,13 @@ def _rules(eta_minus, eta_plus, min_step_size, max_step_size):
         return s.astype(step.dtype) * step, (step, s)
 
     def rprop_minus(g, step, prev_sign):
-        """Rprop- (Igel & Hüsken 2000)::
+        """Rprop- (Igel & Hüsken 2000), per weight::
 
-        if g·g' > 0:  Δ = min(Δ·η+, Δmax)
-        elif g·g' < 0:  Δ = max(Δ·η-, Δmin)
-        w = w - sign(g)·Δ;  g' = g
+            if g·g' > 0:  Δ = min(Δ·η+, Δmax)
+            elif g·g' < 0:  Δ = max(Δ·η-, Δmin)
+            w = w - sign(g)·Δ;  g' = g
+
+        Returns u = sign(g)·Δ = -Δw and the new (Δ, sign g').
         """
         s = sign(g)
         step = adapt(step, s * prev_sign)
