@@ -16,6 +16,7 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 import torch
 from hypothesis import given, settings
@@ -462,6 +463,32 @@ def test_complex_params_match_torch():
     assert_same_bits(ws, t_w, "params")
     assert_same_bits(ds, t_d, "step sizes (real view)")
     assert_same_bits(ss, t_s, "stored signs (real view)")
+
+
+def test_block_output_is_optax_one_step_earlier():
+    """The block returns u_t = sign(g'_t)·Δ_t (uphill). optax 0.2.8 computes the same u_t
+    (its state.prev_updates) but returns it one step later, zeroed where the next
+    gradient flips: checked live, with lr inside the bounds (optax does not clip it)."""
+    w0 = _w0(np.float64)
+    ours, theirs = (
+        gradtx.scale_by_rprop(0.03, 0.5, 1.2, 1e-3, 0.4),
+        optax.scale_by_rprop(0.03, 0.5, 1.2, 1e-3, 0.4),
+    )
+    s_ours, s_theirs = ours.init(jnp.asarray(w0)), theirs.init(jnp.asarray(w0))
+    ours, theirs = jax.jit(ours.update), jax.jit(theirs.update)
+    w, prev_u = w0, np.zeros_like(w0)
+    for t in range(60):
+        _, g = objective(w, t)
+        u, s_ours = ours(jnp.asarray(g), s_ours)
+        v, s_theirs = theirs(jnp.asarray(g), s_theirs)
+        u, v = np.asarray(u), np.asarray(v)
+        np.testing.assert_array_equal(np.asarray(s_theirs.prev_updates), u)
+        np.testing.assert_array_equal(np.asarray(s_theirs.step_sizes), s_ours.step_sizes)
+        flipped = np.sign(prev_u) * np.sign(g) < 0
+        np.testing.assert_array_equal(v, np.where(flipped, 0.0, prev_u))
+        if t == 0:
+            assert not v.any() and u.any()  # optax's first update is zero
+        w, prev_u = w - u, u
 
 
 # --------------------------------------------------------------------------------------
