@@ -26,7 +26,7 @@ from gradtx.rms import (
     scale_by_rms,
     scale_by_stddev,
 )
-from gradtx.rprop import ScaleByRpropState, scale_by_rprop
+from gradtx.rprop import ScaleByIRpropPlusState, ScaleByRpropState, scale_by_rprop
 from gradtx.scaling import ScaleByScheduleState, scale, scale_by_learning_rate, scale_by_schedule
 from gradtx.weight_decay import WeightDecayScheduleState, add_decayed_weights
 
@@ -38,6 +38,7 @@ __all__ = [
     "OptState",
     "Params",
     "ScalarOrSchedule",
+    "ScaleByIRpropPlusState",
     "ScaleByRStdDevState",
     "ScaleByRStdDevWithCountState",
     "ScaleByRmsState",

@@ -7,12 +7,14 @@ numbers.
 
 from __future__ import annotations
 
+import jax.numpy as jnp
+
 from gradtx import _validation as check
 from gradtx._base import GradientTransformation, ScalarOrSchedule
 from gradtx.combine import chain
 from gradtx.momentum import trace
 from gradtx.rms import scale_by_rms, scale_by_stddev
-from gradtx.rprop import check_rprop_args, scale_by_rprop
+from gradtx.rprop import Variant, check_rprop_args, scale_by_rprop
 from gradtx.scaling import scale, scale_by_learning_rate
 from gradtx.weight_decay import add_decayed_weights
 
@@ -28,6 +30,7 @@ def rprop(
     step_sizes: tuple[float, float] = (1e-6, 50.0),
     *,
     maximize: bool = False,
+    variant: Variant = "irprop-",
 ) -> GradientTransformation:
     r"""Rprop with ``torch.optim.Rprop``'s arguments, defaults and numbers.
 
@@ -35,9 +38,17 @@ def rprop(
 
         chain(
             scale(-1.0),                 # only if maximize
-            scale_by_rprop(learning_rate, eta_minus, eta_plus, min_step, max_step),
+            scale_by_rprop(learning_rate, eta_minus, eta_plus, min_step, max_step,
+                           variant=variant),
             scale(-1.0),                 # descend
         )
+
+    ``variant`` is one of ``"irprop-"`` (the default, torch's rule), ``"rprop-"``,
+    ``"rprop+"`` (Riedmiller & Braun 1993) and ``"irprop+"`` (Igel & Hüsken 2000); see
+    :func:`gradtx.scale_by_rprop` for their rules. ``"irprop+"`` needs the loss:
+    ``update(grads, state, params, value=loss)``; with ``maximize=True`` pass the objective
+    being maximised, and a *fall* of it counts as getting worse (the chain hands
+    ``scale_by_rprop`` ``value=-objective``).
 
     The rule (iRprop-, see :func:`gradtx.scale_by_rprop`), with :math:`\Delta_0` =
     ``learning_rate``, ``etas`` = :math:`(\eta^-, \eta^+)` and ``step_sizes`` =
@@ -50,7 +61,7 @@ def rprop(
 
     where :math:`\eta^+` applies when :math:`g_t g'_{t-1} > 0`, :math:`\eta^-` when it is
     negative (and then :math:`g'_t = 0`, no move), 1 otherwise. Matches torch bit for
-    bit in float32 and float64 (tests: ``tests/test_aliases.py``). Validation follows
+    bit in float32 and float64 (tests: ``tests/test_rprop_variants.py``). Validation follows
     torch: ``learning_rate >= 0``, ``0 < etas[0] < 1 < etas[1]``, and gradtx also
     requires ``0 <= step_sizes[0] <= step_sizes[1]``; all finite.
     """
@@ -64,9 +75,23 @@ def rprop(
         max_step,
         ("learning_rate", "etas", "etas", "step_sizes", "step_sizes"),
     )
+    rule = scale_by_rprop(learning_rate, eta_minus, eta_plus, min_step, max_step, variant=variant)
+    if maximize and variant == "irprop+":
+        rule = _negated_value(rule)
     blocks = [scale(-1.0)] if maximize else []
-    blocks += [scale_by_rprop(learning_rate, eta_minus, eta_plus, min_step, max_step), scale(-1.0)]
+    blocks += [rule, scale(-1.0)]
     return chain(*blocks)
+
+
+def _negated_value(tx: GradientTransformation) -> GradientTransformation:
+    """``tx`` with its ``value=`` keyword negated: maximising E is minimising -E."""
+
+    def update(updates, state, params=None, **extra_args):
+        if extra_args.get("value") is not None:
+            extra_args = {**extra_args, "value": -jnp.asarray(extra_args["value"])}
+        return tx.update(updates, state, params, **extra_args)
+
+    return GradientTransformation(tx.init, update)
 
 
 def rmsprop(

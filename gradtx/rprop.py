@@ -1,30 +1,73 @@
-"""Rprop, resilient backpropagation: a per-weight step size adapted by gradient signs.
+r"""Rprop, resilient backpropagation: a per-weight step size adapted by gradient signs.
 
-Riedmiller & Braun, "A direct adaptive method for faster backpropagation learning:
-the RPROP algorithm", ICNN 1993; the variant here is iRprop- of Igel & Hüsken,
-"Improving the Rprop learning algorithm", 2000, which is what ``torch.optim.Rprop``
-implements.
+Four variants, each a few lines of per-weight math below, in the notation of the papers:
+
+* ``"rprop+"``: Rprop with weight-backtracking, Riedmiller & Braun, "A direct adaptive
+  method for faster backpropagation learning: the RPROP algorithm", ICNN 1993.
+* ``"rprop-"``: Rprop without weight-backtracking, Igel & Hüsken, "Improving the Rprop
+  learning algorithm", NC 2000 (and "Empirical evaluation of the improved Rprop learning
+  algorithms", Neurocomputing 50, 2003).
+* ``"irprop-"``: improved Rprop without backtracking (Igel & Hüsken 2000, 2003); this is
+  ``torch.optim.Rprop``'s rule, and the default.
+* ``"irprop+"``: improved Rprop with backtracking only when the loss went up (Igel &
+  Hüsken 2000, 2003); it needs the loss: ``update(grads, state, params, value=loss)``.
+
+Notation: :math:`g` the gradient, :math:`g'` the stored previous gradient, :math:`\Delta`
+the step size, :math:`\Delta w` the last weight change, :math:`E` the loss.
 """
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from gradtx import _validation as check
-from gradtx._base import GradientTransformation, leafwise
+from gradtx._base import GradientTransformation, Params, Updates, leafwise
+
+Variant = Literal["irprop-", "rprop-", "rprop+", "irprop+"]
+VARIANTS: tuple[str, ...] = ("irprop-", "rprop-", "rprop+", "irprop+")
 
 
 class ScaleByRpropState(NamedTuple):
+    """The state of ``"irprop-"``, ``"rprop-"`` and ``"rprop+"``: 5 bytes per float32 weight."""
+
     step_sizes: Any  # Δ, per weight, in the param's dtype; mirrors params
-    prev_signs: Any  # sign of the previous (possibly zeroed) gradient, int8; mirrors params
+    prev_signs: Any  # sign of the previous (possibly zeroed) gradient g', int8; mirrors params
+
+
+class ScaleByIRpropPlusState(NamedTuple):
+    """The state of ``"irprop+"``: Rprop's, plus the previous loss :math:`E_{t-1}`."""
+
+    step_sizes: Any  # Δ, per weight, in the param's dtype; mirrors params
+    prev_signs: Any  # sign of g', int8; mirrors params
+    prev_value: jax.Array  # E_{t-1}: a scalar, +inf before the first update
+
+
+# --------------------------------------------------------------------------------------
+# Signs, read from the bits so that no flush-to-zero mode can hide them
+# --------------------------------------------------------------------------------------
+
+_SAME_WIDTH_INT = {1: jnp.int8, 2: jnp.int16, 4: jnp.int32, 8: jnp.int64}
 
 
 def sign(x: jax.Array) -> jax.Array:
-    """The sign of ``x`` as ``int8``, with ``sign(NaN) = 0`` as in ``torch.sign``."""
-    return (x > 0).astype(jnp.int8) - (x < 0).astype(jnp.int8)
+    """The sign of ``x`` as ``int8``: -1, 0 or +1, with ``sign(NaN) = 0`` as in ``torch.sign``.
+
+    Read from the bit pattern, so that a subnormal number has the sign torch gives it:
+    XLA on CPU runs with denormals-are-zero, where ``x > 0`` is false for ``x = 1e-45``.
+    """
+    x = jnp.asarray(x)
+    if not jnp.issubdtype(x.dtype, jnp.floating) or x.dtype.itemsize not in _SAME_WIDTH_INT:
+        s = (x > 0).astype(jnp.int8) - (x < 0).astype(jnp.int8)
+        return s
+    int_type = _SAME_WIDTH_INT[x.dtype.itemsize]
+    bits = jax.lax.bitcast_convert_type(x, int_type)
+    magnitude = bits & jnp.iinfo(int_type).max  # the bits without the sign bit
+    inf = jax.lax.bitcast_convert_type(jnp.array(jnp.inf, x.dtype), int_type)
+    is_number = (magnitude != 0) & (magnitude <= inf)  # not ±0, not NaN
+    return jnp.where(is_number, jnp.where(bits < 0, -1, 1), 0).astype(jnp.int8)
 
 
 def check_rprop_args(learning_rate, eta_minus, eta_plus, min_step_size, max_step_size, names):
@@ -44,41 +87,158 @@ def check_rprop_args(learning_rate, eta_minus, eta_plus, min_step_size, max_step
         )
 
 
+def check_variant(variant: Any) -> str:
+    """Return ``variant`` if it is one of :data:`VARIANTS`, else raise ``ValueError``."""
+    if not isinstance(variant, str) or variant not in VARIANTS:
+        raise ValueError(f"Invalid variant: {variant!r} (must be one of {', '.join(VARIANTS)}).")
+    return variant
+
+
+# --------------------------------------------------------------------------------------
+# The four rules, per weight
+# --------------------------------------------------------------------------------------
+#
+# Every rule reads the stored g' only through its sign, and returns the update
+# u = -Δw (it points uphill, like a gradient; the alias negates it). g_t·g'_{t-1} is
+# judged by sign(g_t)·sign(g'_{t-1}), an int8 in {-1, 0, 1}.
+#
+# The "+" variants undo "the previous weight change Δw_{t-1}" without storing it: they
+# undo only where g_t·g'_{t-1} < 0, so where g'_{t-1} != 0, and every step that leaves
+# g'_{t-1} != 0 moved by Δw_{t-1} = -sign(g'_{t-1})·Δ_{t-1} exactly (both branches of the
+# paper that store g' = g move so). Hence u_{t-1} = sign(g'_{t-1})·Δ_{t-1}, the stored
+# sign times the stored step size, bit for bit.
+
+
+def _new_step_size(step, agree, eta_minus, eta_plus, min_step_size, max_step_size):
+    """Δ_t = min(Δ_{t-1}·η+, Δmax) if agree > 0; max(Δ_{t-1}·η-, Δmin) if agree < 0;
+    Δ_{t-1} otherwise. Clipped into [Δmin, Δmax] in every case, as torch does, which only
+    matters on the first step when ``learning_rate`` lies outside the bounds."""
+    factor = jnp.where(agree > 0, eta_plus, jnp.where(agree < 0, eta_minus, 1.0))
+    return jnp.clip(step * factor.astype(step.dtype), min_step_size, max_step_size)
+
+
+def _rules(eta_minus, eta_plus, min_step_size, max_step_size):
+    def adapt(step, agree):
+        return _new_step_size(step, agree, eta_minus, eta_plus, min_step_size, max_step_size)
+
+    def irprop_minus(g, step, prev_sign):
+        """iRprop- (Igel & Hüsken 2000; torch.optim.Rprop), per weight::
+
+            if g·g' > 0:  Δ = min(Δ·η+, Δmax)
+            elif g·g' < 0:  Δ = max(Δ·η-, Δmin);  g = 0
+            w = w - sign(g)·Δ;  g' = g
+
+        Returns u = sign(g)·Δ = -Δw and the new (Δ, sign g').
+        """
+        s = sign(g)
+        agree = s * prev_sign  # sign of g·g'
+        step = adapt(step, agree)
+        s = jnp.where(agree < 0, 0, s).astype(jnp.int8)  # g = 0: no move, g' = 0
+        return s.astype(step.dtype) * step, (step, s)
+
+    def rprop_minus(g, step, prev_sign):
+        """Rprop- (Igel & Hüsken 2000), per weight::
+
+            if g·g' > 0:  Δ = min(Δ·η+, Δmax)
+            elif g·g' < 0:  Δ = max(Δ·η-, Δmin)
+            w = w - sign(g)·Δ;  g' = g
+
+        Returns u = sign(g)·Δ = -Δw and the new (Δ, sign g').
+        """
+        s = sign(g)
+        step = adapt(step, s * prev_sign)
+        return s.astype(step.dtype) * step, (step, s)
+
+    def rprop_plus(g, step, prev_sign, *, worse=True):
+        """Rprop+ (Riedmiller & Braun 1993); iRprop+ when ``worse`` is
+        E_t > E_{t-1} (Igel & Hüsken 2000)::
+
+            if g·g' >= 0:  Δ = min(Δ·η+, Δmax) if g·g' > 0;  Δw = -sign(g)·Δ;  w = w + Δw;  g' = g
+            if g·g' < 0:   Δ = max(Δ·η-, Δmin);  if worse: w = w - Δw_{t-1};  g' = 0
+        """
+        s = sign(g)
+        agree = s * prev_sign
+        prev_move = prev_sign.astype(step.dtype) * step  # u_{t-1} = -Δw_{t-1}, see above
+        step = adapt(step, agree)
+        undo = jnp.where(worse, -prev_move, jnp.zeros_like(prev_move))
+        u = jnp.where(agree < 0, undo, s.astype(step.dtype) * step)
+        s = jnp.where(agree < 0, 0, s).astype(jnp.int8)  # g' = 0
+        return u, (step, s)
+
+    return {"irprop-": irprop_minus, "rprop-": rprop_minus, "rprop+": rprop_plus}
+
+
+# --------------------------------------------------------------------------------------
+# The transform
+# --------------------------------------------------------------------------------------
+
+
+def _value_dtype() -> Any:
+    """float64 when x64 is enabled, else float32: E_{t-1} is compared without rounding."""
+    return jax.dtypes.canonicalize_dtype(jnp.float64)
+
+
 def scale_by_rprop(
     learning_rate: float,
     eta_minus: float = 0.5,
     eta_plus: float = 1.2,
     min_step_size: float = 1e-6,
     max_step_size: float = 50.0,
+    *,
+    variant: Variant = "irprop-",
 ) -> GradientTransformation:
-    r"""Rprop's sign rule (iRprop-), returning :math:`\operatorname{sign}(g_t)\,\Delta_t`.
+    r"""Rprop's sign rule, returning :math:`u_t = -\Delta w_t` (uphill, like a gradient).
 
-    With :math:`g'` the previous gradient as stored (zeroed where its sign flipped),
-    :math:`\Delta_0` = ``learning_rate`` and every product judged by its sign:
+    :math:`\Delta_0` = ``learning_rate``; each product :math:`g_t g'_{t-1}` is judged by
+    its sign. All variants adapt the step size alike, clipped into the bounds at every
+    step (the first included, as torch does):
 
     .. math::
         \Delta_t = \operatorname{clip}\big(\Delta_{t-1}\cdot
             \begin{cases}\eta^+ & g_t g'_{t-1} > 0\\ \eta^- & g_t g'_{t-1} < 0\\
-            1 & \text{otherwise}\end{cases},\ \Delta_{\min},\ \Delta_{\max}\big), \\
-        g'_t = \begin{cases} 0 & g_t g'_{t-1} < 0 \\ g_t & \text{otherwise}\end{cases},
-        \qquad u_t = \operatorname{sign}(g'_t)\,\Delta_t .
+            1 & \text{otherwise}\end{cases},\ \Delta_{\min},\ \Delta_{\max}\big).
 
-    The update points uphill, like a gradient: chain it with ``scale(-1.0)`` to descend
-    (as :func:`gradtx.rprop` does). Same arguments and defaults as ``optax.scale_by_rprop``.
+    ``variant`` picks what happens next:
 
-    Differences from optax 0.2.8, where we follow the paper and ``torch.optim.Rprop``:
-    optax returns each step's update one step late (its first update is zero), and it
-    does not clip :math:`\Delta` into the bounds when :math:`g_t g'_{t-1} = 0`, so a
-    ``learning_rate`` outside the bounds is used as is on the first step.
+    * ``"irprop-"`` (default; Igel & Hüsken 2000; ``torch.optim.Rprop``): where
+      :math:`g_t g'_{t-1} < 0` set :math:`g_t = 0`; :math:`u_t = \operatorname{sign}(g_t)
+      \Delta_t`; :math:`g'_t = g_t`.
+    * ``"rprop-"`` (Igel & Hüsken 2000): :math:`u_t = \operatorname{sign}(g_t)\Delta_t`
+      always; :math:`g'_t = g_t`.
+    * ``"rprop+"`` (Riedmiller & Braun 1993, weight-backtracking): where
+      :math:`g_t g'_{t-1} \ge 0`, :math:`u_t = \operatorname{sign}(g_t)\Delta_t` and
+      :math:`g'_t = g_t`; where :math:`g_t g'_{t-1} < 0`, undo the previous move,
+      :math:`u_t = -u_{t-1}`, and :math:`g'_t = 0`.
+    * ``"irprop+"`` (Igel & Hüsken 2000): as ``"rprop+"``, but the previous move is undone
+      only if the loss went up, :math:`E_t > E_{t-1}` (else :math:`u_t = 0` there), with
+      :math:`E_{-1} = +\infty`. The loss :math:`E_t` (at the params the gradients were taken
+      at) must be passed as ``update(grads, state, params, value=loss)``; ``chain`` passes it
+      on. Without it ``update`` raises ``TypeError``. A NaN loss is never "worse".
 
-    State: :math:`\Delta` in the param's dtype and the *sign* of :math:`g'` as ``int8``
-    (5 bytes per float32 weight; torch keeps :math:`g'` itself, 8). The rule only ever
-    looks at the sign of :math:`g_t g'_{t-1}`, which is :math:`\operatorname{sign}(g_t)
-    \operatorname{sign}(g'_{t-1})`; the one place the two can disagree is when the
-    product of two tiny floats underflows to 0 in torch, which torch then reads as
-    "no information" while gradtx still reads the signs. ``sign(NaN)`` is 0 (torch's
+    Chain it with ``scale(-1.0)`` to descend (as :func:`gradtx.rprop` does); the "+"
+    variants undo the previous *output of this block*, which is the previous weight change
+    when the blocks after it are fixed and linear.
+
+    **State.** :math:`\Delta` in the param's dtype and the *sign* of :math:`g'` as ``int8``:
+    5 bytes per float32 weight for every variant (torch and optax keep 8), plus one scalar
+    :math:`E_{t-1}` for ``"irprop+"`` (float64 when x64 is enabled, else float32). The "+"
+    variants need no stored :math:`\Delta w`: they undo only where :math:`g'_{t-1} \ne 0`,
+    and there :math:`u_{t-1} = \operatorname{sign}(g'_{t-1})\Delta_{t-1}` exactly.
+
+    **Where it can differ from torch.** torch multiplies :math:`g_t g'_{t-1}` and takes the
+    sign of the product; where two tiny gradients' product underflows to 0 (float32:
+    :math:`|g_t g'_{t-1}| < 7\cdot 10^{-46}`, e.g. both near :math:`10^{-23}`; float64: below
+    :math:`2.5\cdot 10^{-324}`) torch reads "no information" (factor 1, no zeroing), while
+    gradtx reads the signs, which is the paper's rule: the sign of a product is the product
+    of the signs. Signs are read from the bits, so subnormal gradients have the sign torch
+    gives them even under XLA's flush-to-zero on CPU. ``sign(NaN) = 0`` (torch's
     convention): a NaN gradient leaves its weight and step size unchanged this step and
-    gives no sign information to the next.
+    gives no sign information to the next, as in torch.
+
+    Same arguments and defaults as ``optax.scale_by_rprop``, which (0.2.8) differs: it
+    returns each step's update one step late (its first update is zero), and it does not
+    clip :math:`\Delta` when :math:`g_t g'_{t-1} = 0`, so a ``learning_rate`` outside the
+    bounds is used as is on the first step. optax and torch offer only iRprop-.
     """
     check_rprop_args(
         learning_rate,
@@ -88,16 +248,36 @@ def scale_by_rprop(
         max_step_size,
         ("learning_rate", "eta_minus", "eta_plus", "min_step_size", "max_step_size"),
     )
+    check_variant(variant)
 
     def init_leaf(p):
         return jnp.full_like(p, learning_rate), jnp.zeros(p.shape, jnp.int8)
 
-    def update_leaf(g, step, prev_sign):
-        s = sign(g)
-        agree = s * prev_sign  # sign of g_t * g'_{t-1}
-        factor = jnp.where(agree > 0, eta_plus, jnp.where(agree < 0, eta_minus, 1.0))
-        step = jnp.clip(step * factor.astype(step.dtype), min_step_size, max_step_size)
-        s = jnp.where(agree < 0, 0, s).astype(jnp.int8)  # forget the flipped gradient
-        return s.astype(step.dtype) * step, (step, s)
+    rules = _rules(eta_minus, eta_plus, min_step_size, max_step_size)
+    if variant != "irprop+":
+        return leafwise(rules[variant], state=ScaleByRpropState, init_leaf=init_leaf)
 
-    return leafwise(update_leaf, state=ScaleByRpropState, init_leaf=init_leaf)
+    per_weight = leafwise(
+        rules["rprop+"], state=ScaleByRpropState, init_leaf=init_leaf, extra_args=("worse",)
+    )
+
+    def init(params: Params) -> ScaleByIRpropPlusState:
+        inner = per_weight.init(params)
+        return ScaleByIRpropPlusState(*inner, jnp.array(jnp.inf, _value_dtype()))
+
+    def update(updates: Updates, state: ScaleByIRpropPlusState, params=None, **extra_args):
+        value = extra_args.get("value")
+        if value is None:
+            raise TypeError(
+                "scale_by_rprop(variant='irprop+') needs the loss at the current params: "
+                "call update(grads, state, params, value=loss)."
+            )
+        value = jnp.asarray(value)
+        if value.shape != ():
+            raise ValueError(f"value must be a scalar loss, got shape {value.shape}.")
+        worse = value > state.prev_value  # E_t > E_{t-1}; False on the first step
+        inner = ScaleByRpropState(state.step_sizes, state.prev_signs)
+        updates, inner = per_weight.update(updates, inner, params, worse=worse)
+        return updates, ScaleByIRpropPlusState(*inner, value.astype(state.prev_value.dtype))
+
+    return GradientTransformation(init, update)
