@@ -103,7 +103,7 @@ class JaxRunner:
 
 
 def _jax_member(family, library, label, tx_fn, donate, needs_value=False) -> Member:
-    apply = gradtx.apply_updates if library == "gradtx" else optax.apply_updates
+    apply = optax.apply_updates if library == "optax" else gradtx.apply_updates
 
     def make(params, grads):
         return JaxRunner(tx_fn(), apply, params, grads, donate, needs_value)
@@ -156,6 +156,13 @@ def _torch_member(family, label, opt_fn, foreach: bool) -> Member:
 # --------------------------------------------------------------------------------------
 # The families
 # --------------------------------------------------------------------------------------
+
+
+def floor_member(family: str) -> Member:
+    """Plain SGD (``p - lr * g``, no state) as a donated jitted step: one kernel per
+    leaf, 12 B/param, the best any leaf-by-leaf step can do on a workload. Raced with
+    every family, it shows how much of a step's time is per-call and per-leaf cost."""
+    return _jax_member(family, "floor", "sgd", lambda: gradtx.scale(-LR), True)
 
 
 def _both_modes(family, library, label, tx_fn, needs_value=False) -> list[Member]:
@@ -212,15 +219,20 @@ def rprop_family() -> list[Member]:
     (iRprop-), with torch's defaults."""
     fam = "rprop"
     members: list[Member] = []
-    for variant in rprop_variants():
+    for i, variant in enumerate(rprop_variants()):
         kwargs = {"variant": variant} if len(rprop_variants()) > 1 else {}
-        members += _both_modes(
-            fam,
-            "gradtx",
-            variant,
-            lambda kw=kwargs: gradtx.rprop(LR, **kw),
-            needs_value=variant == "irprop+",
-        )
+        # every variant donated; the default (torch's) also without donation
+        for donate in (True, False) if i == 0 else (True,):
+            members.append(
+                _jax_member(
+                    fam,
+                    "gradtx",
+                    variant,
+                    lambda kw=kwargs: gradtx.rprop(LR, **kw),
+                    donate,
+                    needs_value=variant == "irprop+",
+                )
+            )
     members += _both_modes(fam, "optax", "", lambda: optax.rprop(LR))
     members += _torch_both(fam, "irprop-", lambda ps, fe: torch.optim.Rprop(ps, LR, foreach=fe))
     return members

@@ -145,7 +145,7 @@ def make_arrays(workload: workloads.Workload, seed: int = 0):
 def run_family(workload, family: str, rounds: int, rng, target_s: float, log) -> dict:
     """Build, compile and race one family on one workload; return its rows and bandwidth."""
     params, grads = make_arrays(workload)
-    members = contenders.FAMILIES[family]()
+    members = [*contenders.FAMILIES[family](), contenders.floor_member(family)]
     runners, first, counts = {}, {}, {}
     for m in members:
         runner = m.make(params, grads)
@@ -196,13 +196,14 @@ def run_family(workload, family: str, rounds: int, rng, target_s: float, log) ->
     return {"rows": rows, "bandwidth_gbps": bandwidth / 1e9, "probes_gbps": probe_gbps}
 
 
-def compile_times(leaf_counts, leaf_size: int, families, log) -> list[dict]:
-    """Seconds to trace, lower and compile the donated step against the leaf count."""
+def compile_times(leaf_counts, leaf_size: int, families, log, most_leaves_families) -> list:
+    """Seconds to trace, lower and compile the donated step against the leaf count
+    (above 1,000 leaves only for ``most_leaves_families``, to keep the suite short)."""
     out = []
     for n_leaves in leaf_counts:
         wl = workloads.uniform(n_leaves, leaf_size)
         params, grads = make_arrays(wl)
-        for family in families:
+        for family in families if n_leaves <= 1000 else most_leaves_families:
             for m in contenders.FAMILIES[family]():
                 if m.mode != "donated" or (m.label and m.label != "irprop-"):
                     continue
@@ -335,7 +336,7 @@ def chart(rows: list[dict], compiles: list[dict], path: Path) -> None:
     wls = list(dict.fromkeys(r["workload"] for r in rows))
     n_plots = len(wls) + (1 if compiles else 0)
     fig, axes = plt.subplots(1, n_plots, figsize=(5.5 * n_plots, 7), squeeze=False)
-    colors = {"gradtx": "tab:blue", "optax": "tab:orange", "torch": "tab:red"}
+    colors = {"gradtx": "tab:blue", "optax": "tab:orange", "torch": "tab:red", "floor": "0.6"}
     for ax, wl in zip(axes[0], wls):
         sel = [r for r in rows if r["workload"] == wl and r["mode"] in ("donated", "foreach")]
         labels = [f"{r['family']}: {r['member']}" for r in sel]
@@ -406,7 +407,7 @@ def main(argv=None) -> None:
             probes[(wl.name, fam)] = out["probes_gbps"]
     log("compile time against leaf count")
     compile_families = ["rmsprop", "rprop"] if args.quick else args.families
-    compiles = compile_times(leaf_counts, 1024, compile_families, log)
+    compiles = compile_times(leaf_counts, 1024, compile_families, log, ["rmsprop", "rprop"])
     info["load_after"] = os.getloadavg()
     info["suite_seconds"] = round(time.perf_counter() - t_start, 1)
 

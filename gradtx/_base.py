@@ -179,25 +179,38 @@ def _as_complex(x: jax.Array, dtype: Any) -> jax.Array:
 
 
 def _placed_like(p: jax.Array, s: jax.Array) -> jax.Array:
-    """``s`` with ``p``'s sharding when their shapes agree (``p`` in real view).
+    """State leaf ``s`` with param ``p``'s sharding, when ``s`` has ``p``'s shape (for a
+    complex ``p``: its real view's, the sharding extended over the trailing axis).
 
-    Eagerly, ``p`` is a concrete array and ``s`` is moved onto its sharding (a
-    ``jnp.zeros(p.shape)`` would otherwise land on the default device). Under a trace
-    (``jax.jit(init)``), ``shard_alike`` asks sharding propagation to give ``s`` the
-    sharding ``p`` will have: without it the state of FSDP-sharded params comes out
-    of a jitted ``init`` replicated or on one device, as optax's does. On one device
-    neither costs anything: the device put is skipped, and ``shard_alike`` leaves no
-    trace in the compiled program.
+    A concrete ``p`` (eager ``init``, or params closed over by a jitted function) gives
+    its sharding directly: ``s`` is moved there (a ``jnp.zeros(p.shape)`` would land on
+    the default device), or constrained to it when ``s`` is traced (``init_leaf`` closed
+    over a traced hyperparameter). A traced ``p`` (``jax.jit(init)``) has no sharding
+    yet: ``shard_alike`` asks sharding propagation to give ``s`` the one ``p`` will have,
+    and with ``Explicit`` mesh axes the sharding of ``p``'s type is given to ``s``'s.
+    Without this, the state of FSDP-sharded params comes out of a jitted ``init``
+    replicated or on one device, as optax's does. On one device none of it costs
+    anything: nothing is moved, and ``shard_alike`` leaves no trace in the program.
     """
-    if s.shape != p.shape:
+    complex_p = jnp.iscomplexobj(p)
+    if s.shape != ((*p.shape, 2) if complex_p else p.shape):
         return s
     if isinstance(p, jax.core.Tracer):
+        p = as_real(p)
         want = jax.typeof(p).sharding
         if not want.mesh.empty and jax.typeof(s).sharding != want:
             s = jax.sharding.reshard(s, want)  # a mesh with Explicit axes: in the type
         return shard_alike(p, s)[1]
     sharding = getattr(p, "sharding", None)
-    if sharding is None or s.sharding.is_equivalent_to(sharding, s.ndim):
+    if sharding is None or (len(sharding.device_set) == 1 and isinstance(s, jax.core.Tracer)):
+        return s
+    if complex_p and isinstance(sharding, jax.sharding.NamedSharding):
+        sharding = sharding.update(spec=(*sharding.spec, *[None] * (s.ndim - len(sharding.spec))))
+    elif complex_p and not isinstance(sharding, jax.sharding.SingleDeviceSharding):
+        return s  # no rule to extend it over the trailing axis
+    if isinstance(s, jax.core.Tracer):
+        return jax.lax.with_sharding_constraint(s, sharding)
+    if s.sharding.is_equivalent_to(sharding, s.ndim):
         return s
     return jax.device_put(s, sharding)
 
@@ -262,8 +275,8 @@ def leafwise(
         per_leaf = []
         if tree_fields:
             for p in leaves:
-                p = as_real(jnp.asarray(p))
-                per_leaf.append(tuple(_placed_like(p, s) for s in init_leaf(p)))
+                p = jnp.asarray(p)
+                per_leaf.append(tuple(_placed_like(p, s) for s in init_leaf(as_real(p))))
         columns = _columns(treedef, per_leaf, len(tree_fields))
         return state(jnp.zeros([], jnp.int32), *columns) if counted else state(*columns)
 

@@ -189,6 +189,19 @@ def test_explicit_mesh_axes_jit_init_keeps_shardings():
             assert _check_state_like_params(params, tx.init(params), "eager") > 0
 
 
+def test_state_built_from_a_traced_hyperparameter_keeps_shardings():
+    """``init_leaf`` may close over a traced value (Rprop's initial step size, under a
+    meta-gradient or an injected hyperparameter): its state still follows the params,
+    whether the params are traced too or concrete."""
+    mesh = _mesh()
+    host = _params()
+    params = jax.device_put(host, _shardings(mesh, "fsdp", host))
+    both_traced = jax.jit(lambda p, lr: gradtx.rprop(lr).init(p))(params, 0.1)
+    assert _check_state_like_params(params, both_traced, "jit(p, lr)") > 0
+    lr_traced = jax.jit(lambda lr: gradtx.rprop(lr).init(params))(0.1)
+    assert _check_state_like_params(params, lr_traced, "jit(lr)") > 0
+
+
 def test_naive_jitted_init_loses_fsdp_sharding():
     """The check above can fail: zeros_like per leaf under jit (optax's init) comes out
     unsharded."""

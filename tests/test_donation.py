@@ -38,7 +38,10 @@ TRANSFORMS = [
         False,
     ),
     ("stddev[bias_correction]", lambda: gradtx.scale_by_stddev(bias_correction=True), False),
-    ("rprop", lambda: gradtx.rprop(1e-2), True),
+    *[
+        (f"rprop[{v}]", lambda v=v: gradtx.rprop(1e-2, variant=v), True)
+        for v in ("irprop-", "rprop-", "rprop+", "irprop+")
+    ],
 ]
 
 ROWS = 64
@@ -57,12 +60,12 @@ def _compiled(tx, donate):
     params = _tree()
     state = tx.init(params)
 
-    def step(params, state, grads):
-        updates, state = tx.update(grads, state, params)
+    def step(params, state, grads, loss):
+        updates, state = tx.update(grads, state, params, value=loss)  # irprop+ reads it
         return gradtx.apply_updates(params, updates), state
 
     fn = jax.jit(step, donate_argnums=(0, 1) if donate else ())
-    compiled = fn.lower(params, state, _tree()).compile()
+    compiled = fn.lower(params, state, _tree(), jnp.float32(1.0)).compile()
     n_bytes = sum(x.nbytes for x in jax.tree.leaves((params, state)))
     return compiled, n_bytes
 
