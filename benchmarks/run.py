@@ -169,7 +169,7 @@ def run_family(workload, family: str, rounds: int, rng, target_s: float, log) ->
         r, t = runners[m.name], times[m.name]
         state_bpp = r.state_bytes / n
         must_bpp = 12 + 2 * state_bpp
-        ref = optax_time.get(m.mode, optax_time.get("donated"))
+        ref = optax_time.get(m.mode, optax_time.get("donated"))  # torch, region analysis
         c = counts[m.name]
         rows.append(
             {
@@ -265,16 +265,6 @@ def compile_table(entries: list[dict]) -> str:
             cells.append(f"{hit[0]:.2f} s" if hit else "–")
         body += f"| {fam} | {mem} | " + " | ".join(cells) + " |\n"
     return head + body
-
-
-def _row(rows, workload, family, library, mode="donated", label=""):
-    want = f"{library}[{label}] {mode}" if label else f"{library} {mode}"
-    hit = [
-        r
-        for r in rows
-        if r["workload"] == workload and r["family"] == family and r["member"] == want
-    ]
-    return hit[0] if hit else None
 
 
 def targets(rows: list[dict], compiles: list[dict]) -> list[str]:
@@ -407,7 +397,7 @@ def main(argv=None) -> None:
             probes[(wl.name, fam)] = out["probes_gbps"]
     log("compile time against leaf count")
     compile_families = ["rmsprop", "rprop"] if args.quick else args.families
-    compiles = compile_times(leaf_counts, 1024, compile_families, log, ["rmsprop", "rprop"])
+    compiles = compile_times(leaf_counts, 1024, compile_families, log, ["rmsprop"])
     info["load_after"] = os.getloadavg()
     info["suite_seconds"] = round(time.perf_counter() - t_start, 1)
 
