@@ -5,7 +5,9 @@ a fusion, a copy, a custom call, or any unfused op; parameters, tuples,
 get-tuple-element, bitcasts and constants are bookkeeping and are not counted.
 *Bytes* are XLA's own cost analysis ("bytes accessed": every kernel's operands and
 outputs), so a value written by one kernel and read back by the next counts twice,
-which is exactly the traffic the roofline charges.
+which is exactly the traffic the roofline charges. *Temp* is the executable's
+temporary buffer (copies, intermediates XLA materialises): allocated on every call, and
+on CPU a fresh allocation of tens of MiB is paid again in page faults at every step.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ class Counts(NamedTuple):
     kernels: int  # memory-touching instructions in the entry computation
     by_op: dict  # opcode -> count
     bytes_accessed: float  # XLA cost analysis, whole step
+    temp_bytes: int  # the step's temporary buffer (memory analysis), allocated every call
 
     def per_leaf(self, n_leaves: int) -> float:
         return self.kernels / n_leaves
@@ -52,4 +55,7 @@ def count(compiled, n_params: int, n_leaves: int) -> Counts:
     cost = compiled.cost_analysis()
     if isinstance(cost, list):  # older jax returned one dict per device
         cost = cost[0]
-    return Counts(sum(kernels.values()), dict(kernels), float(cost.get("bytes accessed", 0.0)))
+    temp = compiled.memory_analysis().temp_size_in_bytes
+    return Counts(
+        sum(kernels.values()), dict(kernels), float(cost.get("bytes accessed", 0.0)), temp
+    )
