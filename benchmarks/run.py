@@ -369,7 +369,9 @@ def chart(rows: list[dict], compiles: list[dict], path: Path) -> None:
     fig, axes = plt.subplots(1, n_plots, figsize=(5.5 * n_plots, 7), squeeze=False)
     colors = {"gradtx": "tab:blue", "optax": "tab:orange", "torch": "tab:red", "floor": "0.6"}
     for ax, wl in zip(axes[0], wls):
-        sel = [r for r in rows if r["workload"] == wl and r["mode"] in ("donated", "foreach")]
+        sel = [
+            r for r in rows if r["workload"] == wl and r["mode"].startswith(("donated", "foreach"))
+        ]
         labels = [f"{r['family']}: {r['member']}" for r in sel]
         ax.barh(
             range(len(sel)),
@@ -380,7 +382,7 @@ def chart(rows: list[dict], compiles: list[dict], path: Path) -> None:
         ax.invert_yaxis()
         ax.axvline(100, color="k", lw=0.8)
         ax.set_xlabel("% of the memory-bandwidth roofline (donated JAX, torch foreach)")
-        ax.set_title(f"{wl}: {next(r for r in rows if r['workload'] == wl)['workload']}")
+        ax.set_title(f"{wl}: {workloads.WORKLOADS[wl].description}")
     if compiles:
         ax = axes[0][-1]
         for fam, mem in dict.fromkeys((e["family"], e["member"]) for e in compiles):
