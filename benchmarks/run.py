@@ -44,6 +44,7 @@ from benchmarks import contenders, workloads
 
 RESULTS = Path(__file__).parent / "results"
 PROBE_SIZE = 1 << 24
+BUDGET_S = 20.0  # most seconds of samples per contender and race
 
 
 # --------------------------------------------------------------------------------------
@@ -111,23 +112,42 @@ class TorchProbe:
 # --------------------------------------------------------------------------------------
 
 
-def _calls_per_sample(runner, target_s: float) -> int:
-    """Enough back-to-back calls that one sample lasts about ``target_s``."""
-    t0 = time.perf_counter()
-    runner.step()
-    one = max(time.perf_counter() - t0, 1e-6)
-    return int(min(max(round(target_s / one), 1), 2000))
+def _one_step(runner, tries: int = 5) -> float:
+    """Median seconds of a few steps."""
+    times = []
+    for _ in range(tries):
+        t0 = time.perf_counter()
+        runner.step()
+        times.append(time.perf_counter() - t0)
+    return max(statistics.median(times), 1e-6)
 
 
-def race(runners: dict, rounds: int, rng: np.random.Generator, target_s: float) -> dict:
-    """Median seconds per step of each runner, interleaved in a fresh order per round."""
-    calls = {k: _calls_per_sample(r, target_s) for k, r in runners.items()}
-    samples: dict = {k: [] for k in runners}
-    keys = list(runners)
+def race(runners: dict, probes: dict, rounds: int, rng, target_s: float) -> dict:
+    """Median seconds per step of each runner and probe, interleaved in a fresh order
+    per round.
+
+    Every contender makes the same number of back-to-back calls per sample, enough that
+    the slowest one's sample lasts about ``target_s`` (so that per-sample costs weigh
+    alike); when steps are that short (small trees) each sample starts with one untimed
+    call, so that it times the steady state and not the caches a 64 MiB probe just
+    flushed. Probes run one call per sample. A contender whose samples have taken more
+    than ``BUDGET_S`` stops after 3 rounds (torch's 1,000-tensor loops under load).
+    """
+    slowest = max(_one_step(r) for r in runners.values())
+    calls = dict.fromkeys(runners, int(min(max(round(target_s / slowest), 1), 2000)))
+    calls.update(dict.fromkeys(probes, 1))
+    warm = slowest < 1e-3
+    everyone = {**runners, **probes}
+    samples: dict = {k: [] for k in everyone}
+    keys = list(everyone)
     for _ in range(rounds):
         for i in rng.permutation(len(keys)):
             k = keys[i]
-            r, n = runners[k], calls[k]
+            r, n = everyone[k], calls[k]
+            if len(samples[k]) >= 3 and sum(samples[k]) * n > BUDGET_S:
+                continue
+            if warm and k in runners:
+                r.step()
             t0 = time.perf_counter()
             for _ in range(n):
                 r.step()
@@ -167,7 +187,7 @@ def run_family(workload, family: str, rounds: int, rng, target_s: float, log) ->
     probes = {p.name: p for p in (JaxProbe(), TorchProbe())}
     for p in probes.values():
         p.step()
-    times = race({**runners, **probes}, rounds, rng, target_s)
+    times = race(runners, probes, rounds, rng, target_s)
     faults = {k: page_faults(r) for k, r in runners.items()}
     bandwidth = max(probes[k].bytes / times[k] for k in probes)
     probe_gbps = {k: probes[k].bytes / times[k] / 1e9 for k in probes}
