@@ -16,6 +16,13 @@ from gradtx._base import (
     identity,
 )
 from gradtx.aliases import rmsprop, rprop
+from gradtx.clipping import (
+    clip,
+    clip_by_block_norm,
+    clip_by_block_rms,
+    clip_by_global_norm,
+    global_norm,
+)
 from gradtx.combine import chain
 from gradtx.momentum import TraceState, trace
 from gradtx.rms import (
@@ -51,6 +58,11 @@ __all__ = [
     "add_decayed_weights",
     "apply_updates",
     "chain",
+    "clip",
+    "clip_by_block_norm",
+    "clip_by_block_rms",
+    "clip_by_global_norm",
+    "global_norm",
     "identity",
     "rmsprop",
     "rprop",
