@@ -370,3 +370,76 @@ def test_centered_rmsprop_clamp_variance():
     assert not any(clamped) and np.isfinite(p["p"]).all()
     with pytest.raises(ValueError, match="clamp_variance"):
         gradtx.rmsprop(clamp_variance=True)
+
+
+FACTORIES = [
+    (
+        gradtx.rmsprop,
+        dict(
+            learning_rate=0.02, alpha=0.9, eps=1e-6, weight_decay=0.1, momentum=0.5, centered=True
+        ),
+    ),
+    (gradtx.rprop, dict(learning_rate=0.02, etas=(0.4, 1.3), step_sizes=(1e-4, 1.0))),
+    (
+        gradtx.scale_by_rprop,
+        dict(
+            learning_rate=0.02, eta_minus=0.4, eta_plus=1.3, min_step_size=1e-4, max_step_size=1.0
+        ),
+    ),
+    (gradtx.scale_by_rms, dict(decay=0.8, eps=1e-6, initial_scale=0.1, bias_correction=True)),
+    (gradtx.scale_by_stddev, dict(decay=0.8, eps=1e-6, eps_in_sqrt=False)),
+    (gradtx.trace, dict(decay=0.7, nesterov=True)),
+    (gradtx.add_decayed_weights, dict(weight_decay=0.3)),
+    (gradtx.scale, dict(step_size=-0.5)),
+    (gradtx.scale_by_learning_rate, dict(learning_rate=0.1)),
+    (gradtx.clip, dict(max_delta=0.05)),
+    (gradtx.clip_by_block_norm, dict(max_norm=0.1)),
+    (gradtx.clip_by_block_rms, dict(threshold=0.1)),
+    (gradtx.clip_by_global_norm, dict(max_norm=0.1)),
+]
+
+
+@pytest.mark.parametrize("factory, kwargs", FACTORIES, ids=lambda x: getattr(x, "__name__", ""))
+def test_every_transform_accepts_injected_hyperparameters(factory, kwargs):
+    """Injected as arrays (traced under jit), the numbers are those of the plain transform."""
+    injected, state = run_gradtx(gradtx.inject_hyperparams(factory)(**kwargs), 6)
+    plain, _ = run_gradtx(factory(**kwargs), 6)
+    assert scaled_error(injected, plain) < 1e-15
+    numeric = {k for k, v in kwargs.items() if isinstance(v, float)}
+    assert numeric <= set(state.hyperparams)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: gradtx.inject_hyperparams(gradtx.rmsprop)(learning_rate=0.1, momentum=0.9),
+        lambda: gradtx.MultiSteps(gradtx.rmsprop(0.1), 2),
+        lambda: gradtx.apply_if_finite(gradtx.rprop(), 1),
+    ],
+)
+def test_wrappers_jit_eager_agree_vmap_and_do_not_mutate(make):
+    tx = make()
+    p = jax.tree.map(jnp.asarray, params0())
+    gs = [jax.tree.map(jnp.asarray, grad_fn(p, slice(i, i + 8))) for i in range(3)]
+    s_eager = s_jit = tx.init(p)
+    update = jax.jit(tx.update)
+    for g in gs:
+        u_eager, s_eager = tx.update(g, s_eager, p)
+        u_jit, s_jit = update(g, s_jit, p)
+        for a, b in zip(jax.tree.leaves((u_eager, s_eager)), jax.tree.leaves((u_jit, s_jit))):
+            np.testing.assert_allclose(a, b, rtol=1e-14)
+    # a batch of independent problems
+    batched_g = jax.tree.map(lambda *x: jnp.stack(x), *gs)
+    u, _ = jax.vmap(lambda g: tx.update(g, tx.init(p), p))(batched_g)
+    first, _ = tx.update(gs[0], tx.init(p), p)
+    for a, b in zip(jax.tree.leaves(u), jax.tree.leaves(first)):
+        np.testing.assert_allclose(a[0], b, rtol=1e-14)
+
+
+def test_set_hyperparams_returns_a_copy():
+    tx = gradtx.inject_hyperparams(gradtx.rmsprop)(learning_rate=0.1)
+    state = tx.init(jax.tree.map(jnp.asarray, params0(np.float32)))
+    new = gradtx.set_hyperparams(state, learning_rate=0.5)
+    assert float(state.hyperparams["learning_rate"]) == pytest.approx(0.1)
+    assert new.hyperparams["learning_rate"].dtype == jnp.float32
+    assert float(new.hyperparams["learning_rate"]) == 0.5
