@@ -8,6 +8,7 @@ gradtx.rmsprop(momentum=0.9, centered=True) (mini-batches), printing the loss.
 from __future__ import annotations
 
 import functools
+import itertools
 
 import jax
 import jax.numpy as jnp
@@ -25,7 +26,7 @@ def make_data(key, n=512):
 
 def init_mlp(key, sizes=(1, 32, 32, 1)):
     params = []
-    for k, (m, n) in zip(jax.random.split(key, len(sizes) - 1), zip(sizes[:-1], sizes[1:])):
+    for k, (m, n) in zip(jax.random.split(key, len(sizes) - 1), itertools.pairwise(sizes)):
         params.append({"w": jax.random.normal(k, (m, n)) / jnp.sqrt(m), "b": jnp.zeros(n)})
     return params
 
@@ -69,6 +70,7 @@ def main():
     p_rprop, _ = fit(gradtx.rprop(), copy(params0), lambda s: (x, y), steps=300, log_every=50)
 
     print("gradtx.rmsprop(learning_rate=1e-3, momentum=0.9, centered=True), batches of 64:")
+
     def batches(step):
         i = (step * 64) % x.shape[0]
         return x[i : i + 64], y[i : i + 64]

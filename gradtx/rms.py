@@ -54,9 +54,21 @@ def _check(decay, eps, initial_scale) -> None:
     check.non_negative("initial_scale", initial_scale)
 
 
-def _ema(decay, moment, x):
-    """:math:`m \\leftarrow (1 - \\beta)\\,x + \\beta\\,m` (optax's operand order)."""
-    return (1 - decay) * x + decay * moment
+def _ema_sq(decay, nu, g):
+    """:math:`\\nu \\leftarrow (1-\\beta)\\,g^2 + \\beta\\,\\nu`, written so that XLA fuses it into
+    the same multiply-add as torch's ``addcmul`` (:math:`((1-\\beta) g)\\cdot g + \\beta\\nu`,
+    one rounding for the last multiply-add): it then rounds exactly as torch does."""
+    return ((1 - decay) * g) * g + decay * nu
+
+
+def _lerp(moment, x, decay):
+    """The same average written as torch's ``lerp``: :math:`m + w\\,(x - m)`, :math:`w =
+    1-\\beta` (or :math:`x - (x - m)(1 - w)` when :math:`w \\ge 1/2`), which rounds
+    exactly as ``torch.optim.RMSprop(centered=True)`` does."""
+    w = 1 - decay
+    if isinstance(w, float):
+        return moment + w * (x - moment) if w < 0.5 else x - (x - moment) * (1 - w)
+    return jnp.where(w < 0.5, moment + w * (x - moment), x - (x - moment) * (1 - w))
 
 
 def _normalise(g, var, eps, eps_in_sqrt):
@@ -103,7 +115,7 @@ def scale_by_rms(
         return (jnp.full_like(p, initial_scale),)
 
     def update_leaf(g, nu, correction=1.0):
-        nu = _ema(decay, nu, g * g)
+        nu = _ema_sq(decay, nu, g)
         nu_hat = nu / jnp.asarray(correction, nu.dtype) if counted else nu
         return _normalise(g, nu_hat, eps, eps_in_sqrt), (nu,)
 
@@ -149,8 +161,8 @@ def scale_by_stddev(
         return jnp.zeros_like(p), jnp.full_like(p, initial_scale)
 
     def update_leaf(g, mu, nu, correction=1.0):
-        mu = _ema(decay, mu, g)
-        nu = _ema(decay, nu, g * g)
+        mu = _lerp(mu, g, decay)
+        nu = _ema_sq(decay, nu, g)
         if counted:
             c = jnp.asarray(correction, nu.dtype)
             mu_hat, nu_hat = mu / c, nu / c

@@ -11,8 +11,9 @@ from __future__ import annotations
 import numpy as np
 
 
-def rprop(params, grad_fn, steps, lr=1e-2, etas=(0.5, 1.2), step_sizes=(1e-6, 50.0),
-          maximize=False):
+def rprop(
+    params, grad_fn, steps, lr=1e-2, etas=(0.5, 1.2), step_sizes=(1e-6, 50.0), maximize=False
+):
     """iRprop- as in the torch.optim.Rprop documentation's pseudo-code (Riedmiller &
     Braun 1993; Igel & Hüsken 2000): step size eta_t <- min(eta*eta+, max) if
     g_prev*g > 0, max(eta*eta-, min) if < 0, else eta; where g_prev*g < 0 the gradient
@@ -40,8 +41,18 @@ def rprop(params, grad_fn, steps, lr=1e-2, etas=(0.5, 1.2), step_sizes=(1e-6, 50
     return out
 
 
-def rmsprop(params, grad_fn, steps, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0,
-            momentum=0.0, centered=False, maximize=False):
+def rmsprop(
+    params,
+    grad_fn,
+    steps,
+    lr=1e-2,
+    alpha=0.99,
+    eps=1e-8,
+    weight_decay=0.0,
+    momentum=0.0,
+    centered=False,
+    maximize=False,
+):
     """RMSprop as in the torch.optim.RMSprop documentation's pseudo-code (Hinton 2012;
     centered form: Graves 2013): g <- g + wd*theta; v <- alpha v + (1-alpha) g^2;
     centered: g_avg <- alpha g_avg + (1-alpha) g, v~ = v - g_avg^2; momentum > 0:

@@ -1,0 +1,335 @@
+"""The protocol and the plumbing every transform shares (gradtx/_base.py, combine.py):
+pytrees, None leaves, the empty tree, dtypes, complex, purity, jit/vmap, tree errors,
+and structural compatibility with optax."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import gradtx
+
+
+class Pair(NamedTuple):
+    x: jax.Array
+    y: jax.Array
+
+
+def all_transforms():
+    """Every public transform, built with non-trivial hyperparameters."""
+    return {
+        "rprop": gradtx.rprop(learning_rate=0.05),
+        "rprop_max": gradtx.rprop(maximize=True),
+        "rmsprop": gradtx.rmsprop(),
+        "rmsprop_full": gradtx.rmsprop(weight_decay=0.1, momentum=0.9, centered=True),
+        "scale_by_rms": gradtx.scale_by_rms(bias_correction=True, initial_scale=0.1),
+        # initial_scale > 0: without it the bias-corrected variance is g^2 - g^2 on step 1
+        "scale_by_stddev": gradtx.scale_by_stddev(initial_scale=0.1, bias_correction=True),
+        "scale_by_stddev_outer_eps": gradtx.scale_by_stddev(eps_in_sqrt=False),
+        "scale_by_rprop": gradtx.scale_by_rprop(0.1),
+        "trace": gradtx.trace(0.9, nesterov=True),
+        "add_decayed_weights": gradtx.add_decayed_weights(0.1),
+        "add_decayed_weights_sched": gradtx.add_decayed_weights(lambda c: 0.1 / (1 + c)),
+        "scale": gradtx.scale(0.5),
+        "scale_by_learning_rate": gradtx.scale_by_learning_rate(0.1),
+        "scale_by_schedule": gradtx.scale_by_schedule(lambda c: 0.1 * 0.9**c),
+        "identity": gradtx.identity(),
+    }
+
+
+TRANSFORMS = all_transforms()
+
+
+def nested_params(dtype=jnp.float32):
+    return {
+        "dense": [{"w": jnp.arange(6, dtype=dtype).reshape(2, 3) / 7, "b": jnp.ones(3, dtype)}],
+        "pair": Pair(jnp.asarray(0.5, dtype), jnp.zeros((0, 2), dtype)),
+        "frozen": None,
+        "tup": (jnp.linspace(-1, 1, 4, dtype=dtype),),
+    }
+
+
+def grads_like(params, seed=0):
+    leaves, treedef = jax.tree.flatten(params)
+    keys = jax.random.split(jax.random.PRNGKey(seed), max(len(leaves), 1))
+    return treedef.unflatten(
+        [jax.random.normal(k, x.shape, jnp.float32).astype(x.dtype) for k, x in zip(keys, leaves)]
+    )
+
+
+def run(tx, params, steps=3, jit=True):
+    update = jax.jit(tx.update) if jit else tx.update
+    state = tx.init(params)
+    for i in range(steps):
+        updates, state = update(grads_like(params, i), state, params)
+        params = gradtx.apply_updates(params, updates)
+    return params, state
+
+
+def test_protocol_is_optax_shaped():
+    tx = gradtx.rprop()
+    assert isinstance(tx, tuple) and tx._fields == ("init", "update")
+    init, update = tx
+    assert init is tx.init and update is tx.update
+
+
+@pytest.mark.parametrize("name", TRANSFORMS)
+def test_nested_pytree_with_none_scalar_and_zero_size(name):
+    tx = TRANSFORMS[name]
+    params = nested_params()
+    new_params, _state = run(tx, params)
+    assert jax.tree.structure(new_params) == jax.tree.structure(params)
+    assert new_params["frozen"] is None
+    for p, q in zip(jax.tree.leaves(params), jax.tree.leaves(new_params)):
+        assert p.shape == q.shape and p.dtype == q.dtype
+        assert bool(jnp.all(jnp.isfinite(q)))
+
+
+@pytest.mark.parametrize("name", TRANSFORMS)
+def test_state_fields_mirror_params(name):
+    params = nested_params()
+    state = TRANSFORMS[name].init(params)
+    per_leaf = [
+        field
+        for s in (state if isinstance(state, tuple) and not hasattr(state, "_fields") else (state,))
+        for name_, field in zip(s._fields, s)
+        if name_ != "count"
+    ]
+    for field in per_leaf:
+        assert jax.tree.structure(field) == jax.tree.structure(params)
+        for p, s in zip(jax.tree.leaves(params), jax.tree.leaves(field)):
+            assert s.shape == p.shape
+
+
+@pytest.mark.parametrize("name", TRANSFORMS)
+def test_empty_tree(name):
+    tx = TRANSFORMS[name]
+    for empty in ({}, [], ()):
+        state = tx.init(empty)
+        updates, _ = jax.jit(tx.update)(empty, state, empty)
+        assert jax.tree.structure(updates) == jax.tree.structure(empty)
+
+
+@pytest.mark.parametrize("name", TRANSFORMS)
+def test_jit_and_eager_agree(name):
+    tx = TRANSFORMS[name]
+    params = nested_params(jnp.float64)
+    eager, s1 = run(tx, params, jit=False)
+    jitted, s2 = run(tx, params, jit=True)
+    # XLA fuses multiply-adds inside one compiled computation; eager runs op by op.
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-14, atol=1e-15), eager, jitted
+    )
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-14, atol=1e-15), s1, s2)
+
+
+@pytest.mark.parametrize("name", TRANSFORMS)
+def test_vmap_over_independent_problems(name):
+    """A batch of 4 independent problems under vmap equals 4 separate runs."""
+    tx = TRANSFORMS[name]
+    batch = {"w": jnp.arange(12.0).reshape(4, 3) / 5 - 1, "b": jnp.linspace(-1, 1, 4)}
+    grads = {"w": jnp.cos(jnp.arange(12.0)).reshape(4, 3), "b": jnp.sin(jnp.arange(4.0))}
+
+    def two_steps(p, g):
+        s = tx.init(p)
+        u, s = tx.update(g, s, p)
+        p = gradtx.apply_updates(p, u)
+        u, s = tx.update(jax.tree.map(lambda x: -0.5 * x, g), s, p)
+        return gradtx.apply_updates(p, u)
+
+    batched = jax.jit(jax.vmap(two_steps))(batch, grads)
+    for i in range(4):
+        row = lambda tree, i=i: jax.tree.map(lambda x: x[i], tree)  # noqa: E731
+        single = two_steps(row(batch), row(grads))
+        jax.tree.map(
+            lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7),
+            row(batched),
+            single,
+        )
+
+
+@pytest.mark.parametrize("name", TRANSFORMS)
+@pytest.mark.parametrize("kind", ["numpy", "jax"])
+def test_update_does_not_mutate_inputs(name, kind):
+    tx = TRANSFORMS[name]
+    as_input = np.array if kind == "numpy" else jnp.array
+    params = {"w": as_input(np.linspace(-1, 1, 6).reshape(2, 3)), "b": as_input(np.ones(3))}
+    grads = {"w": as_input(np.full((2, 3), 0.3)), "b": as_input(np.full(3, -0.2))}
+    state = tx.init(params)
+    before = jax.tree.map(np.array, (params, grads, state))
+    tx.update(grads, state, params)
+    jax.jit(tx.update)(grads, state, params)
+    after = jax.tree.map(np.array, (params, grads, state))
+    jax.tree.map(np.testing.assert_array_equal, before, after)
+
+
+@pytest.mark.parametrize("name", TRANSFORMS)
+@pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16, jnp.float32, jnp.float64])
+def test_dtypes_are_kept(name, dtype):
+    params = {"a": jnp.linspace(-1, 1, 5, dtype=dtype), "b": jnp.ones((2, 2), dtype)}
+    tx = TRANSFORMS[name]
+    state = tx.init(params)
+    updates, state = jax.jit(tx.update)(grads_like(params), state, params)
+    new = gradtx.apply_updates(params, updates)
+    for u, p in zip(jax.tree.leaves(updates), jax.tree.leaves(new)):
+        assert u.dtype == dtype and p.dtype == dtype
+
+
+@pytest.mark.parametrize("name", TRANSFORMS)
+@pytest.mark.parametrize("dtype", [jnp.complex64, jnp.complex128])
+def test_complex_is_two_reals(name, dtype):
+    """A complex leaf evolves exactly as the pair of real leaves (re, im) would."""
+    tx = TRANSFORMS[name]
+    z = (jnp.linspace(-1, 1, 4) + 1j * jnp.linspace(2, -2, 4)).astype(dtype)
+    gz = [
+        (jnp.cos(k + jnp.arange(4.0)) + 1j * jnp.sin(2 * k - jnp.arange(4.0))).astype(dtype)
+        for k in range(3)
+    ]
+    real = jnp.zeros((), dtype).real.dtype
+    pr = {"re": z.real.astype(real), "im": z.imag.astype(real)}
+    state_c, state_r, pc = tx.init({"z": z}), tx.init(pr), {"z": z}
+    for g in gz:
+        uc, state_c = tx.update({"z": g}, state_c, pc)
+        ur, state_r = tx.update({"re": g.real, "im": g.imag}, state_r, pr)
+        pc, pr = gradtx.apply_updates(pc, uc), gradtx.apply_updates(pr, ur)
+        assert uc["z"].dtype == dtype
+    np.testing.assert_array_equal(np.asarray(pc["z"].real), np.asarray(pr["re"]))
+    np.testing.assert_array_equal(np.asarray(pc["z"].imag), np.asarray(pr["im"]))
+
+
+def test_apply_updates_keeps_param_dtypes_and_none():
+    params = {"a": jnp.ones(2, jnp.bfloat16), "b": None, "c": np.ones(3, np.float16)}
+    updates = {"a": jnp.full(2, 0.5, jnp.float32), "b": None, "c": jnp.full(3, 0.25, jnp.float32)}
+    new = gradtx.apply_updates(params, updates)
+    assert new["a"].dtype == jnp.bfloat16 and new["c"].dtype == jnp.float16 and new["b"] is None
+    np.testing.assert_array_equal(np.asarray(new["a"], np.float32), [1.5, 1.5])
+
+
+# ---------------------------------------------------------------------------------------
+# Tree mismatches name the path
+# ---------------------------------------------------------------------------------------
+
+
+def test_update_with_missing_leaf_names_the_path():
+    tx = gradtx.rmsprop()
+    params = {"enc": {"w": jnp.ones(3), "b": jnp.ones(2)}, "dec": [jnp.ones(2)]}
+    state = tx.init(params)
+    bad = {"enc": {"w": jnp.ones(3)}, "dec": [jnp.ones(2)]}
+    with pytest.raises(ValueError, match=r"\['enc'\]\['b'\]"):
+        tx.update(bad, state, params)
+
+
+def test_update_with_extra_leaf_names_the_path():
+    tx = gradtx.rprop()
+    params = {"w": jnp.ones(3)}
+    state = tx.init(params)
+    with pytest.raises(ValueError, match=r"\['extra'\]"):
+        tx.update({"w": jnp.ones(3), "extra": jnp.ones(1)}, state, params)
+
+
+def test_update_with_wrong_shape_names_the_path():
+    tx = gradtx.scale_by_rms()
+    params = {"layers": [jnp.ones((2, 3)), jnp.ones(4)]}
+    state = tx.init(params)
+    with pytest.raises(ValueError, match=r"\['layers'\]\[1\].*\(5,\)"):
+        tx.update({"layers": [jnp.ones((2, 3)), jnp.ones(5)]}, state)
+
+
+def test_none_where_state_has_array_names_the_path():
+    tx = gradtx.trace(0.9)
+    state = tx.init({"a": jnp.ones(2), "b": jnp.ones(2)})
+    with pytest.raises(ValueError, match=r"\['b'\]"):
+        tx.update({"a": jnp.ones(2), "b": None}, state)
+
+
+def test_apply_updates_mismatch_names_the_path():
+    with pytest.raises(ValueError, match=r"\['x'\]"):
+        gradtx.apply_updates({"x": jnp.ones(1), "y": jnp.ones(1)}, {"y": jnp.ones(1)})
+
+
+def test_params_required_by_weight_decay():
+    tx = gradtx.add_decayed_weights(0.1)
+    with pytest.raises(ValueError, match="params"):
+        tx.update({"a": jnp.ones(2)}, tx.init({"a": jnp.ones(2)}))
+
+
+# ---------------------------------------------------------------------------------------
+# chain: extra arguments, and optax in both directions
+# ---------------------------------------------------------------------------------------
+
+
+def _recording_transform(log):
+    def init(params):
+        return gradtx.EmptyState()
+
+    def update(updates, state, params=None, **extra_args):
+        log.append(extra_args)
+        return updates, state
+
+    return gradtx.GradientTransformation(init, update)
+
+
+def test_chain_forwards_extra_args_to_every_member_that_takes_them():
+    log = []
+    plain = optax.scale(2.0)  # update(updates, state, params): must not receive value=
+    tx = gradtx.chain(_recording_transform(log), plain, _recording_transform(log))
+    params = {"a": jnp.ones(2)}
+    updates, _ = tx.update(params, tx.init(params), params, value=3.0, note="x")
+    assert log == [{"value": 3.0, "note": "x"}] * 2
+    np.testing.assert_array_equal(updates["a"], [2.0, 2.0])
+
+
+def test_optax_transform_inside_gradtx_chain_and_back():
+    params = {"w": jnp.linspace(-1, 1, 5), "b": jnp.ones(2)}
+    grads = grads_like(params)
+    mixed_a = gradtx.chain(optax.clip_by_global_norm(0.5), gradtx.scale_by_rms(), optax.scale(-0.1))
+    mixed_b = optax.chain(optax.clip_by_global_norm(0.5), gradtx.scale_by_rms(), gradtx.scale(-0.1))
+    pure = optax.chain(optax.clip_by_global_norm(0.5), optax.scale_by_rms(), optax.scale(-0.1))
+    results = []
+    for tx in (mixed_a, mixed_b, pure):
+        state = tx.init(params)
+        for _ in range(3):
+            u, state = jax.jit(tx.update)(grads, state, params)
+        results.append(u)
+    for r in results[:2]:
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6), r, results[2])
+
+
+def test_gradtx_alias_inside_optax_chain_and_optax_apply_updates():
+    params = {"w": jnp.linspace(-1, 1, 5)}
+    tx = optax.chain(gradtx.rmsprop(momentum=0.9), optax.identity())
+    state = tx.init(params)
+    u, state = jax.jit(tx.update)(grads_like(params), state, params)
+    new = optax.apply_updates(params, u)
+    ref_tx = gradtx.rmsprop(momentum=0.9)
+    ref_u, _ = ref_tx.update(grads_like(params), ref_tx.init(params), params)
+    np.testing.assert_allclose(new["w"], gradtx.apply_updates(params, ref_u)["w"], rtol=1e-6)
+
+
+def test_chain_rejects_non_transforms_and_wrong_state():
+    with pytest.raises(TypeError, match="argument 1"):
+        gradtx.chain(gradtx.scale(1.0), 3.0)
+    tx = gradtx.chain(gradtx.scale(1.0), gradtx.scale(2.0))
+    with pytest.raises(ValueError, match="2 transforms"):
+        tx.update({}, (gradtx.EmptyState(),))
+
+
+def test_missing_extra_arg_is_a_clear_error_when_traced():
+    needs_value = gradtx._base.leafwise(lambda g, *, value: (g * value, ()), extra_args=("value",))
+    tx = gradtx.chain(gradtx.scale(1.0), needs_value)
+    params = {"a": jnp.ones(2)}
+    with pytest.raises(TypeError, match="value"):
+        jax.jit(tx.update)(params, tx.init(params), params)
+    u, _ = jax.jit(tx.update)(params, tx.init(params), params, value=2.0)
+    np.testing.assert_array_equal(u["a"], [2.0, 2.0])
+
+
+def test_count_saturates_instead_of_wrapping():
+    top = jnp.iinfo(jnp.int32).max
+    assert int(gradtx._base.safe_increment(jnp.asarray(top - 1, jnp.int32))) == top
+    assert int(gradtx._base.safe_increment(jnp.asarray(top, jnp.int32))) == top

@@ -1,0 +1,160 @@
+"""Property-based tests (hypothesis): random pytrees, shapes and hyperparameters.
+
+The aliases are element-wise, so running them on any pytree must equal running the NumPy
+reference (tests/reference.py) on the concatenation of its leaves; structure, shapes and
+dtypes must come back unchanged."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from jax.flatten_util import ravel_pytree
+
+import gradtx
+from tests import reference
+from tests.torch_ref import scaled_error
+
+SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+shapes = st.lists(st.integers(0, 3), min_size=0, max_size=2).map(tuple)
+leaves = shapes.map(lambda s: ("leaf", s))
+trees = st.recursive(
+    leaves,
+    lambda children: st.one_of(
+        st.lists(children, min_size=0, max_size=3),
+        st.dictionaries(st.sampled_from("abcde"), children, min_size=0, max_size=3),
+        st.tuples(children, children),
+    ),
+    max_leaves=6,
+)
+
+
+def build(spec, rng, dtype):
+    if isinstance(spec, tuple) and len(spec) == 2 and spec[0] == "leaf":
+        return np.asarray(rng.normal(size=spec[1]), dtype)
+    if isinstance(spec, list):
+        return [build(s, rng, dtype) for s in spec]
+    if isinstance(spec, dict):
+        return {k: build(v, rng, dtype) for k, v in spec.items()}
+    return tuple(build(s, rng, dtype) for s in spec)
+
+
+def run_tree(tx, params, grad_fn, steps):
+    state = tx.init(params)
+    out = []
+    for t in range(steps):
+        updates, state = tx.update(grad_fn(params, t), state, params)
+        params = gradtx.apply_updates(params, updates)
+        out.append(ravel_pytree(params)[0])
+    return params, out
+
+
+def grad_fn_for(seed):
+    """A gradient with sign changes: g = sin(3 theta + t) + 0.1 theta (element-wise)."""
+    del seed
+
+    def grad(params, t):
+        return jax.tree.map(lambda x: jnp.sin(3 * x + t) + 0.1 * x, params)
+
+    return grad
+
+
+@SETTINGS
+@given(
+    spec=trees,
+    seed=st.integers(0, 2**16),
+    lr=st.floats(1e-4, 0.5),
+    eta_minus=st.floats(0.1, 0.9),
+    eta_plus=st.floats(1.05, 2.0),
+    lo=st.floats(0.0, 1e-3),
+    hi=st.floats(0.01, 1.0),
+    maximize=st.booleans(),
+)
+def test_rprop_on_any_tree_equals_reference(spec, seed, lr, eta_minus, eta_plus, lo, hi, maximize):
+    params = build(spec, np.random.default_rng(seed), np.float64)
+    grad = grad_fn_for(seed)
+    tx = gradtx.rprop(lr, (eta_minus, eta_plus), (lo, hi), maximize=maximize)
+    final, ours = run_tree(tx, params, grad, 8)
+    assert jax.tree.structure(final) == jax.tree.structure(params)
+    flat, unravel = ravel_pytree(params)
+    theirs = reference.rprop(
+        np.asarray(flat),
+        lambda x, t: np.asarray(ravel_pytree(grad(unravel(jnp.asarray(x)), t))[0]),
+        8,
+        lr=lr,
+        etas=(eta_minus, eta_plus),
+        step_sizes=(lo, hi),
+        maximize=maximize,
+    )
+    np.testing.assert_array_equal(
+        np.stack(ours) if ours[0].size else 0, np.stack(theirs) if ours[0].size else 0
+    )
+
+
+@SETTINGS
+@given(
+    spec=trees,
+    seed=st.integers(0, 2**16),
+    lr=st.floats(1e-4, 0.1),
+    alpha=st.floats(0.5, 0.999),
+    eps=st.sampled_from([1e-8, 1e-6, 1e-3]),
+    weight_decay=st.sampled_from([0.0, 1e-3, 0.1]),
+    momentum=st.sampled_from([0.0, 0.5, 0.9]),
+    centered=st.booleans(),
+    maximize=st.booleans(),
+)
+def test_rmsprop_on_any_tree_equals_reference(
+    spec, seed, lr, alpha, eps, weight_decay, momentum, centered, maximize
+):
+    params = build(spec, np.random.default_rng(seed), np.float64)
+    grad = grad_fn_for(seed)
+    kw = dict(
+        alpha=alpha,
+        eps=eps,
+        weight_decay=weight_decay,
+        momentum=momentum,
+        centered=centered,
+        maximize=maximize,
+    )
+    final, ours = run_tree(gradtx.rmsprop(lr, **kw), params, grad, 8)
+    assert jax.tree.structure(final) == jax.tree.structure(params)
+    flat, unravel = ravel_pytree(params)
+    if flat.size == 0:
+        return
+    theirs = reference.rmsprop(
+        np.asarray(flat),
+        lambda x, t: np.asarray(ravel_pytree(grad(unravel(jnp.asarray(x)), t))[0]),
+        8,
+        lr=lr,
+        **kw,
+    )
+    assert scaled_error(ours, theirs) <= 1e-12
+
+
+@SETTINGS
+@given(
+    spec=trees,
+    seed=st.integers(0, 2**16),
+    dtype=st.sampled_from([jnp.float16, jnp.bfloat16, jnp.float32, jnp.float64, jnp.complex64]),
+    which=st.sampled_from(["rprop", "rmsprop", "rmsprop_full"]),
+)
+def test_structure_shapes_and_dtypes_survive(spec, seed, dtype, which):
+    params = jax.tree.map(
+        lambda x: jnp.asarray(x).astype(dtype), build(spec, np.random.default_rng(seed), np.float32)
+    )
+    tx = {
+        "rprop": gradtx.rprop(),
+        "rmsprop": gradtx.rmsprop(),
+        "rmsprop_full": gradtx.rmsprop(weight_decay=0.1, momentum=0.9, centered=True),
+    }[which]
+    state = tx.init(params)
+    grads = jax.tree.map(lambda x: jnp.cos(x) + 1, params)
+    updates, state = jax.jit(tx.update)(grads, state, params)
+    new = gradtx.apply_updates(params, updates)
+    assert jax.tree.structure(new) == jax.tree.structure(params)
+    for p, u, q in zip(jax.tree.leaves(params), jax.tree.leaves(updates), jax.tree.leaves(new)):
+        assert p.shape == u.shape == q.shape
+        assert p.dtype == u.dtype == q.dtype
