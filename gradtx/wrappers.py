@@ -141,10 +141,12 @@ def inject_hyperparams(
             return InjectHyperparamsState(count, hyperparams, build(hyperparams).init(params))
 
         def update(updates: Updates, state, params: Params | None = None, **extra_args):
-            old = state.hyperparams
-            hyperparams = {k: _as_hyperparam(v, old[k].dtype) for k, v in old.items()}
+            # the gradients have the params' dtypes: the same choice as at init, even when
+            # a user replaced a value with a Python number
+            dtype = hyperparam_dtype or _float_dtype(updates)
+            hyperparams = {k: _as_hyperparam(v, dtype) for k, v in state.hyperparams.items()}
             hyperparams.update(
-                {k: _as_hyperparam(f(state.count), old[k].dtype) for k, f in scheduled.items()}
+                {k: _as_hyperparam(f(state.count), dtype) for k, f in scheduled.items()}
             )
             inner = build(hyperparams)
             fwd = extra_args if _takes_extra_args(inner) else {}
