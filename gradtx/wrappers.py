@@ -127,11 +127,15 @@ def inject_hyperparams(
                 numeric[name] = value
             else:
                 fixed[name] = value
-        # Validate once, with the values as given (schedules pass unchecked).
-        inner_factory(**bound.arguments)
 
         def build(hyperparams):
-            return inner_factory(**fixed, **hyperparams)
+            merged = {**fixed, **hyperparams}
+            # in the signature's order, so that *args and **kwargs parameters pass through
+            call = inspect.BoundArguments(signature, {k: merged[k] for k in bound.arguments})
+            return inner_factory(*call.args, **call.kwargs)
+
+        # Validate once, with the values as given (schedules pass unchecked).
+        build({**numeric, **scheduled})
 
         def init(params: Params) -> InjectHyperparamsState:
             dtype = hyperparam_dtype or _float_dtype(params)
