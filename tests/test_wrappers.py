@@ -443,3 +443,11 @@ def test_set_hyperparams_returns_a_copy():
     assert float(state.hyperparams["learning_rate"]) == pytest.approx(0.1)
     assert new.hyperparams["learning_rate"].dtype == jnp.float32
     assert float(new.hyperparams["learning_rate"]) == 0.5
+
+
+def test_factories_with_star_args_pass_them_through():
+    tx = gradtx.inject_hyperparams(gradtx.chain)(gradtx.scale(2.0), gradtx.clip(0.5))
+    g = {"x": jnp.asarray([0.1, 1.0])}
+    u, state = jax.jit(tx.update)(g, tx.init(g))
+    np.testing.assert_array_equal(u["x"], [0.2, 0.5])
+    assert state.hyperparams == {}
