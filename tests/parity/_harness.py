@@ -24,7 +24,6 @@ import functools
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 import gradtx
@@ -93,9 +92,10 @@ def check(reference: str, config: str, prec: str, err: float, tol: float | None 
 # The test problem
 # ----------------------------------------------------------------------------------------
 
-SHAPES = {"scalar": (), "empty": (0, 3), "matrix": (4, 5), "nested": {"a": (7,), "b": (2, 3, 2)}}
+SHAPES = {"scalar": (), "empty": (0, 3), "matrix": (4, 5), "nested": {"a": {"b": (2, 3, 2)}}}
 """The leaf shapes of every (dtype, real/complex) group: a scalar, a zero-size array, a
-matrix and a nested dict of mixed shapes."""
+matrix and a 3-d array two dicts deep. The whole params tree, one such group per dtype,
+is a nested dict of mixed shapes and dtypes (16 leaves)."""
 
 GROUPS = {
     "f32": np.float32,
@@ -173,23 +173,16 @@ def _grad(theta, a, c, s):
     return a * (theta - c) + s
 
 
-def run_gradtx(
-    tx: gradtx.GradientTransformation,
-    prob: Problem,
-    steps: int | None = None,
-    state: Any = None,
-    theta: Any = None,
-):
-    """``steps`` updates of ``tx`` from ``theta`` (default: the problem's start) and
-    ``state`` (default: ``tx.init``), forcing taken from step ``start`` on.
+def run_gradtx(tx: gradtx.GradientTransformation, prob: Problem, steps: int | None = None):
+    """``steps`` updates of ``tx`` from the problem's start and ``tx.init`` (inside the
+    jitted function: an eager ``init`` would compile a small kernel per leaf shape).
 
-    Returns (list over steps of lists of leaves, final params tree, final state). One
-    jitted ``lax.scan`` per call site and transform.
+    Returns (list over steps of lists of leaves, final params tree, final state).
     """
     steps = prob.steps if steps is None else steps
-    theta = prob.tree("theta") if theta is None else theta
-    state = tx.init(jax.tree.map(jnp.asarray, theta)) if state is None else state
-    return _scan(tx, theta, state, prob.tree("a"), prob.tree("c"), prob.tree("s"), steps)
+    return _scan(
+        tx, prob.tree("theta"), None, prob.tree("a"), prob.tree("c"), prob.tree("s"), steps
+    )
 
 
 def _scan(tx, theta, state, a, c, s, steps, start=0):
@@ -202,10 +195,13 @@ def _scan(tx, theta, state, a, c, s, steps, start=0):
 @functools.lru_cache(maxsize=64)
 def _compiled(tx):
     """The jitted scan of ``tx`` (cached per transform: a second call with the same
-    shapes reuses the compiled code)."""
+    shapes reuses the compiled code). ``state=None`` starts from ``tx.init(theta)``."""
 
     @jax.jit
     def go(theta, state, a, c, s):
+        if state is None:
+            state = tx.init(theta)
+
         def body(carry, s_t):
             p, st = carry
             g = jax.tree.map(_grad, p, a, c, s_t)
@@ -220,7 +216,8 @@ def _compiled(tx):
 
 
 def run_gradtx_from(tx, prob: Problem, theta, state, start: int, steps: int):
-    """As :func:`run_gradtx`, continuing at step ``start`` of the forcing."""
+    """As :func:`run_gradtx`, from ``theta`` and ``state``, at step ``start`` of the
+    forcing."""
     return _scan(tx, theta, state, prob.tree("a"), prob.tree("c"), prob.tree("s"), steps, start)
 
 

@@ -115,13 +115,15 @@ def _id(kw):
     return ",".join(f"{k}={v}" for k, v in kw.items())
 
 
-RMS_GRID = _grid(
-    decay=[0.9, 0.5],
-    eps=[1e-8, 1e-1],
-    initial_scale=[0.0, 1.0],
-    eps_in_sqrt=[True, False],
-    bias_correction=[False, True],
-)
+# Every combination of the three switches, each with two (decay, eps) pairs: a default-like
+# and an extreme one (a large eps is where eps_in_sqrt matters most).
+RMS_GRID = [
+    {"decay": d, "eps": e, **flags}
+    for flags in _grid(
+        initial_scale=[0.0, 1.0], eps_in_sqrt=[True, False], bias_correction=[False, True]
+    )
+    for d, e in ((0.9, 1e-8), (0.5, 1e-1))
+]
 
 
 @pytest.mark.parametrize("kw", RMS_GRID, ids=_id)
