@@ -266,3 +266,37 @@ def run_torch(optimizer, params, prob: Problem, start: int, steps: int, stats=No
                     stats["hit_max"] = stats.get("hit_max", False) or bool((st == hi).any())
         out.append([p.detach().numpy().copy() for p in params])
     return out
+
+
+def small_problem(steps: int, seed: int = 3) -> Problem:
+    """Three real leaves, float32 and float64, for references that run step by step."""
+    tree = {"w": ((4, 3), np.float64), "b": ((5,), np.float32), "s": ((), np.float64)}
+    return Problem(tree, steps, far=3.0, seed=seed)
+
+
+def run_gradtx_eager(tx: gradtx.GradientTransformation, prob: Problem, steps: int):
+    """``steps`` eager updates of ``tx`` on the problem; list over steps of leaf lists."""
+    p = jax.tree.map(jax.numpy.asarray, prob.tree("theta"))
+    a, c = prob.tree("a"), prob.tree("c")
+    state, out = tx.init(p), []
+    for t in range(steps):
+        s_t = jax.tree.map(lambda x, t=t: x[t], prob.tree("s"))
+        g = jax.tree.map(_grad, p, a, c, s_t)
+        u, state = tx.update(g, state, p)
+        p = gradtx.apply_updates(p, u)
+        out.append([np.asarray(x) for x in jax.tree.leaves(p)])
+    return out
+
+
+def check_by_precision(
+    reference: str, config: str, prob: Problem, ours, theirs, float32_tol: float | None = None
+) -> None:
+    """:func:`check` per precision over trajectories (lists over steps of leaf lists);
+    ``float32_tol`` replaces float32's tolerance where a test argues why."""
+    for prec in ("float32", "float64"):
+        idx = [i for i, d in enumerate(prob.dtypes) if precision(d) == prec]
+        if idx:
+            err = scaled_error(
+                [[o[i] for i in idx] for o in ours], [[t[i] for i in idx] for t in theirs]
+            )
+            check(reference, config, prec, err, float32_tol if prec == "float32" else None)

@@ -22,6 +22,7 @@ import pytest
 import gradtx
 
 from . import _harness as h
+from .recipes import optax_rmsprop as rmsprop_like_optax
 
 STEPS = 12
 SHAPES = {
@@ -268,31 +269,6 @@ def test_apply_updates():
 # ----------------------------------------------------------------------------------------
 # optax.rmsprop's variants as gradtx chains (trajectories)
 # ----------------------------------------------------------------------------------------
-
-
-def rmsprop_like_optax(
-    learning_rate,
-    decay=0.9,
-    eps=1e-8,
-    initial_scale=0.0,
-    eps_in_sqrt=True,
-    centered=False,
-    momentum=None,
-    nesterov=False,
-    bias_correction=False,
-):
-    """The gradtx chain that reproduces ``optax.rmsprop`` (documented in docs/porting.md).
-
-    Note the order: optax scales by the learning rate *before* the momentum trace, so its
-    buffer holds lr-scaled steps (unlike torch, whose buffer holds unscaled ones)."""
-    normaliser = gradtx.scale_by_stddev if centered else gradtx.scale_by_rms
-    blocks = [
-        normaliser(decay, eps, initial_scale, eps_in_sqrt, bias_correction),
-        gradtx.scale_by_learning_rate(learning_rate),
-    ]
-    if momentum is not None:
-        blocks.append(gradtx.trace(momentum, nesterov))
-    return gradtx.chain(*blocks)
 
 
 RMSPROP_VARIANTS = _grid(
