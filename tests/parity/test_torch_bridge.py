@@ -227,3 +227,12 @@ def test_unstepped_params_keep_init_state(small):
     init = gradtx.rprop(0.03).init(theta)
     for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(init)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_core_does_not_import_torch():
+    """interop sits at the edge: importing gradtx (or gradtx.interop) imports no torch."""
+    import subprocess
+    import sys
+
+    code = "import sys, gradtx, gradtx.interop; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
