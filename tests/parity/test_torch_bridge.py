@@ -236,3 +236,24 @@ def test_core_does_not_import_torch():
 
     code = "import sys, gradtx, gradtx.interop; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_bfloat16_round_trip():
+    """bfloat16 params (no NumPy form in torch) convert exactly, both ways."""
+    tensors = [torch.tensor([0.5, -1.0, 2.0], dtype=torch.bfloat16)]
+    theta = {"w": jnp.asarray([0.5, -1.0, 2.0], jnp.bfloat16)}
+    opt = torch.optim.Rprop(tensors)
+    for sign in (1, 1, -1):
+        tensors[0].grad = sign * torch.tensor([1.0, -2.0, 3.0], dtype=torch.bfloat16)
+        opt.step()
+    state = from_torch(opt.state_dict(), gradtx.rprop(), theta)
+    rprop_state = state[0]
+    assert rprop_state.step_sizes["w"].dtype == jnp.bfloat16
+    np.testing.assert_array_equal(
+        np.asarray(rprop_state.step_sizes["w"], np.float32),
+        opt.state[tensors[0]]["step_size"].float().numpy(),
+    )
+    back = to_torch(state, theta, opt)["state"][0]
+    assert back["step_size"].dtype == torch.bfloat16
+    assert torch.equal(back["step_size"], opt.state[tensors[0]]["step_size"])
+    assert torch.equal(back["prev"], torch.sign(opt.state[tensors[0]]["prev"]))
