@@ -81,11 +81,13 @@ def record(reference: str, config: str, prec: str, err: float) -> None:
     entry["max_err"][prec] = max(entry["max_err"][prec], err)
 
 
-def check(reference: str, config: str, prec: str, err: float, tol: float | None = None) -> None:
+def check(
+    reference: str, config: str, prec: str, err: float, tol: float | None = None, detail: str = ""
+) -> None:
     """Record ``err`` and assert it is within the tolerance of ``prec``."""
     record(reference, config, prec, err)
     tol = TOL[prec] if tol is None else tol
-    assert err <= tol, f"{reference} [{config}] {prec}: scaled error {err:.3e} > {tol:.0e}"
+    assert err <= tol, f"{reference} [{config}{detail}] {prec}: scaled error {err:.3e} > {tol:.0e}"
 
 
 # ----------------------------------------------------------------------------------------

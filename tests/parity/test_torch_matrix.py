@@ -96,7 +96,7 @@ def _compare(name, desc, kwargs, prob, steps, rprop_stats=False):
             err = h.scaled_error(
                 [[o[i] for i in idx] for o in ours], [[t[i] for i in idx] for t in theirs]
             )
-            h.check(f"torch.optim.{name}", f"{desc} / {impl}", prec, err)
+            h.check(f"torch.optim.{name}", desc, prec, err, detail=f" / {impl}")
         if stats is not None:
             assert stats["hit_min"] and stats["hit_max"], stats
             assert stats["flips"] > 100, stats
