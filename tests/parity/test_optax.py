@@ -11,6 +11,7 @@ including a scalar and a zero-size array; errors are reported per precision.
 
 from __future__ import annotations
 
+import inspect
 import itertools
 
 import jax
@@ -378,3 +379,91 @@ def test_complex_convention_differs_from_optax():
             np.asarray(u_o), np.asarray(u_r[..., 0] + 1j * u_r[..., 1]), rtol=1e-12
         )
         assert not np.allclose(np.asarray(u_o), np.asarray(u_t), rtol=1e-3)
+
+
+def test_optax_rprop_alias_lags_one_step():
+    """The same lag in the aliases: optax.rprop(lr) moves at step t by what gradtx.rprop
+    (= torch.optim.Rprop) moved at step t-1, nothing where the sign flips at t."""
+    p = jax.tree.map(lambda x: x.astype(jnp.float64), PARAMS)
+    ours, theirs = gradtx.rprop(0.05), optax.rprop(0.05)
+    s_o, s_t = ours.init(p), theirs.init(p)
+    prev = jax.tree.map(jnp.zeros_like, p)
+    for g in GRADS:
+        g = jax.tree.map(lambda x: x.astype(jnp.float64), g)
+        flip = jax.tree.map(lambda g, s: jnp.sign(g) * s < 0, g, s_o[0].prev_signs)
+        u_o, s_o = ours.update(g, s_o, p)
+        u_t, s_t = theirs.update(g, s_t, p)
+        expected = jax.tree.map(lambda f, u: jnp.where(f, 0.0, u), flip, prev)
+        for a, b in zip(jax.tree.leaves(u_t), jax.tree.leaves(expected)):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+        prev = u_o
+
+
+def test_global_norm():
+    for g in GRADS[:3]:
+        ours, theirs = float(gradtx.global_norm(g)), float(optax.tree.norm(g))
+        h.check(
+            "optax.global_norm",
+            "mixed float32/float64 tree",
+            "float32",
+            abs(ours - theirs) / theirs,
+        )
+
+
+def test_multi_transform():
+    labels = {"m": "a", "v": "b", "s": "a", "n": {"e": "b", "x": "a", "y": "b"}}
+    ours = gradtx.multi_transform({"a": gradtx.scale_by_rms(0.9), "b": gradtx.trace(0.5)}, labels)
+    theirs = optax.multi_transform({"a": optax.scale_by_rms(0.9), "b": optax.trace(0.5)}, labels)
+    compare_blocks(ours, theirs, "multi_transform", "rms | trace", compare_state=False)
+
+
+def test_join_schedules():
+    ours = gradtx.join_schedules(
+        [gradtx.constant_schedule(0.1), gradtx.linear_schedule(0.1, 0.0, 10)], [5]
+    )
+    theirs = optax.join_schedules(
+        [optax.constant_schedule(0.1), optax.linear_schedule(0.1, 0.0, 10)], [5]
+    )
+    counts = jnp.arange(25, dtype=jnp.int32)
+    a = np.asarray([ours(c) for c in counts])
+    b = np.asarray([theirs(c) for c in counts])
+    h.check("optax.join_schedules", "constant then linear", "float32", h.scaled_error([a], [b]))
+
+
+def test_identity():
+    compare_blocks(gradtx.identity(), optax.identity(), "identity", "")
+
+
+def test_rmsprop_alias_is_torchs_not_optaxs():
+    """gradtx.rmsprop follows torch.optim.RMSprop (alpha=0.99, eps outside the root), not
+    optax.rmsprop (decay=0.9, eps inside): same name, different defaults and rule. The
+    optax form is recipes.optax_rmsprop; with torch's choices the two coincide."""
+    torch_form = _trajectory(gradtx.rmsprop(0.01))
+    assert max(_by_precision(torch_form, _trajectory(optax.rmsprop(0.01))).values()) > 1e-3
+    same = _trajectory(rmsprop_like_optax(0.01, decay=0.99, eps=1e-8, eps_in_sqrt=False))
+    for prec, err in _by_precision(torch_form, same).items():
+        h.check("gradtx.rmsprop == optax.rmsprop(decay=.99, eps_in_sqrt=False)", "", prec, err)
+
+
+def test_every_shared_name_is_compared_with_optax():
+    """Every public gradtx function whose name optax also has is run against optax
+    somewhere in the suite: here, or (issue 5's clipping, wrappers, combinators and
+    schedules) in a test file that runs optax's namesake."""
+    import pathlib
+
+    here = {
+        "global_norm", "multi_transform", "join_schedules", "scale_by_rms", "scale_by_stddev",
+        "trace", "add_decayed_weights", "scale", "scale_by_learning_rate", "scale_by_schedule",
+        "chain", "apply_updates", "identity", "scale_by_rprop", "rprop", "rmsprop",
+    }  # fmt: skip
+    tests = pathlib.Path(__file__).resolve().parents[1]
+    texts = [p.read_text() for p in tests.rglob("test_*.py")]
+
+    def compared(n):  # optax.<name>, or the quoted name in a file that runs optax
+        return any(f"optax.{n}" in t or ("import optax" in t and f'"{n}"' in t) for t in texts)
+
+    shared = [
+        n for n in gradtx.__all__ if hasattr(optax, n) and inspect.isfunction(getattr(gradtx, n))
+    ]
+    missing = [n for n in shared if n not in here and not compared(n)]
+    assert not missing, f"gradtx names shared with optax but never compared with it: {missing}"
