@@ -12,6 +12,8 @@ The configurations are the ones torch's own optimizer tests run
 * 100 steps of a problem whose gradients change sign often (``_harness``), where the
   Rprop runs are asserted to have hit both step-size bounds and to have seen sign flips.
 
+Rprop must match bit for bit (error 0), RMSprop within 1e-12 (float64) and 1e-6 (float32).
+
 Flags that torch offers and how each is covered:
 
 * ``maximize``, ``weight_decay``, ``momentum``, ``centered``, ``lr``, ``alpha``, ``eps``,
@@ -96,7 +98,8 @@ def _compare(name, desc, kwargs, prob, steps, rprop_stats=False):
             err = h.scaled_error(
                 [[o[i] for i in idx] for o in ours], [[t[i] for i in idx] for t in theirs]
             )
-            h.check(f"torch.optim.{name}", desc, prec, err, detail=f" / {impl}")
+            tol = 0.0 if name == "Rprop" else None  # Rprop: bit for bit, as documented
+            h.check(f"torch.optim.{name}", desc, prec, err, tol, detail=f" / {impl}")
         if stats is not None:
             assert stats["hit_min"] and stats["hit_max"], stats
             assert stats["flips"] > 100, stats
