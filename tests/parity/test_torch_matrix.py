@@ -16,8 +16,10 @@ Rprop must match bit for bit (error 0), RMSprop within 1e-12 (float64) and 1e-6 
 
 Flags that torch offers and how each is covered:
 
-* ``maximize``, ``weight_decay``, ``momentum``, ``centered``, ``lr``, ``alpha``, ``eps``,
-  ``etas``, ``step_sizes``: gradtx arguments of the same name; in the matrix.
+* ``maximize``, ``weight_decay``, ``momentum``, ``centered``, ``lr``, ``etas``,
+  ``step_sizes``: gradtx arguments of the same name; in torch's list. ``alpha`` and
+  ``eps`` (which torch's list never moves) and momentum without ``centered``: one
+  configuration added to the list.
 * ``lr`` as a tensor (torch's "Tensor lr" configurations): passed to gradtx as a 0-d
   array of the same dtype, which is what torch computes with.
 * ``foreach`` and ``differentiable``: torch-side implementation choices that must not
@@ -74,6 +76,10 @@ def _torch_configs(name: str) -> tuple[list, list[tuple[str, dict]]]:
 
 RPROP_LISTED, RPROP_CONFIGS = _torch_configs("Rprop")
 RMSPROP_LISTED, RMSPROP_CONFIGS = _torch_configs("RMSprop")
+# torch's list never moves alpha or eps, nor uses momentum without centered: one more.
+RMSPROP_EXTRA = [
+    ("extra: alpha, eps, plain momentum", {"alpha": 0.9, "eps": 1e-3, "momentum": 0.9})
+]
 
 
 def _gradtx_value(v):
@@ -110,7 +116,11 @@ def test_rprop_matches_torch(desc, kwargs):
     _compare("Rprop", desc, kwargs, h.problem("rprop", STEPS), STEPS, rprop_stats=True)
 
 
-@pytest.mark.parametrize("desc,kwargs", RMSPROP_CONFIGS, ids=[d for d, _ in RMSPROP_CONFIGS])
+@pytest.mark.parametrize(
+    "desc,kwargs",
+    RMSPROP_CONFIGS + RMSPROP_EXTRA,
+    ids=[d for d, _ in RMSPROP_CONFIGS + RMSPROP_EXTRA],
+)
 def test_rmsprop_matches_torch(desc, kwargs):
     _compare("RMSprop", desc, kwargs, h.problem("rms", STEPS), STEPS)
 
