@@ -17,12 +17,13 @@ import os
 
 os.environ["KERAS_BACKEND"] = "jax"  # before keras is imported; gradtx is JAX already
 
+import keras
 import numpy as np
 import pytest
 
-keras = pytest.importorskip("keras")
-if keras.backend.backend() != "jax":  # pragma: no cover - keras imported earlier elsewhere
-    pytest.skip("keras was imported with another backend", allow_module_level=True)
+# KERAS_BACKEND is read once, at keras's first import: if something imported keras first
+# with another backend, fail loudly rather than skip.
+assert keras.backend.backend() == "jax", keras.backend.backend()
 
 from . import _harness as h  # noqa: E402
 from .recipes import keras_rmsprop  # noqa: E402

@@ -315,7 +315,26 @@ def test_optax_rmsprop_variants(kw):
     ours = _trajectory(rmsprop_like_optax(**kw), zero_first=zero)
     theirs = _trajectory(optax.rmsprop(**kw), zero_first=zero)
     for prec, err in _by_precision(ours, theirs).items():
-        h.check("optax.rmsprop", _id(kw), prec, err)
+        # centered float32: held to 1e-5, see test_centered_float32_is_ill_conditioned
+        tol = 1e-5 if prec == "float32" and kw.get("centered") else None
+        h.check("optax.rmsprop", _id(kw), prec, err, tol)
+
+
+def test_centered_float32_is_ill_conditioned():
+    """The claim behind the centered float32 tolerance above: the centered variance
+    v - mu^2 cancels on this problem, so gradtx against gradtx with the learning rate
+    moved by half a float32 ulp already differs by ~6.6e-7 when centered, and by 40x less
+    when not. gradtx writes its averages in torch's rounding order (gradtx/rms.py), optax
+    in its own: one rounding apart per step, which this conditioning grows to ~1.2e-6."""
+    kw = dict(learning_rate=0.01, initial_scale=0.0, eps_in_sqrt=False, bias_correction=True)
+
+    def gap(centered):
+        a = _trajectory(rmsprop_like_optax(**kw, centered=centered), zero_first=centered)
+        nudged = {**kw, "learning_rate": 0.01 * (1 + 6e-8)}
+        b = _trajectory(rmsprop_like_optax(**nudged, centered=centered), zero_first=centered)
+        return _by_precision(a, b)["float32"]
+
+    assert gap(True) > 3e-7 > 10 * gap(False)
 
 
 # ----------------------------------------------------------------------------------------
