@@ -486,3 +486,19 @@ def test_every_shared_name_is_compared_with_optax():
     ]
     missing = [n for n in shared if n not in here and not compared(n)]
     assert not missing, f"gradtx names shared with optax but never compared with it: {missing}"
+
+
+def test_state_layouts_match_optax():
+    """Same field names and trees as optax's states: tools that look into an optax state
+    by field name (``optax.tree_utils.tree_get``, ...) find the same things in ours."""
+    pairs = [
+        (gradtx.scale_by_rms(), optax.scale_by_rms()),
+        (gradtx.scale_by_rms(bias_correction=True), optax.scale_by_rms(bias_correction=True)),
+        (gradtx.scale_by_stddev(), optax.scale_by_stddev()),
+        (gradtx.trace(0.9), optax.trace(0.9)),
+        (gradtx.scale_by_schedule(_schedule), optax.scale_by_schedule(_schedule)),
+    ]
+    for ours, theirs in pairs:
+        a, b = ours.init(PARAMS), theirs.init(PARAMS)
+        assert a._fields == b._fields
+        assert jax.tree.structure(tuple(a)) == jax.tree.structure(tuple(b))
