@@ -16,7 +16,23 @@ from gradtx._base import (
     identity,
 )
 from gradtx.aliases import rmsprop, rprop
-from gradtx.combine import chain
+from gradtx.checkpoint import restore_checkpoint, save_checkpoint
+from gradtx.clipping import (
+    clip,
+    clip_by_block_norm,
+    clip_by_block_rms,
+    clip_by_global_norm,
+    global_norm,
+)
+from gradtx.combine import (
+    MaskedNode,
+    MaskedState,
+    PartitionState,
+    chain,
+    masked,
+    multi_transform,
+    partition,
+)
 from gradtx.momentum import TraceState, trace
 from gradtx.rms import (
     ScaleByRmsState,
@@ -28,15 +44,42 @@ from gradtx.rms import (
 )
 from gradtx.rprop import ScaleByIRpropPlusState, ScaleByRpropState, scale_by_rprop
 from gradtx.scaling import ScaleByScheduleState, scale, scale_by_learning_rate, scale_by_schedule
+from gradtx.schedules import (
+    constant_schedule,
+    cosine_decay_schedule,
+    exponential_decay,
+    join_schedules,
+    linear_schedule,
+    piecewise_constant_schedule,
+    polynomial_schedule,
+    warmup_constant_schedule,
+    warmup_cosine_decay_schedule,
+)
 from gradtx.weight_decay import WeightDecayScheduleState, add_decayed_weights
+from gradtx.wrappers import (
+    ApplyIfFiniteState,
+    InjectHyperparamsState,
+    MultiSteps,
+    MultiStepsState,
+    apply_if_finite,
+    inject_hyperparams,
+    set_hyperparams,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ApplyIfFiniteState",
     "EmptyState",
     "GradientTransformation",
+    "InjectHyperparamsState",
+    "MaskedNode",
+    "MaskedState",
+    "MultiSteps",
+    "MultiStepsState",
     "OptState",
     "Params",
+    "PartitionState",
     "ScalarOrSchedule",
     "ScaleByIRpropPlusState",
     "ScaleByRStdDevState",
@@ -50,16 +93,38 @@ __all__ = [
     "Updates",
     "WeightDecayScheduleState",
     "add_decayed_weights",
+    "apply_if_finite",
     "apply_updates",
     "chain",
+    "clip",
+    "clip_by_block_norm",
+    "clip_by_block_rms",
+    "clip_by_global_norm",
+    "constant_schedule",
+    "cosine_decay_schedule",
+    "exponential_decay",
+    "global_norm",
     "identity",
+    "inject_hyperparams",
+    "join_schedules",
+    "linear_schedule",
+    "masked",
+    "multi_transform",
+    "partition",
+    "piecewise_constant_schedule",
+    "polynomial_schedule",
+    "restore_checkpoint",
     "rmsprop",
     "rprop",
+    "save_checkpoint",
     "scale",
     "scale_by_learning_rate",
     "scale_by_rms",
     "scale_by_rprop",
     "scale_by_schedule",
     "scale_by_stddev",
+    "set_hyperparams",
     "trace",
+    "warmup_constant_schedule",
+    "warmup_cosine_decay_schedule",
 ]

@@ -316,14 +316,9 @@ def leafwise(
         for i, g in enumerate(g_leaves):
             g = jnp.asarray(g)
             s = tuple(column[i] for column in s_leaves)
-            leaf_kw = kw
-            if p_leaves is not None:
-                p = jnp.asarray(p_leaves[i])
-                _check_shapes(updates, i, g, p, s, tree_fields)
-                if with_params:
-                    leaf_kw = {**kw, "p": as_real(p)}
-            elif s:
-                _check_shapes(updates, i, g, None, s, tree_fields)
+            p = jnp.asarray(p_leaves[i]) if p_leaves is not None else None
+            _check_shapes(updates, i, g, p, s, tree_fields)
+            leaf_kw = {**kw, "p": as_real(p)} if with_params else kw
             u, new_s = rule(as_real(g), *s, **leaf_kw)
             out_u.append(_as_complex(u, g.dtype) if jnp.iscomplexobj(g) else u.astype(g.dtype))
             out_s.append(tuple(n.astype(o.dtype) for n, o in zip(new_s, s)))

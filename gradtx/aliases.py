@@ -20,8 +20,10 @@ from gradtx.weight_decay import add_decayed_weights
 
 
 def _is_zero(value) -> bool:
-    """True for a concrete zero; a traced value is never known to be zero."""
-    return check.concrete(value) == 0.0
+    """True for a Python-number zero only. An array (as ``inject_hyperparams`` passes,
+    concrete at ``init`` and traced inside a jitted ``update``) is never pruned, so the
+    chain's structure, and the state's, does not depend on whether a value is traced."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == 0
 
 
 def rprop(
@@ -103,15 +105,18 @@ def rmsprop(
     centered: bool = False,
     *,
     maximize: bool = False,
+    clamp_variance: bool = False,
 ) -> GradientTransformation:
     r"""RMSprop with ``torch.optim.RMSprop``'s arguments, defaults and numbers.
 
-    The chain (blocks whose hyperparameter is a concrete zero are left out)::
+    The chain (blocks whose hyperparameter is a Python zero are left out; an array, as
+    :func:`gradtx.inject_hyperparams` passes, always keeps its block)::
 
         chain(
             scale(-1.0),                              # only if maximize
             add_decayed_weights(weight_decay),        # L2 penalty, if weight_decay
-            scale_by_stddev(alpha, eps, eps_in_sqrt=False)   # if centered
+            scale_by_stddev(alpha, eps, eps_in_sqrt=False,   # if centered
+                            clamp_variance=clamp_variance)
               or scale_by_rms(alpha, eps, eps_in_sqrt=False),
             trace(momentum),                          # if momentum
             scale_by_learning_rate(learning_rate),
@@ -132,7 +137,17 @@ def rmsprop(
     Matches torch to rounding (tests: ``tests/test_aliases.py``). Validation follows
     torch: ``learning_rate``, ``alpha``, ``eps``, ``weight_decay`` and ``momentum`` must be
     ``>= 0`` (and, in gradtx, finite); gradtx also requires ``alpha <= 1``.
+
+    ``clamp_variance`` (centered only; off by default, for parity with torch and optax):
+    in floating point :math:`v_t - \bar g_t^2` can cancel to a tiny negative number, and
+    its square root is NaN; with ``clamp_variance=True`` it is clamped at 0 first, so the
+    step is :math:`g_t/\epsilon`-bounded instead of NaN. Asking for it without
+    ``centered=True`` raises ``ValueError`` (plain RMSprop's :math:`v_t` cannot be negative).
     """
+    if clamp_variance and not centered:
+        raise ValueError(
+            f"Invalid clamp_variance: {clamp_variance!r} (applies to centered=True only)."
+        )
     for name, value in [
         ("learning_rate", learning_rate),
         ("eps", eps),
@@ -145,7 +160,8 @@ def rmsprop(
     blocks = [scale(-1.0)] if maximize else []
     if not _is_zero(weight_decay):
         blocks.append(add_decayed_weights(weight_decay))
-    blocks.append(normaliser(decay=alpha, eps=eps, eps_in_sqrt=False))
+    extra = {"clamp_variance": clamp_variance} if centered else {}
+    blocks.append(normaliser(decay=alpha, eps=eps, eps_in_sqrt=False, **extra))
     if not _is_zero(momentum):
         blocks.append(trace(decay=momentum))
     blocks.append(scale_by_learning_rate(learning_rate))

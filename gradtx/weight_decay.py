@@ -1,28 +1,53 @@
-"""Weight decay added to the gradient (the coupled, L2 form of torch.optim and optax)."""
+r"""Weight decay: the params, scaled, added to the update.
+
+One block, two meanings, decided by where it sits in a chain:
+
+* **coupled (L2 penalty)**: before the normaliser, as ``torch.optim.RMSprop(weight_decay=λ)``
+  and gradtx's ``rmsprop(weight_decay=λ)`` do. The decay is the gradient of
+  :math:`\tfrac{\lambda}{2}\lVert\theta\rVert^2` and is normalised with the rest:
+  ``chain(add_decayed_weights(λ), scale_by_rms(...), scale_by_learning_rate(γ))``,
+  :math:`\theta_t = \theta_{t-1} - \gamma\,(g_t + \lambda\theta_{t-1})/(\sqrt{v_t}+\epsilon)`.
+* **decoupled** (Loshchilov & Hutter, "Decoupled weight decay regularization", 2019;
+  torch's ``AdamW``, optax's ``adamw``): after the normaliser, so every weight decays by
+  the same fraction :math:`\gamma\lambda` whatever its gradient history:
+  ``chain(scale_by_rms(...), add_decayed_weights(λ), scale_by_learning_rate(γ))``,
+  :math:`\theta_t = \theta_{t-1} - \gamma\,(g_t/(\sqrt{v_t}+\epsilon) + \lambda\theta_{t-1})`.
+  (torch's AdamW multiplies :math:`\lambda` by the learning rate the same way.)
+
+``mask`` restricts either form to some params, e.g. weights but not biases.
+"""
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 
 from gradtx import _validation as check
 from gradtx._base import EmptyState, GradientTransformation, ScalarOrSchedule, leafwise
+from gradtx.combine import masked
 
 
 class WeightDecayScheduleState(NamedTuple):
     count: jax.Array  # int32 scalar
 
 
-def add_decayed_weights(weight_decay: ScalarOrSchedule = 0.0) -> GradientTransformation:
+def add_decayed_weights(
+    weight_decay: ScalarOrSchedule = 0.0, mask: Any | None = None
+) -> GradientTransformation:
     r"""Add the params, scaled: :math:`u_t = g_t + \lambda\,\theta_{t-1}`.
 
     :math:`\lambda` = ``weight_decay`` is a scalar or a schedule of the step count.
     Placed before a normaliser (as in ``torch.optim.RMSprop(weight_decay=...)``) this is
-    an L2 penalty; placed after it, decoupled weight decay. Needs ``params``.
+    an L2 penalty; placed after it, decoupled weight decay (see the module docstring).
+    Needs ``params``. ``mask`` (a pytree of bools like the params, or a function
+    ``params -> mask``) limits the decay to the leaves where it is True, the others
+    passing unchanged and keeping no state (:func:`gradtx.masked`).
     Same arguments, defaults and numbers as ``optax.add_decayed_weights``.
     """
     check.non_negative("weight_decay", weight_decay)
+    if mask is not None:
+        return masked(add_decayed_weights(weight_decay), mask)
 
     def update_leaf(g, *, p, wd=weight_decay):
         return g + wd * p, ()

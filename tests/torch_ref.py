@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 import gradtx
+from tests.parity import _harness
 
 
 def run_torch(opt_cls, kwargs, params, grad_fn, steps):
@@ -47,18 +48,8 @@ def run_gradtx(tx, params, grad_fn, steps, *, jit=True):
 
 
 def scaled_error(ours, theirs):
-    """max over steps of max|ours - theirs| / max|theirs| (DESIGN.md's parity metric)."""
-    worst = 0.0
-    for a, b in zip(ours, theirs):
-        la = [
-            np.asarray(x, np.complex128 if np.iscomplexobj(x) else np.float64)
-            for x in jax.tree.leaves(a)
-        ]
-        lb = [
-            np.asarray(x, np.complex128 if np.iscomplexobj(x) else np.float64)
-            for x in jax.tree.leaves(b)
-        ]
-        diff = max((np.max(np.abs(x - y)) for x, y in zip(la, lb) if x.size), default=0.0)
-        scale = max((np.max(np.abs(y)) for y in lb if y.size), default=0.0)
-        worst = max(worst, diff / scale if scale else diff)
-    return worst
+    """max over steps of max|ours - theirs| / max|theirs| (DESIGN.md's parity metric), for
+    sequences (over steps) of pytrees; a NaN counts as an infinite error."""
+    return _harness.scaled_error(
+        [jax.tree.leaves(a) for a in ours], [jax.tree.leaves(b) for b in theirs]
+    )

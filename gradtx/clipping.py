@@ -1,0 +1,140 @@
+"""Clipping updates: element-wise, by each leaf's norm, or by the global norm.
+
+Three ways to bound a step, from finest to coarsest:
+
+* :func:`clip` bounds every element (optax's ``clip``; torch's ``clip_grad_value_``),
+* :func:`clip_by_block_norm` bounds each leaf's own L2 norm (Dragon's ``clip_norm``
+  option of its optimizers, which clips every parameter's gradient by its own norm),
+  and :func:`clip_by_block_rms` each leaf's root mean square (optax's),
+* :func:`clip_by_global_norm` bounds the L2 norm of all leaves together (optax's;
+  torch's ``clip_grad_norm_``).
+
+None keeps state. Complex leaves count as pairs of reals: their norm is
+:math:`\\sqrt{\\sum |g|^2}`, as in optax and torch.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from gradtx import _validation as check
+from gradtx._base import EmptyState, GradientTransformation, Params, Updates, leafwise
+
+
+def _positive(name: str, value: Any) -> None:
+    v = check.finite(name, value)
+    if v is not None and not v > 0.0:
+        raise ValueError(f"Invalid {name}: {value!r} (must be > 0).")
+
+
+def clip(max_delta: float | jax.Array) -> GradientTransformation:
+    r"""Clip every element: :math:`u = \min(\max(g, -\delta), \delta)`.
+
+    :math:`\delta` = ``max_delta`` (``>= 0``). Same name, argument and numbers as
+    ``optax.clip`` for real leaves; a complex leaf has its real and imaginary parts
+    clipped separately (torch's view of complex numbers as pairs of reals).
+    """
+    check.non_negative("max_delta", max_delta)
+
+    def update_leaf(g):
+        d = jnp.asarray(max_delta, g.dtype)
+        return jnp.clip(g, -d, d), ()
+
+    return leafwise(update_leaf)
+
+
+def clip_by_block_norm(max_norm: float | jax.Array) -> GradientTransformation:
+    r"""Clip each leaf by its own L2 norm (Dragon's ``clip_norm``):
+
+    .. math::
+        u = \begin{cases} g \cdot (c / \lVert g\rVert_2) & \lVert g\rVert_2 > c \\
+            g & \text{otherwise,} \end{cases}
+
+    with :math:`c` = ``max_norm`` (``> 0``) and the norm taken over that leaf alone, as
+    Dragon's ``UpdateOpBase::TransformGrad`` does for each parameter when its optimizer
+    has ``clip_norm > 0`` (Dragon applies its ``scale`` first: chain
+    ``scale(s)`` before this block). optax has no per-leaf norm clip; its
+    ``clip_by_block_rms`` bounds the root *mean* square instead (see
+    :func:`clip_by_block_rms`).
+    """
+    _positive("max_norm", max_norm)
+
+    def update_leaf(g):
+        c = jnp.asarray(max_norm, g.dtype)
+        sq = jnp.sum(g * g)
+        # sqrt and c / norm only where used, so that jax.grad through a zero leaf is finite
+        norm = jnp.where(sq > 0, jnp.sqrt(jnp.where(sq > 0, sq, 1)), 0)
+        over = norm > c
+        factor = jnp.where(over, c / jnp.where(over, norm, 1), 1)
+        return jnp.where(over, g * factor, g), ()
+
+    return leafwise(update_leaf)
+
+
+def clip_by_block_rms(threshold: float | jax.Array) -> GradientTransformation:
+    r"""Clip each leaf by its root mean square: :math:`u = g / \max(1, \mathrm{rms}(g)/\tau)`.
+
+    :math:`\tau` = ``threshold`` (``> 0``), :math:`\mathrm{rms}(g) = \sqrt{\mathrm{mean}
+    (|g|^2)}` over the leaf's elements (a complex element counts once, with :math:`|g|^2`).
+    Same name, argument and numbers as ``optax.clip_by_block_rms``. A reduction over each
+    leaf rather than an element-wise rule, so it maps over the tree itself.
+    """
+    _positive("threshold", threshold)
+
+    def clip_leaf(g):
+        g = jnp.asarray(g)
+        rms = jnp.sqrt(jnp.mean(_abs_sq(g)))
+        return g / jnp.maximum(1.0, rms / jnp.asarray(threshold, rms.dtype)).astype(g.dtype)
+
+    def update(updates: Updates, state, params: Params | None = None, **extra_args):
+        del params, extra_args
+        return jax.tree.map(clip_leaf, updates), state
+
+    return GradientTransformation(_init_empty, update)
+
+
+def _init_empty(params: Params) -> EmptyState:
+    del params
+    return EmptyState()
+
+
+def _abs_sq(g: jax.Array) -> jax.Array:
+    """:math:`|g|^2` element-wise, real for complex ``g``."""
+    return jnp.square(jnp.real(g)) + jnp.square(jnp.imag(g)) if jnp.iscomplexobj(g) else g * g
+
+
+def global_norm(updates: Updates) -> jax.Array:
+    r""":math:`\sqrt{\sum_{\text{leaves}} \sum |g|^2}`, as ``optax.tree.norm`` computes it."""
+    sums = jax.tree.map(lambda g: jnp.sum(_abs_sq(jnp.asarray(g))), updates)
+    return jnp.sqrt(jax.tree.reduce(operator.add, sums, initializer=0))
+
+
+def clip_by_global_norm(max_norm: float | jax.Array) -> GradientTransformation:
+    r"""Clip all leaves together by their global L2 norm (Pascanu et al., 2012):
+
+    .. math::
+        n = \sqrt{\textstyle\sum_{\text{leaves}} \lVert g\rVert_2^2}, \qquad
+        u = \begin{cases} g & n < c \\ (g / n)\cdot c & \text{otherwise,} \end{cases}
+
+    with :math:`c` = ``max_norm`` (``> 0``). Same name, argument and numbers as
+    ``optax.clip_by_global_norm`` (the same operations in the same order); torch's
+    ``clip_grad_norm_`` multiplies by :math:`c / (n + 10^{-6})` instead.
+    """
+    _positive("max_norm", max_norm)
+
+    def update(updates: Updates, state, params: Params | None = None, **extra_args):
+        del params, extra_args
+        norm = global_norm(updates)
+        keep = norm < max_norm
+
+        def clip_leaf(g):
+            c = jnp.asarray(max_norm, g.dtype)
+            return jax.lax.select(keep, g, (g / norm.astype(g.dtype)) * c)
+
+        return jax.tree.map(clip_leaf, updates), state
+
+    return GradientTransformation(_init_empty, update)

@@ -1,0 +1,219 @@
+"""Param groups: masked and partition against torch.optim's param groups run live, against
+optax.masked / optax.partition wrapping the same inner transforms, and the weight-decay
+forms (coupled, decoupled, masked) against NumPy references from their published rules."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+import torch
+
+import gradtx
+
+RNG = np.random.default_rng(1)
+X = RNG.standard_normal((16, 3))
+Y = RNG.standard_normal((16, 2))
+
+
+def params0(dtype=np.float64):
+    return {"w": np.linspace(-1, 1, 6).reshape(3, 2).astype(dtype), "b": np.full(2, 0.3, dtype)}
+
+
+def grad_fn(p):
+    """Gradient of 0.5 * mean ||x w + b - y||^2."""
+    r = X @ p["w"] + p["b"] - Y
+    return {"w": X.T @ r / len(X), "b": r.mean(0)}
+
+
+def run_torch(groups, opt_cls, steps, dtype=np.float64, **defaults):
+    """``groups``: list of (names, options) as torch param groups."""
+    t = {k: torch.tensor(v.copy(), requires_grad=True) for k, v in params0(dtype).items()}
+    opt = opt_cls([{"params": [t[n] for n in names], **o} for names, o in groups], **defaults)
+    out = []
+    for _ in range(steps):
+        g = grad_fn({k: v.detach().numpy() for k, v in t.items()})
+        for k, v in t.items():
+            v.grad = torch.tensor(np.asarray(g[k], dtype))
+        opt.step()
+        out.append({k: v.detach().numpy().copy() for k, v in t.items()})
+    return out
+
+
+def run_gradtx(tx, steps, dtype=np.float64):
+    p = jax.tree.map(jnp.asarray, params0(dtype))
+    s = tx.init(p)
+
+    @jax.jit
+    def step(p, s):
+        g = jax.tree.map(lambda x: x.astype(dtype), grad_fn(p))
+        u, s = tx.update(g, s, p)
+        return gradtx.apply_updates(p, u), s
+
+    out = []
+    for _ in range(steps):
+        p, s = step(p, s)
+        out.append(jax.tree.map(np.asarray, p))
+    return out, s
+
+
+def scaled_error(ours, theirs):
+    worst = 0.0
+    for a, b in zip(ours, theirs):
+        diff = max(np.max(np.abs(a[k] - b[k])) for k in b)
+        worst = max(worst, diff / max(np.max(np.abs(b[k])) for k in b))
+    return worst
+
+
+def labels(p):
+    return {k: "no_decay" if k == "b" else "decay" for k in p}
+
+
+def test_weight_decay_on_weights_not_biases_matches_torch():
+    torch_run = run_torch(
+        [(["w"], {"weight_decay": 0.1}), (["b"], {"weight_decay": 0.0})],
+        torch.optim.RMSprop,
+        20,
+        lr=0.01,
+        momentum=0.9,
+    )
+    by_partition = gradtx.partition(
+        {
+            "decay": gradtx.rmsprop(0.01, momentum=0.9, weight_decay=0.1),
+            "no_decay": gradtx.rmsprop(0.01, momentum=0.9),
+        },
+        labels,
+    )
+    by_mask = gradtx.chain(
+        gradtx.add_decayed_weights(0.1, mask=lambda p: {k: k != "b" for k in p}),
+        gradtx.scale_by_rms(0.99, 1e-8, eps_in_sqrt=False),
+        gradtx.trace(0.9),
+        gradtx.scale_by_learning_rate(0.01),
+    )
+    for tx in (by_partition, by_mask):
+        ours, _ = run_gradtx(tx, 20)
+        assert scaled_error(ours, torch_run) < 1e-14
+
+
+def test_a_learning_rate_per_group_matches_torch():
+    torch_run = run_torch(
+        [(["w"], {"lr": 0.05}), (["b"], {"lr": 0.002})], torch.optim.RMSprop, 20, centered=True
+    )
+    tx = gradtx.partition(
+        {
+            "decay": gradtx.rmsprop(0.05, centered=True),
+            "no_decay": gradtx.rmsprop(0.002, centered=True),
+        },
+        {"w": "decay", "b": "no_decay"},  # labels as a pytree
+    )
+    ours, _ = run_gradtx(tx, 20)
+    assert scaled_error(ours, torch_run) < 1e-14
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_group_with_lr_1e_28_is_untouched(dtype):
+    """RMSprop: lr * update is far below one ulp of the params. Rprop: lr only seeds the
+    step sizes, which the default minimum (1e-6) lifts at once, so the group moves unless
+    step_sizes=(0, max), as in torch."""
+    p0 = params0(dtype)
+    cases = [
+        (gradtx.rmsprop, torch.optim.RMSprop, {}),
+        (gradtx.rprop, torch.optim.Rprop, {"step_sizes": (0.0, 50.0)}),
+    ]
+    for make, torch_cls, extra in cases:
+        tx = gradtx.partition(
+            {"frozen": make(1e-28, **extra), "moving": make(1e-2)}, {"w": "moving", "b": "frozen"}
+        )
+        ours, _ = run_gradtx(tx, 15, dtype)
+        theirs = run_torch(
+            [(["b"], {"lr": 1e-28, **extra}), (["w"], {"lr": 1e-2})], torch_cls, 15, dtype
+        )
+        for a, b in zip(ours, theirs):
+            np.testing.assert_array_equal(a["b"], p0["b"])
+            np.testing.assert_array_equal(b["b"], p0["b"])
+        assert not np.array_equal(ours[-1]["w"], p0["w"])
+        assert scaled_error(ours, theirs) < (1e-5 if dtype == np.float32 else 1e-14)
+    # with Rprop's default minimum step the "frozen" group does move, in torch and here
+    tx = gradtx.partition({"f": gradtx.rprop(1e-28), "m": gradtx.rprop(1e-2)}, {"w": "m", "b": "f"})
+    ours, _ = run_gradtx(tx, 3, dtype)
+    theirs = run_torch([(["b"], {"lr": 1e-28}), (["w"], {"lr": 1e-2})], torch.optim.Rprop, 3, dtype)
+    assert np.all(ours[-1]["b"] != p0["b"])
+    assert scaled_error(ours, theirs) == 0.0
+
+
+def test_masked_and_partition_give_optax_numbers_and_keep_no_state_for_others():
+    inner = gradtx.rmsprop(0.02, momentum=0.5)
+    mask = {"w": True, "b": False}
+    pairs = [
+        (gradtx.masked(inner, mask), optax.masked(inner, mask)),
+        (
+            gradtx.partition({"decay": inner, "no_decay": gradtx.rprop()}, labels),
+            optax.partition({"decay": inner, "no_decay": gradtx.rprop()}, labels),
+        ),
+    ]
+    for ours, theirs in pairs:
+        a, sa = run_gradtx(ours, 10)
+        b, sb = run_gradtx(theirs, 10)
+        assert scaled_error(a, b) == 0.0
+        # the same state arrays (optax uses its own MaskedNode class for the holes)
+        for x, y in zip(jax.tree.leaves(sa), jax.tree.leaves(sb), strict=True):
+            np.testing.assert_array_equal(x, y)
+    _, state = run_gradtx(gradtx.masked(inner, mask), 1)
+    nu = state.inner_state[0].nu
+    assert isinstance(nu["b"], gradtx.MaskedNode) and nu["w"].shape == (3, 2)
+    # masked-out leaves pass through unchanged
+    g = jax.tree.map(jnp.asarray, grad_fn(params0()))
+    tx = gradtx.masked(gradtx.scale(-3.0), lambda p: {"w": False, "b": True})
+    u, _ = tx.update(g, tx.init(g))
+    np.testing.assert_array_equal(u["w"], g["w"])
+    np.testing.assert_array_equal(u["b"], -3.0 * g["b"])
+
+
+def test_decoupled_weight_decay_matches_its_published_rule():
+    """Loshchilov & Hutter (2019): the decay skips the normaliser,
+    theta <- theta - lr * (g / (sqrt(v) + eps) + wd * theta)."""
+    lr, wd, alpha, eps = 0.01, 0.1, 0.9, 1e-8
+    tx = gradtx.chain(
+        gradtx.scale_by_rms(alpha, eps, eps_in_sqrt=False),
+        gradtx.add_decayed_weights(wd, mask=lambda p: {k: k == "w" for k in p}),
+        gradtx.scale_by_learning_rate(lr),
+    )
+    ours, _ = run_gradtx(tx, 15)
+    p = params0()
+    v = {k: np.zeros_like(x) for k, x in p.items()}
+    for t in range(15):
+        g = grad_fn(p)
+        for k in p:
+            v[k] = alpha * v[k] + (1 - alpha) * g[k] ** 2
+            decay = wd * p[k] if k == "w" else 0.0
+            p[k] = p[k] - lr * (g[k] / (np.sqrt(v[k]) + eps) + decay)
+        for k in p:
+            np.testing.assert_allclose(ours[t][k], p[k], rtol=1e-13)
+
+
+def test_bad_labels_and_masks_are_named():
+    p = jax.tree.map(jnp.asarray, params0())
+    with pytest.raises(ValueError, match="no_decay"):
+        gradtx.partition({"decay": gradtx.scale(1.0)}, labels).init(p)
+    with pytest.raises(ValueError, match="mask"):
+        gradtx.masked(gradtx.scale(1.0), {"w": True}).init(p)
+    with pytest.raises(TypeError, match="decay"):
+        gradtx.partition({"decay": 3}, labels)
+
+
+def test_under_jit_vmap_and_with_none_leaves():
+    tx = gradtx.partition({"a": gradtx.rmsprop(0.1), "b": gradtx.rprop()}, {"w": "a", "b": "b"})
+    p = jax.tree.map(jnp.asarray, params0())
+    g = jax.tree.map(jnp.asarray, grad_fn(params0()))
+    eager, _ = tx.update(g, tx.init(p), p)
+    jitted, _ = jax.jit(tx.update)(g, tx.init(p), p)
+    for a, b in zip(jax.tree.leaves(eager), jax.tree.leaves(jitted)):
+        np.testing.assert_allclose(a, b, rtol=1e-15)
+    batched = jax.vmap(lambda g: tx.update(g, tx.init(p), p)[0])(
+        jax.tree.map(lambda x: jnp.stack([x, 2 * x]), g)
+    )
+    np.testing.assert_allclose(batched["w"][0], eager["w"], rtol=1e-15)
+    tree = {"w": p["w"], "b": None}
+    m = gradtx.masked(gradtx.rmsprop(0.1), {"w": True, "b": False})
+    u, _ = m.update({"w": g["w"], "b": None}, m.init(tree), tree)
+    assert u["b"] is None
