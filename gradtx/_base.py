@@ -74,18 +74,20 @@ class EmptyState(NamedTuple):
 NO_PARAMS_MSG = "this transform needs the current params: call update(updates, state, params)."
 
 
+def init_empty_state(params: Params) -> EmptyState:
+    """The ``init`` of a transform that keeps no state."""
+    del params
+    return EmptyState()
+
+
 def identity() -> GradientTransformation:
     """The transform that returns the updates unchanged and keeps no state."""
-
-    def init(params: Params) -> EmptyState:
-        del params
-        return EmptyState()
 
     def update(updates, state, params=None, **extra_args):
         del params, extra_args
         return updates, state
 
-    return GradientTransformation(init, update)
+    return GradientTransformation(init_empty_state, update)
 
 
 def safe_increment(count: jax.Array) -> jax.Array:

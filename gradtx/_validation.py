@@ -49,6 +49,13 @@ def non_negative(name: str, value: Any) -> None:
         _fail(name, value, ">= 0")
 
 
+def positive(name: str, value: Any) -> None:
+    """Check ``0 < value < inf`` for a concrete ``value``."""
+    v = finite(name, value)
+    if v is not None and not v > 0.0:
+        _fail(name, value, "> 0")
+
+
 def in_range(name: str, value: Any, low: float, high: float, *, closed: str = "[]") -> None:
     """Check ``low <= value <= high`` (``closed`` says which ends are included)."""
     v = finite(name, value)

@@ -16,19 +16,12 @@ None keeps state. Complex leaves count as pairs of reals: their norm is
 from __future__ import annotations
 
 import operator
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 
 from gradtx import _validation as check
-from gradtx._base import EmptyState, GradientTransformation, Params, Updates, leafwise
-
-
-def _positive(name: str, value: Any) -> None:
-    v = check.finite(name, value)
-    if v is not None and not v > 0.0:
-        raise ValueError(f"Invalid {name}: {value!r} (must be > 0).")
+from gradtx._base import GradientTransformation, Params, Updates, init_empty_state, leafwise
 
 
 def clip(max_delta: float | jax.Array) -> GradientTransformation:
@@ -61,7 +54,7 @@ def clip_by_block_norm(max_norm: float | jax.Array) -> GradientTransformation:
     ``clip_by_block_rms`` bounds the root *mean* square instead (see
     :func:`clip_by_block_rms`).
     """
-    _positive("max_norm", max_norm)
+    check.positive("max_norm", max_norm)
 
     def update_leaf(g):
         c = jnp.asarray(max_norm, g.dtype)
@@ -83,7 +76,7 @@ def clip_by_block_rms(threshold: float | jax.Array) -> GradientTransformation:
     Same name, argument and numbers as ``optax.clip_by_block_rms``. A reduction over each
     leaf rather than an element-wise rule, so it maps over the tree itself.
     """
-    _positive("threshold", threshold)
+    check.positive("threshold", threshold)
 
     def clip_leaf(g):
         g = jnp.asarray(g)
@@ -94,12 +87,7 @@ def clip_by_block_rms(threshold: float | jax.Array) -> GradientTransformation:
         del params, extra_args
         return jax.tree.map(clip_leaf, updates), state
 
-    return GradientTransformation(_init_empty, update)
-
-
-def _init_empty(params: Params) -> EmptyState:
-    del params
-    return EmptyState()
+    return GradientTransformation(init_empty_state, update)
 
 
 def _abs_sq(g: jax.Array) -> jax.Array:
@@ -124,7 +112,7 @@ def clip_by_global_norm(max_norm: float | jax.Array) -> GradientTransformation:
     ``optax.clip_by_global_norm`` (the same operations in the same order); torch's
     ``clip_grad_norm_`` multiplies by :math:`c / (n + 10^{-6})` instead.
     """
-    _positive("max_norm", max_norm)
+    check.positive("max_norm", max_norm)
 
     def update(updates: Updates, state, params: Params | None = None, **extra_args):
         del params, extra_args
@@ -137,4 +125,4 @@ def clip_by_global_norm(max_norm: float | jax.Array) -> GradientTransformation:
 
         return jax.tree.map(clip_leaf, updates), state
 
-    return GradientTransformation(_init_empty, update)
+    return GradientTransformation(init_empty_state, update)

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 
+from gradtx import _validation as check
 from gradtx._base import Schedule
 
 Scalar = float | jax.Array
@@ -146,8 +147,7 @@ def cosine_decay_schedule(
     with :math:`p` = ``exponent``. Same as ``optax.cosine_decay_schedule`` (torch's
     ``CosineAnnealingLR`` with ``T_max = T`` and ``eta_min`` = :math:`\alpha I`).
     """
-    if not decay_steps > 0:
-        raise ValueError(f"Invalid decay_steps: {decay_steps!r} (must be > 0).")
+    check.positive("decay_steps", decay_steps)
     steps = float(decay_steps)
 
     def schedule(count):
