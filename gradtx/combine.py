@@ -21,6 +21,12 @@ def _takes_extra_args(tx: Any) -> bool:
     return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
 
 
+def _require_transform(tx: Any, where: str) -> None:
+    """Raise ``TypeError`` unless ``tx`` has callable ``init`` and ``update``."""
+    if not (callable(getattr(tx, "init", None)) and callable(getattr(tx, "update", None))):
+        raise TypeError(f"{where} is not a transform (no init/update): {tx!r}")
+
+
 def chain(*transforms: Any) -> GradientTransformation:
     """Apply ``transforms`` in order; the state is the tuple of their states.
 
@@ -30,8 +36,7 @@ def chain(*transforms: Any) -> GradientTransformation:
     ``optax.chain``.
     """
     for i, tx in enumerate(transforms):
-        if not (callable(getattr(tx, "init", None)) and callable(getattr(tx, "update", None))):
-            raise TypeError(f"chain: argument {i} is not a transform (no init/update): {tx!r}")
+        _require_transform(tx, f"chain: argument {i}")
     forwards = tuple(_takes_extra_args(tx) for tx in transforms)
 
     def init(params: Params) -> tuple:
@@ -137,8 +142,7 @@ def partition(transforms: dict[Any, Any], param_labels: Any) -> GradientTransfor
                   lambda p: {k: "no_decay" if k == "b" else "decay" for k in p})
     """
     for label, tx in transforms.items():
-        if not (callable(getattr(tx, "init", None)) and callable(getattr(tx, "update", None))):
-            raise TypeError(f"partition: transforms[{label!r}] is not a transform: {tx!r}")
+        _require_transform(tx, f"partition: transforms[{label!r}]")
 
     def check_labels(labels: Any) -> None:
         missing = sorted({str(x) for x in jax.tree.leaves(labels)} - {str(k) for k in transforms})
