@@ -26,6 +26,7 @@ transforms:
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple, Protocol
 
@@ -88,6 +89,30 @@ def identity() -> GradientTransformation:
         return updates, state
 
     return GradientTransformation(init_empty_state, update)
+
+
+def _takes_extra_args(tx: Any) -> bool:
+    """Whether ``tx.update`` accepts ``**extra_args`` (every gradtx transform does;
+    optax's plain ``GradientTransformation`` does not, its ``...ExtraArgs`` does)."""
+    try:
+        params = inspect.signature(tx.update).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+
+
+def update_with_extra_args(tx: Any) -> TransformUpdateFn:
+    """``tx.update`` as a function that takes ``**extra_args`` whatever ``tx`` is: they are
+    passed on when ``tx.update`` accepts them, and dropped for one that does not (a plain
+    optax transform), as ``optax.chain`` does. Every combinator forwards through this."""
+    if _takes_extra_args(tx):
+        return tx.update
+
+    def update(updates, state, params=None, **extra_args):
+        del extra_args
+        return tx.update(updates, state, params)
+
+    return update
 
 
 def safe_increment(count: jax.Array) -> jax.Array:

@@ -3,22 +3,11 @@
 
 from __future__ import annotations
 
-import inspect
 from typing import Any, NamedTuple
 
 import jax
 
-from gradtx._base import GradientTransformation, Params, Updates
-
-
-def _takes_extra_args(tx: Any) -> bool:
-    """Whether ``tx.update`` accepts ``**extra_args`` (every gradtx transform does;
-    optax's plain ``GradientTransformation`` does not, its ``...ExtraArgs`` does)."""
-    try:
-        params = inspect.signature(tx.update).parameters.values()
-    except (TypeError, ValueError):
-        return False
-    return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+from gradtx._base import GradientTransformation, Params, Updates, update_with_extra_args
 
 
 def _require_transform(tx: Any, where: str) -> None:
@@ -37,7 +26,7 @@ def chain(*transforms: Any) -> GradientTransformation:
     """
     for i, tx in enumerate(transforms):
         _require_transform(tx, f"chain: argument {i}")
-    forwards = tuple(_takes_extra_args(tx) for tx in transforms)
+    updates_fns = tuple(update_with_extra_args(tx) for tx in transforms)
 
     def init(params: Params) -> tuple:
         return tuple(tx.init(params) for tx in transforms)
@@ -48,8 +37,8 @@ def chain(*transforms: Any) -> GradientTransformation:
                 f"chain of {len(transforms)} transforms got a state of {len(state)} entries."
             )
         new_state = []
-        for tx, s, fwd in zip(transforms, state, forwards):
-            updates, s = tx.update(updates, s, params, **(extra_args if fwd else {}))
+        for update_fn, s in zip(updates_fns, state):
+            updates, s = update_fn(updates, s, params, **extra_args)
             new_state.append(s)
         return updates, tuple(new_state)
 
@@ -106,7 +95,7 @@ def masked(inner: Any, mask: Any) -> GradientTransformation:
 
     (or ``add_decayed_weights(1e-4, mask=...)``, which does the same).
     """
-    forwards = _takes_extra_args(inner)
+    inner_update = update_with_extra_args(inner)
 
     def init(params: Params) -> MaskedState:
         return MaskedState(inner.init(_mask_tree(params, _resolve(mask, params))))
@@ -115,9 +104,7 @@ def masked(inner: Any, mask: Any) -> GradientTransformation:
         m = _resolve(mask, updates)
         sub_updates = _mask_tree(updates, m)
         sub_params = None if params is None else _mask_tree(params, m)
-        new_sub, inner_state = inner.update(
-            sub_updates, state.inner_state, sub_params, **(extra if forwards else {})
-        )
+        new_sub, inner_state = inner_update(sub_updates, state.inner_state, sub_params, **extra)
         new_updates = jax.tree.map(lambda k, new, old: new if k else old, m, new_sub, updates)
         return new_updates, MaskedState(inner_state)
 

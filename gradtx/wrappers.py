@@ -25,8 +25,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradtx._base import GradientTransformation, OptState, Params, Updates, safe_increment
-from gradtx.combine import _takes_extra_args
+from gradtx._base import (
+    GradientTransformation,
+    OptState,
+    Params,
+    Updates,
+    safe_increment,
+    update_with_extra_args,
+)
 
 # --------------------------------------------------------------------------------------
 # inject_hyperparams
@@ -152,9 +158,8 @@ def inject_hyperparams(
             hyperparams.update(
                 {k: _as_hyperparam(f(state.count), dtype) for k, f in scheduled.items()}
             )
-            inner = build(hyperparams)
-            fwd = extra_args if _takes_extra_args(inner) else {}
-            updates, inner_state = inner.update(updates, state.inner_state, params, **fwd)
+            inner_update = update_with_extra_args(build(hyperparams))
+            updates, inner_state = inner_update(updates, state.inner_state, params, **extra_args)
             return updates, InjectHyperparamsState(
                 safe_increment(state.count), hyperparams, inner_state
             )
@@ -231,7 +236,7 @@ def apply_if_finite(inner: Any, max_consecutive_errors: int) -> GradientTransfor
         raise ValueError(
             f"Invalid max_consecutive_errors: {max_consecutive_errors!r} (must be >= 0)."
         )
-    forwards = _takes_extra_args(inner)
+    inner_update = update_with_extra_args(inner)
 
     def init(params: Params) -> ApplyIfFiniteState:
         zero = jnp.zeros([], jnp.int32)
@@ -241,10 +246,9 @@ def apply_if_finite(inner: Any, max_consecutive_errors: int) -> GradientTransfor
         finite = _all_finite(updates)
         notfinite = jnp.where(finite, 0, safe_increment(state.notfinite_count))
         notfinite = notfinite.astype(jnp.int32)
-        fwd = extra_args if forwards else {}
 
         def apply(_):
-            return inner.update(updates, state.inner_state, params, **fwd)
+            return inner_update(updates, state.inner_state, params, **extra_args)
 
         def skip(_):
             return jax.tree.map(jnp.zeros_like, updates), state.inner_state
@@ -327,7 +331,7 @@ class MultiSteps:
         self._every_k = every_k_schedule
         self._mean = reduce == "mean"
         self._acc_dtype = None if accumulator_dtype is None else jnp.dtype(accumulator_dtype)
-        self._forwards = _takes_extra_args(transform)
+        self._inner_update = update_with_extra_args(transform)
 
     @property
     def inner_opt(self) -> Any:
@@ -353,7 +357,6 @@ class MultiSteps:
             lambda a, g: a + jnp.asarray(g).astype(a.dtype), state.acc_grads, updates
         )
         emit = state.mini_step >= k - 1
-        fwd = extra_args if self._forwards else {}
 
         def step(_):
             def reduced(a, g):
@@ -361,8 +364,8 @@ class MultiSteps:
                 return a.astype(jnp.asarray(g).dtype)
 
             grads = jax.tree.map(reduced, acc, updates)
-            new_updates, inner_state = self._inner.update(
-                grads, state.inner_opt_state, params, **fwd
+            new_updates, inner_state = self._inner_update(
+                grads, state.inner_opt_state, params, **extra_args
             )
             return new_updates, inner_state, jax.tree.map(jnp.zeros_like, acc)
 
