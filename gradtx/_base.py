@@ -145,7 +145,7 @@ def _paths(tree: Any) -> list[tuple[str, Any]]:
     return [(jax.tree_util.keystr(path) or "<root>", leaf) for path, leaf in flat]
 
 
-def _leaf_paths(tree: Any) -> list[str]:
+def leaf_paths(tree: Any) -> list[str]:
     flat, _ = jax.tree_util.tree_flatten_with_path(tree)
     return [jax.tree_util.keystr(path) or "<root>" for path, _ in flat]
 
@@ -185,7 +185,7 @@ def _check_shapes(updates, i, g, p, s, names) -> None:
     bad += [(f"state.{n}", x.shape, want) for n, x in zip(names, s) if x.shape != want]
     if bad:
         what, got, expected = bad[0]
-        path = _leaf_paths(updates)[i]
+        path = leaf_paths(updates)[i]
         raise ValueError(f"{what} at path {path} has shape {got}, expected {expected}.")
 
 

@@ -26,13 +26,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gradtx._base import leaf_paths
+
 _FORMAT = "gradtx-checkpoint-1"
 
 
 def _flatten(tree: Any) -> tuple[list[str], list[Any], Any]:
-    flat, treedef = jax.tree_util.tree_flatten_with_path(tree)
-    paths = [jax.tree_util.keystr(path) or "<root>" for path, _ in flat]
-    return paths, [leaf for _, leaf in flat], treedef
+    """The leaf paths (named as every gradtx error names them), leaves and structure."""
+    leaves, treedef = jax.tree.flatten(tree)
+    return leaf_paths(tree), leaves, treedef
 
 
 def save_checkpoint(path: str | os.PathLike, tree: Any) -> None:
