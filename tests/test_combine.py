@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import gradtx
+from tests.torch_ref import scaled_error
 
 RNG = np.random.default_rng(1)
 X = RNG.standard_normal((16, 3))
@@ -55,14 +56,6 @@ def run_gradtx(tx, steps, dtype=np.float64):
         p, s = step(p, s)
         out.append(jax.tree.map(np.asarray, p))
     return out, s
-
-
-def scaled_error(ours, theirs):
-    worst = 0.0
-    for a, b in zip(ours, theirs):
-        diff = max(np.max(np.abs(a[k] - b[k])) for k in b)
-        worst = max(worst, diff / max(np.max(np.abs(b[k])) for k in b))
-    return worst
 
 
 def labels(p):

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import gradtx
+from tests.torch_ref import scaled_error
 
 RNG = np.random.default_rng(0)
 A = RNG.standard_normal((32, 5))
@@ -63,16 +64,6 @@ def run_gradtx(tx, steps, before_step=None, dtype=np.float64):
         params, state = step(params, state, g)
         out.append(jax.tree.map(np.asarray, params))
     return out, state
-
-
-def scaled_error(ours, theirs):
-    """max over steps of max|ours - theirs| / max|theirs|."""
-    worst = 0.0
-    for a, b in zip(ours, theirs):
-        diff = max(np.max(np.abs(a[k] - b[k])) for k in b)
-        scale = max(np.max(np.abs(b[k])) for k in b)
-        worst = max(worst, diff / scale)
-    return worst
 
 
 def lr_at(t):
