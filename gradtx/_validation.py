@@ -1,8 +1,9 @@
 """Hyperparameter checks, run once in plain Python when a transform is built.
 
-Only concrete values are checked: Python and NumPy numbers and concrete arrays.
-A traced array (as ``inject_hyperparams`` passes) or a schedule (a callable) is
-accepted as is, and nothing inside ``update`` ever branches on its value.
+Only host values are checked: Python and NumPy numbers and arrays. A JAX array (traced,
+or on a device, as ``inject_hyperparams`` passes) or a schedule (a callable) is accepted
+as is: reading it would cost a host sync, and nothing inside ``update`` ever branches on
+its value.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ import numpy as np
 
 def concrete(value: Any) -> float | None:
     """The value as a Python float, or ``None`` when it is traced or a schedule."""
-    if callable(value) or isinstance(value, jax.core.Tracer):
+    if callable(value) or isinstance(value, jax.Array):
+        # a schedule, a tracer, or a device array (as inject_hyperparams passes): reading
+        # its value would be a device-to-host copy at every build, so it is taken as is
         return None
     try:
         arr = np.asarray(value)
