@@ -34,7 +34,7 @@ EPS = 1e-8
 WEIGHT_DECAY = 1e-4
 MOMENTUM = 0.9
 
-RPROP_VARIANTS = ("irprop-", "rprop-", "rprop+", "irprop+")
+RPROP_VARIANTS = gradtx.RPROP_VARIANTS
 
 
 def rprop_variants() -> tuple[str, ...]:

@@ -42,7 +42,7 @@ from sklearn.datasets import load_breast_cancer, load_diabetes, load_digits
 import gradtx
 
 RESULTS = Path(__file__).resolve().parent / "results"
-VARIANTS = ("irprop-", "rprop-", "rprop+", "irprop+")
+VARIANTS = gradtx.RPROP_VARIANTS
 CONTENDERS = (*(f"gradtx {v}" for v in VARIANTS), "torch.optim.Rprop", "optax.rprop")
 LR = 0.01  # torch's default Δ0; etas and step-size bounds are the common defaults too
 

@@ -4,6 +4,7 @@ small composable blocks they are made of.
 Everything public is exported here; the modules behind it are private.
 """
 
+from gradtx._aliases import rmsprop, rprop
 from gradtx._base import (
     EmptyState,
     GradientTransformation,
@@ -15,26 +16,19 @@ from gradtx._base import (
     apply_updates,
     identity,
 )
-from gradtx.aliases import rmsprop, rprop
-from gradtx.checkpoint import restore_checkpoint, save_checkpoint
-from gradtx.clipping import (
+from gradtx._checkpoint import restore_checkpoint, save_checkpoint
+from gradtx._clipping import (
     clip,
     clip_by_block_norm,
     clip_by_block_rms,
     clip_by_global_norm,
     global_norm,
 )
-from gradtx.combine import (
-    MaskedNode,
-    MaskedState,
-    PartitionState,
-    chain,
-    masked,
-    multi_transform,
-    partition,
-)
-from gradtx.momentum import TraceState, trace
-from gradtx.rms import (
+from gradtx._combine import PartitionState, chain, multi_transform, partition
+from gradtx._inject import InjectHyperparamsState, inject_hyperparams, set_hyperparams
+from gradtx._masking import MaskedNode, MaskedState, masked
+from gradtx._momentum import TraceState, trace
+from gradtx._rms import (
     ScaleByRmsState,
     ScaleByRmsWithCountState,
     ScaleByRStdDevState,
@@ -42,9 +36,15 @@ from gradtx.rms import (
     scale_by_rms,
     scale_by_stddev,
 )
-from gradtx.rprop import ScaleByIRpropPlusState, ScaleByRpropState, scale_by_rprop
-from gradtx.scaling import ScaleByScheduleState, scale, scale_by_learning_rate, scale_by_schedule
-from gradtx.schedules import (
+from gradtx._rprop import (
+    RPROP_VARIANTS,
+    RpropVariant,
+    ScaleByIRpropPlusState,
+    ScaleByRpropState,
+    scale_by_rprop,
+)
+from gradtx._scaling import ScaleByScheduleState, scale, scale_by_learning_rate, scale_by_schedule
+from gradtx._schedules import (
     constant_schedule,
     cosine_decay_schedule,
     exponential_decay,
@@ -55,20 +55,13 @@ from gradtx.schedules import (
     warmup_constant_schedule,
     warmup_cosine_decay_schedule,
 )
-from gradtx.weight_decay import WeightDecayScheduleState, add_decayed_weights
-from gradtx.wrappers import (
-    ApplyIfFiniteState,
-    InjectHyperparamsState,
-    MultiSteps,
-    MultiStepsState,
-    apply_if_finite,
-    inject_hyperparams,
-    set_hyperparams,
-)
+from gradtx._weight_decay import WeightDecayScheduleState, add_decayed_weights
+from gradtx._wrappers import ApplyIfFiniteState, MultiSteps, MultiStepsState, apply_if_finite
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "RPROP_VARIANTS",
     "ApplyIfFiniteState",
     "EmptyState",
     "GradientTransformation",
@@ -80,6 +73,7 @@ __all__ = [
     "OptState",
     "Params",
     "PartitionState",
+    "RpropVariant",
     "ScalarOrSchedule",
     "ScaleByIRpropPlusState",
     "ScaleByRStdDevState",

@@ -1,6 +1,6 @@
-"""The protocol and the plumbing every transform shares (gradtx/_base.py, combine.py):
-pytrees, None leaves, the empty tree, dtypes, complex, purity, jit/vmap, tree errors,
-and structural compatibility with optax."""
+"""The protocol and the plumbing every transform shares (gradtx/_base.py, _leafwise.py,
+_trees.py, _combine.py): pytrees, None leaves, the empty tree, dtypes, complex, purity,
+jit/vmap, tree errors, and structural compatibility with optax."""
 
 from __future__ import annotations
 
@@ -13,6 +13,10 @@ import optax
 import pytest
 
 import gradtx
+
+# Private helpers, tested here on purpose: the per-leaf engine and the saturating counter.
+from gradtx._base import safe_increment
+from gradtx._leafwise import leafwise
 
 
 class Pair(NamedTuple):
@@ -320,7 +324,7 @@ def test_chain_rejects_non_transforms_and_wrong_state():
 
 
 def test_missing_extra_arg_is_a_clear_error_when_traced():
-    needs_value = gradtx._base.leafwise(lambda g, *, value: (g * value, ()), extra_args=("value",))
+    needs_value = leafwise(lambda g, *, value: (g * value, ()), extra_args=("value",))
     tx = gradtx.chain(gradtx.scale(1.0), needs_value)
     params = {"a": jnp.ones(2)}
     with pytest.raises(TypeError, match="value"):
@@ -331,5 +335,5 @@ def test_missing_extra_arg_is_a_clear_error_when_traced():
 
 def test_count_saturates_instead_of_wrapping():
     top = jnp.iinfo(jnp.int32).max
-    assert int(gradtx._base.safe_increment(jnp.asarray(top - 1, jnp.int32))) == top
-    assert int(gradtx._base.safe_increment(jnp.asarray(top, jnp.int32))) == top
+    assert int(safe_increment(jnp.asarray(top - 1, jnp.int32))) == top
+    assert int(safe_increment(jnp.asarray(top, jnp.int32))) == top

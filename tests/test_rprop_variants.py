@@ -23,9 +23,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import gradtx
-from gradtx.rprop import ScaleByIRpropPlusState, ScaleByRpropState
 
-VARIANTS = ("irprop-", "rprop-", "rprop+", "irprop+")
+VARIANTS = gradtx.RPROP_VARIANTS
 
 # --------------------------------------------------------------------------------------
 # NumPy references, one weight at a time, as the papers write them
@@ -123,7 +122,9 @@ def reference(variant, w0, grad_fn, steps, lr, etas, step_sizes, *, sign_product
 
 
 def _rprop_state(state):
-    return next(s for s in state if isinstance(s, ScaleByRpropState | ScaleByIRpropPlusState))
+    return next(
+        s for s in state if isinstance(s, gradtx.ScaleByRpropState | gradtx.ScaleByIRpropPlusState)
+    )
 
 
 def run_gradtx(tx, w0, grad_fn, steps, *, with_value=True):
@@ -528,7 +529,7 @@ def test_irprop_plus_without_value_raises_a_clear_error_when_traced():
     params = {"w": jnp.ones(3)}
     for tx in (gradtx.rprop(variant="irprop+"), gradtx.scale_by_rprop(0.1, variant="irprop+")):
         state = tx.init(params)
-        with pytest.raises(TypeError, match="value=loss"):
+        with pytest.raises(TypeError, match="value="):
             jax.jit(tx.update)(params, state, params)
         with pytest.raises(ValueError, match="scalar"):
             tx.update(params, state, params, value=jnp.ones(2))

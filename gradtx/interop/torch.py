@@ -55,11 +55,16 @@ import jax.numpy as jnp
 import numpy as np
 import torch
 
-from gradtx._base import GradientTransformation, OptState, Params
-from gradtx.aliases import rmsprop, rprop
-from gradtx.momentum import TraceState
-from gradtx.rms import ScaleByRmsState, ScaleByRStdDevState
-from gradtx.rprop import ScaleByRpropState
+from gradtx import GradientTransformation, OptState, Params, rmsprop, rprop
+from gradtx.interop._torch_state import (
+    FIELDS,
+    blocks,
+    check_params,
+    fill,
+    from_tensor,
+    layout,
+    to_tensor,
+)
 
 __all__ = ["alias_from_torch", "from_torch", "to_torch"]
 
@@ -69,15 +74,6 @@ _HYPER = {
 }
 """The hyperparameters that change numbers; foreach, differentiable and capturable only
 choose torch's implementation."""
-
-_FIELDS = {
-    ScaleByRpropState: {"step_sizes": "step_size", "prev_signs": "prev"},
-    ScaleByRmsState: {"nu": "square_avg"},
-    ScaleByRStdDevState: {"mu": "grad_avg", "nu": "square_avg"},
-    TraceState: {"trace": "momentum_buffer"},
-}
-"""gradtx state type -> {gradtx field: torch state key}."""
-
 
 # ----------------------------------------------------------------------------------------
 # Hyperparameters
@@ -152,121 +148,14 @@ def alias_from_torch(state_dict_or_optimizer: Any) -> GradientTransformation:
     return _alias(*_hyperparameters(groups))
 
 
-# ----------------------------------------------------------------------------------------
-# Walking a chain's state
-# ----------------------------------------------------------------------------------------
-
-
-def _blocks(state: OptState) -> list:
-    """The block states of an alias's chain state, in order (nested tuples flattened)."""
-    if isinstance(state, tuple) and not hasattr(state, "_fields"):
-        return [b for s in state for b in _blocks(s)]
-    return [state]
-
-
-def _layout(state: OptState) -> list[str]:
-    return [type(b).__name__ for b in _blocks(state)]
-
-
-def _check_layout(state: OptState, ref_state: OptState, what: str, kind: str, hp: dict):
-    got, want = _layout(state), _layout(ref_state)
+def _checklayout(state: OptState, ref_state: OptState, what: str, kind: str, hp: dict):
+    got, want = layout(state), layout(ref_state)
     if got != want:
         raise ValueError(
             f"{what} has the state layout {got}, but {_describe(kind, hp)} is gradtx's "
             f"{want}: the optimizer kind or its maximize/weight_decay/centered/momentum "
             "settings differ."
         )
-
-
-# ----------------------------------------------------------------------------------------
-# Leaves: shapes, dtypes, complex numbers
-# ----------------------------------------------------------------------------------------
-
-
-def _check_params(leaves: list, torch_params: list, what: str) -> None:
-    if len(leaves) != len(torch_params):
-        raise ValueError(
-            f"params has {len(leaves)} leaves but {what} has {len(torch_params)} "
-            "parameters; they are matched by position (jax.tree_util leaf order)."
-        )
-    for i, (leaf, tp) in enumerate(zip(leaves, torch_params)):
-        shape = tuple(np.shape(leaf))
-        if tuple(tp.shape) != shape:
-            raise ValueError(
-                f"parameter {i}: params leaf has shape {shape} but {what} has {tuple(tp.shape)}."
-            )
-        if jnp.iscomplexobj(leaf) != bool(torch.is_complex(tp)):
-            raise ValueError(
-                f"parameter {i}: params leaf is {jnp.result_type(leaf)} but {what} has "
-                f"{tp.dtype}; complex must meet complex."
-            )
-
-
-def _numpy(x: Any) -> np.ndarray:
-    """A gradtx leaf as a NumPy array torch can take (bfloat16 goes through float32,
-    exactly)."""
-    x = np.array(x)
-    return x if x.dtype in (np.float16, np.float32, np.float64) else x.astype(np.float32)
-
-
-def _to_tensor(real_view: Any, like: torch.Tensor) -> torch.Tensor:
-    """A gradtx state leaf (real view for complex params) as a tensor like ``like``."""
-    real_view = _numpy(real_view)
-    if torch.is_complex(like):
-        if like.numel() == 0:  # view_as_complex needs a unit stride a zero-size array lacks
-            return torch.zeros(like.shape, dtype=like.dtype)
-        real = torch.empty(0, dtype=like.dtype).real.dtype
-        t = torch.from_numpy(real_view).to(real)
-        return torch.view_as_complex(t.contiguous()).clone()
-    return torch.from_numpy(real_view).to(like.dtype)
-
-
-def _from_tensor(t: Any, leaf_shape: tuple, complex_leaf: bool, i: int, key: str) -> np.ndarray:
-    if not isinstance(t, torch.Tensor):
-        raise ValueError(f"parameter {i}: state[{key!r}] is not a tensor: {t!r}")
-    t = t.detach().cpu()
-    if tuple(t.shape) != leaf_shape:
-        raise ValueError(
-            f"parameter {i}: state[{key!r}] has shape {tuple(t.shape)}, the param {leaf_shape}."
-        )
-    if torch.is_complex(t):
-        if not complex_leaf:
-            raise ValueError(f"parameter {i}: state[{key!r}] is complex, the param is real.")
-        t = torch.view_as_real(t)
-    elif complex_leaf:
-        raise ValueError(f"parameter {i}: state[{key!r}] is real, the param is complex.")
-    if t.dtype not in (torch.float16, torch.float32, torch.float64):
-        t = t.to(torch.float32)  # bfloat16 has no NumPy form; float32 holds it exactly
-    return t.numpy()
-
-
-def _fill(template: OptState, per_leaf: list[dict], treedef) -> OptState:
-    """``template`` with every field of the torch-convertible blocks replaced by the
-    arrays in ``per_leaf`` (one dict of torch keys per leaf; a missing key keeps the
-    template's value, as for a param torch has not stepped yet)."""
-
-    def fill_block(block):
-        if isinstance(block, tuple) and not hasattr(block, "_fields"):
-            return tuple(fill_block(b) for b in block)
-        names = _FIELDS.get(type(block))
-        if names is None:
-            return block
-        new = {}
-        for field, key in names.items():
-            leaves = treedef.flatten_up_to(getattr(block, field))
-            out = []
-            for leaf, values in zip(leaves, per_leaf):
-                if key not in values:
-                    out.append(leaf)
-                    continue
-                v = values[key]
-                if field == "prev_signs":
-                    v = np.sign(v)
-                out.append(jnp.asarray(v).astype(leaf.dtype))
-            new[field] = treedef.unflatten(out)
-        return block._replace(**new)
-
-    return fill_block(template)
 
 
 # ----------------------------------------------------------------------------------------
@@ -295,7 +184,7 @@ def _probe(tx: GradientTransformation, ref: GradientTransformation, kind: str, h
         prev = np.where(np.arange(n) % 2 == 0, -sign, sign)
         extreme = [{"step_size": big, "prev": prev}]
         treedef = jax.tree.structure(p)
-        extra = [_fill(s, extreme, treedef) for s in states]
+        extra = [fill(s, extreme, treedef) for s in states]
     # (after a flip iRprop- moves nothing; the clipped step size shows on the next step)
     runs = [(states, grads)] + ([(extra, [grads[2], grads[2]])] if kind == "Rprop" else [])
     for (s_tx, s_ref), gs in runs:
@@ -344,17 +233,17 @@ def to_torch(opt_state: OptState, params: Params, optimizer: Any, *, step: int =
         raise ValueError(f"optimizer is a {type(optimizer).__name__}, not Rprop or RMSprop.")
     leaves, treedef = jax.tree.flatten(params)
     tparams = _torch_params(optimizer)
-    _check_params(leaves, tparams, "optimizer")
+    check_params(leaves, tparams, "optimizer")
     ref_state = _alias(kind, hp).init(params)
-    _check_layout(opt_state, ref_state, "opt_state", kind, hp)
+    _checklayout(opt_state, ref_state, "opt_state", kind, hp)
     if jax.tree.structure(opt_state) != jax.tree.structure(ref_state):
         raise ValueError("opt_state's tree structure does not match params'.")
 
     per_leaf: list[dict] = [{} for _ in leaves]
-    for block in _blocks(opt_state):
-        for field, key in _FIELDS.get(type(block), {}).items():
+    for block in blocks(opt_state):
+        for field, key in FIELDS.get(type(block), {}).items():
             for i, arr in enumerate(treedef.flatten_up_to(getattr(block, field))):
-                per_leaf[i][key] = _to_tensor(np.asarray(arr), tparams[i])
+                per_leaf[i][key] = to_tensor(np.asarray(arr), tparams[i])
     step_dtype = torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
     ids = [pid for g in groups for pid in g["params"]]
     state = {
@@ -391,11 +280,11 @@ def from_torch(state_dict: dict, tx: GradientTransformation, params: Params) -> 
         )
     ref = _alias(kind, hp)
     template = tx.init(params)
-    _check_layout(template, ref.init(params), "tx", kind, hp)
+    _checklayout(template, ref.init(params), "tx", kind, hp)
     _probe(tx, ref, kind, hp)
 
     torch_state = state_dict["state"]
-    wanted = {key for block in _blocks(template) for key in _FIELDS.get(type(block), {}).values()}
+    wanted = {key for block in blocks(template) for key in FIELDS.get(type(block), {}).values()}
     per_leaf = []
     for i, (leaf, pid) in enumerate(zip(leaves, ids)):
         entry = torch_state.get(pid, {})
@@ -409,6 +298,6 @@ def from_torch(state_dict: dict, tx: GradientTransformation, params: Params) -> 
                     f"{_describe(kind, hp)} keeps."
                 )
             for key in wanted:
-                values[key] = _from_tensor(entry[key], shape, cplx, i, key)
+                values[key] = from_tensor(entry[key], shape, cplx, i, key)
         per_leaf.append(values)
-    return _fill(template, per_leaf, treedef)
+    return fill(template, per_leaf, treedef)

@@ -1,5 +1,5 @@
-"""Combining transforms: ``chain`` runs them one after another; ``masked`` and
-``partition`` apply transforms to groups of parameters (torch's param groups)."""
+"""Combining transforms: ``chain`` runs them one after another; ``partition`` applies a
+different transform to each group of parameters (torch's param groups)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 import jax
 
 from gradtx._base import GradientTransformation, Params, Updates, update_with_extra_args
+from gradtx._masking import masked, resolve
 
 
 def _require_transform(tx: Any, where: str) -> None:
@@ -45,70 +46,8 @@ def chain(*transforms: Any) -> GradientTransformation:
     return GradientTransformation(init, update)
 
 
-# --------------------------------------------------------------------------------------
-# Param groups: masked and partition
-# --------------------------------------------------------------------------------------
-
-
-class MaskedNode(NamedTuple):
-    """Stands in for a leaf a transform does not own: an empty pytree node, so the
-    transform's state holds nothing for it (optax's ``MaskedNode``)."""
-
-
-class MaskedState(NamedTuple):
-    inner_state: Any
-
-
 class PartitionState(NamedTuple):
     inner_states: dict[Any, Any]  # label -> the state of that label's transform
-
-
-def _resolve(tree_or_fn: Any, params: Any) -> Any:
-    return tree_or_fn(params) if callable(tree_or_fn) else tree_or_fn
-
-
-def _mask_tree(tree: Any, mask: Any) -> Any:
-    """``tree`` with the subtrees where ``mask`` is False replaced by ``MaskedNode()``.
-    ``mask`` has the tree's structure or is a prefix of it (one bool per subtree)."""
-    try:
-        return jax.tree.map(lambda m, x: x if m else MaskedNode(), mask, tree)
-    except ValueError as e:
-        raise ValueError(
-            f"the mask's structure {jax.tree.structure(mask)} is not a prefix of the "
-            f"updates' structure {jax.tree.structure(tree)}: {e}"
-        ) from None
-
-
-def masked(inner: Any, mask: Any) -> GradientTransformation:
-    """Apply ``inner`` to the leaves where ``mask`` is True; pass the others unchanged.
-
-    ``mask`` is a pytree of bools with the params' structure (or a prefix of it, one
-    bool per subtree), or a function ``params -> mask``. ``inner`` sees only the leaves
-    it owns: the others are replaced by an empty :class:`MaskedNode`, so they have no
-    state (a masked-out leaf costs no memory and cannot be touched by ``inner``). The
-    mask must be static (Python bools), as in ``optax.masked``, whose name, arguments,
-    state layout (:class:`MaskedState`) and behaviour these are.
-
-    Typical use, torch's "weight decay on weights but not biases"::
-
-        chain(masked(add_decayed_weights(1e-4), lambda p: {k: k != "b" for k in p}), ...)
-
-    (or ``add_decayed_weights(1e-4, mask=...)``, which does the same).
-    """
-    inner_update = update_with_extra_args(inner)
-
-    def init(params: Params) -> MaskedState:
-        return MaskedState(inner.init(_mask_tree(params, _resolve(mask, params))))
-
-    def update(updates: Updates, state: MaskedState, params: Params | None = None, **extra):
-        m = _resolve(mask, updates)
-        sub_updates = _mask_tree(updates, m)
-        sub_params = None if params is None else _mask_tree(params, m)
-        new_sub, inner_state = inner_update(sub_updates, state.inner_state, sub_params, **extra)
-        new_updates = jax.tree.map(lambda k, new, old: new if k else old, m, new_sub, updates)
-        return new_updates, MaskedState(inner_state)
-
-    return GradientTransformation(init, update)
 
 
 def partition(transforms: dict[Any, Any], param_labels: Any) -> GradientTransformation:
@@ -143,14 +82,14 @@ def partition(transforms: dict[Any, Any], param_labels: Any) -> GradientTransfor
         return jax.tree.map(lambda x: x == label, labels)
 
     def init(params: Params) -> PartitionState:
-        labels = _resolve(param_labels, params)
+        labels = resolve(param_labels, params)
         check_labels(labels)
         return PartitionState(
             {k: masked(tx, group(labels, k)).init(params) for k, tx in transforms.items()}
         )
 
     def update(updates: Updates, state: PartitionState, params: Params | None = None, **extra):
-        labels = _resolve(param_labels, updates)
+        labels = resolve(param_labels, updates)
         check_labels(labels)
         new_states = {}
         for k, tx in transforms.items():

@@ -11,19 +11,19 @@ import jax.numpy as jnp
 
 from gradtx import _validation as check
 from gradtx._base import GradientTransformation, ScalarOrSchedule
-from gradtx.combine import chain
-from gradtx.momentum import trace
-from gradtx.rms import scale_by_rms, scale_by_stddev
-from gradtx.rprop import Variant, check_rprop_args, scale_by_rprop
-from gradtx.scaling import scale, scale_by_learning_rate
-from gradtx.weight_decay import add_decayed_weights
+from gradtx._combine import chain
+from gradtx._momentum import trace
+from gradtx._rms import scale_by_rms, scale_by_stddev
+from gradtx._rprop import RpropVariant, scale_by_rprop
+from gradtx._scaling import scale, scale_by_learning_rate
+from gradtx._weight_decay import add_decayed_weights
 
 
 def _is_zero(value) -> bool:
     """True for a Python-number zero only. An array (as ``inject_hyperparams`` passes,
     concrete at ``init`` and traced inside a jitted ``update``) is never pruned, so the
     chain's structure, and the state's, does not depend on whether a value is traced."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == 0
+    return check.is_python_number(value) and value == 0
 
 
 def rprop(
@@ -32,7 +32,7 @@ def rprop(
     step_sizes: tuple[float, float] = (1e-6, 50.0),
     *,
     maximize: bool = False,
-    variant: Variant = "irprop-",
+    variant: RpropVariant = "irprop-",
 ) -> GradientTransformation:
     r"""Rprop with ``torch.optim.Rprop``'s arguments, defaults and numbers.
 
@@ -69,14 +69,9 @@ def rprop(
     """
     eta_minus, eta_plus = check.pair("etas", etas)
     min_step, max_step = check.pair("step_sizes", step_sizes)
-    check_rprop_args(
-        learning_rate,
-        eta_minus,
-        eta_plus,
-        min_step,
-        max_step,
-        ("learning_rate", "etas", "etas", "step_sizes", "step_sizes"),
-    )
+    # checked here under the names the caller used; scale_by_rprop checks them again
+    check.rprop_etas(("etas", "etas"), eta_minus, eta_plus)
+    check.step_size_bounds(("step_sizes", "step_sizes"), min_step, max_step)
     rule = scale_by_rprop(learning_rate, eta_minus, eta_plus, min_step, max_step, variant=variant)
     if maximize and variant == "irprop+":
         rule = _negated_value(rule)

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradtx._base import leaf_paths
+from gradtx._trees import leaf_paths
 
 _FORMAT = "gradtx-checkpoint-1"
 

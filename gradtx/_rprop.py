@@ -18,16 +18,20 @@ the step size, :math:`\Delta w` the last weight change, :math:`E` the loss.
 
 from __future__ import annotations
 
+import typing
 from typing import Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from gradtx import _validation as check
-from gradtx._base import GradientTransformation, Params, Updates, leafwise
+from gradtx._base import GradientTransformation
+from gradtx._leafwise import Scalars, leafwise
+from gradtx._numerics import sign
 
-Variant = Literal["irprop-", "rprop-", "rprop+", "irprop+"]
-VARIANTS: tuple[str, ...] = ("irprop-", "rprop-", "rprop+", "irprop+")
+RpropVariant = Literal["irprop-", "rprop-", "rprop+", "irprop+"]
+RPROP_VARIANTS: tuple[RpropVariant, ...] = typing.get_args(RpropVariant)
+"""The names ``variant=`` accepts, the default (torch's rule) first."""
 
 
 class ScaleByRpropState(NamedTuple):
@@ -43,55 +47,6 @@ class ScaleByIRpropPlusState(NamedTuple):
     step_sizes: Any  # Δ, per weight, in the param's dtype; mirrors params
     prev_signs: Any  # sign of g', int8; mirrors params
     prev_value: jax.Array  # E_{t-1}: a scalar, +inf before the first update
-
-
-# --------------------------------------------------------------------------------------
-# Signs, read from the bits so that no flush-to-zero mode can hide them
-# --------------------------------------------------------------------------------------
-
-_SAME_WIDTH_INT = {1: jnp.int8, 2: jnp.int16, 4: jnp.int32, 8: jnp.int64}
-
-
-def sign(x: jax.Array) -> jax.Array:
-    """The sign of ``x`` as ``int8``: -1, 0 or +1, with ``sign(NaN) = 0`` as in ``torch.sign``.
-
-    Read from the bit pattern, so that a subnormal number has the sign torch gives it:
-    XLA on CPU runs with denormals-are-zero, where ``x > 0`` is false for ``x = 1e-45``.
-    """
-    x = jnp.asarray(x)
-    if not jnp.issubdtype(x.dtype, jnp.floating) or x.dtype.itemsize not in _SAME_WIDTH_INT:
-        s = (x > 0).astype(jnp.int8) - (x < 0).astype(jnp.int8)
-        return s
-    int_type = _SAME_WIDTH_INT[x.dtype.itemsize]
-    bits = jax.lax.bitcast_convert_type(x, int_type)
-    magnitude = bits & jnp.iinfo(int_type).max  # the bits without the sign bit
-    inf = jax.lax.bitcast_convert_type(jnp.array(jnp.inf, x.dtype), int_type)
-    is_number = (magnitude != 0) & (magnitude <= inf)  # not ±0, not NaN
-    return jnp.where(is_number, jnp.where(bits < 0, -1, 1), 0).astype(jnp.int8)
-
-
-def check_rprop_args(learning_rate, eta_minus, eta_plus, min_step_size, max_step_size, names):
-    """Validate Rprop's hyperparameters; ``names`` maps each to the caller's spelling."""
-    check.non_negative(names[0], learning_rate)
-    em, ep = check.finite(names[1], eta_minus), check.finite(names[2], eta_plus)
-    if em is not None and not 0.0 < em < 1.0:
-        raise ValueError(f"Invalid {names[1]}: {eta_minus!r} (must be in (0, 1)).")
-    if ep is not None and not ep > 1.0:
-        raise ValueError(f"Invalid {names[2]}: {eta_plus!r} (must be > 1).")
-    lo, hi = check.finite(names[3], min_step_size), check.finite(names[4], max_step_size)
-    if lo is not None and not lo >= 0.0:
-        raise ValueError(f"Invalid {names[3]}: {min_step_size!r} (must be >= 0).")
-    if lo is not None and hi is not None and not lo <= hi:
-        raise ValueError(
-            f"Invalid {names[4]}: {max_step_size!r} (must be >= {names[3]} = {min_step_size!r})."
-        )
-
-
-def check_variant(variant: Any) -> str:
-    """Return ``variant`` if it is one of :data:`VARIANTS`, else raise ``ValueError``."""
-    if not isinstance(variant, str) or variant not in VARIANTS:
-        raise ValueError(f"Invalid variant: {variant!r} (must be one of {', '.join(VARIANTS)}).")
-    return variant
 
 
 # --------------------------------------------------------------------------------------
@@ -178,6 +133,23 @@ def _value_dtype() -> Any:
     return jax.dtypes.canonicalize_dtype(jnp.float64)
 
 
+def _loss_memory() -> Scalars:
+    """iRprop+'s scalar state: E_{t-1}, +inf before the first update. Each update reads
+    the loss E_t (``value=``) and hands every weight ``worse`` = E_t > E_{t-1}."""
+
+    def init():
+        return {"prev_value": jnp.array(jnp.inf, _value_dtype())}
+
+    def step(values, *, value):
+        value = jnp.asarray(value)
+        if value.shape != ():
+            raise ValueError(f"value must be a scalar loss, got shape {value.shape}.")
+        prev = values["prev_value"]
+        return {"worse": value > prev}, {"prev_value": value.astype(prev.dtype)}
+
+    return Scalars(("prev_value",), init, step)
+
+
 def scale_by_rprop(
     learning_rate: float,
     eta_minus: float = 0.5,
@@ -185,7 +157,7 @@ def scale_by_rprop(
     min_step_size: float = 1e-6,
     max_step_size: float = 50.0,
     *,
-    variant: Variant = "irprop-",
+    variant: RpropVariant = "irprop-",
 ) -> GradientTransformation:
     r"""Rprop's sign rule, returning :math:`u_t = -\Delta w_t` (uphill, like a gradient).
 
@@ -240,15 +212,10 @@ def scale_by_rprop(
     clip :math:`\Delta` when :math:`g_t g'_{t-1} = 0`, so a ``learning_rate`` outside the
     bounds is used as is on the first step. optax and torch offer only iRprop-.
     """
-    check_rprop_args(
-        learning_rate,
-        eta_minus,
-        eta_plus,
-        min_step_size,
-        max_step_size,
-        ("learning_rate", "eta_minus", "eta_plus", "min_step_size", "max_step_size"),
-    )
-    check_variant(variant)
+    check.non_negative("learning_rate", learning_rate)
+    check.rprop_etas(("eta_minus", "eta_plus"), eta_minus, eta_plus)
+    check.step_size_bounds(("min_step_size", "max_step_size"), min_step_size, max_step_size)
+    check.one_of("variant", variant, RPROP_VARIANTS)
 
     def init_leaf(p):
         return jnp.full_like(p, learning_rate), jnp.zeros(p.shape, jnp.int8)
@@ -256,28 +223,10 @@ def scale_by_rprop(
     rules = _rules(eta_minus, eta_plus, min_step_size, max_step_size)
     if variant != "irprop+":
         return leafwise(rules[variant], state=ScaleByRpropState, init_leaf=init_leaf)
-
-    per_weight = leafwise(
-        rules["rprop+"], state=ScaleByRpropState, init_leaf=init_leaf, extra_args=("worse",)
+    return leafwise(
+        rules["rprop+"],
+        state=ScaleByIRpropPlusState,
+        init_leaf=init_leaf,
+        scalars=_loss_memory(),
+        extra_args=("value",),
     )
-
-    def init(params: Params) -> ScaleByIRpropPlusState:
-        inner = per_weight.init(params)
-        return ScaleByIRpropPlusState(*inner, jnp.array(jnp.inf, _value_dtype()))
-
-    def update(updates: Updates, state: ScaleByIRpropPlusState, params=None, **extra_args):
-        value = extra_args.get("value")
-        if value is None:
-            raise TypeError(
-                "scale_by_rprop(variant='irprop+') needs the loss at the current params: "
-                "call update(grads, state, params, value=loss)."
-            )
-        value = jnp.asarray(value)
-        if value.shape != ():
-            raise ValueError(f"value must be a scalar loss, got shape {value.shape}.")
-        worse = value > state.prev_value  # E_t > E_{t-1}; False on the first step
-        inner = ScaleByRpropState(state.step_sizes, state.prev_signs)
-        updates, inner = per_weight.update(updates, inner, params, worse=worse)
-        return updates, ScaleByIRpropPlusState(*inner, value.astype(state.prev_value.dtype))
-
-    return GradientTransformation(init, update)

@@ -21,7 +21,8 @@ import jax
 import jax.numpy as jnp
 
 from gradtx import _validation as check
-from gradtx._base import GradientTransformation, Params, Updates, init_empty_state, leafwise
+from gradtx._base import GradientTransformation, Params, Updates
+from gradtx._leafwise import leafwise
 
 
 def clip(max_delta: float | jax.Array) -> GradientTransformation:
@@ -73,21 +74,15 @@ def clip_by_block_rms(threshold: float | jax.Array) -> GradientTransformation:
 
     :math:`\tau` = ``threshold`` (``> 0``), :math:`\mathrm{rms}(g) = \sqrt{\mathrm{mean}
     (|g|^2)}` over the leaf's elements (a complex element counts once, with :math:`|g|^2`).
-    Same name, argument and numbers as ``optax.clip_by_block_rms``. A reduction over each
-    leaf rather than an element-wise rule, so it maps over the tree itself.
+    Same name, argument and numbers as ``optax.clip_by_block_rms``.
     """
     check.positive("threshold", threshold)
 
     def clip_leaf(g):
-        g = jnp.asarray(g)
         rms = jnp.sqrt(jnp.mean(_abs_sq(g)))
-        return g / jnp.maximum(1.0, rms / jnp.asarray(threshold, rms.dtype)).astype(g.dtype)
+        return g / jnp.maximum(1.0, rms / jnp.asarray(threshold, rms.dtype)).astype(g.dtype), ()
 
-    def update(updates: Updates, state, params: Params | None = None, **extra_args):
-        del params, extra_args
-        return jax.tree.map(clip_leaf, updates), state
-
-    return GradientTransformation(init_empty_state, update)
+    return leafwise(clip_leaf, complex_as_real=False)
 
 
 def _abs_sq(g: jax.Array) -> jax.Array:
@@ -114,15 +109,14 @@ def clip_by_global_norm(max_norm: float | jax.Array) -> GradientTransformation:
     """
     check.positive("max_norm", max_norm)
 
+    def clip_leaf(g, *, norm):
+        c = jnp.asarray(max_norm, g.dtype)
+        return jax.lax.select(norm < max_norm, g, (g / norm.astype(g.dtype)) * c), ()
+
+    per_leaf = leafwise(clip_leaf, extra_args=("norm",), complex_as_real=False)
+
     def update(updates: Updates, state, params: Params | None = None, **extra_args):
-        del params, extra_args
-        norm = global_norm(updates)
-        keep = norm < max_norm
+        del extra_args
+        return per_leaf.update(updates, state, params, norm=global_norm(updates))
 
-        def clip_leaf(g):
-            c = jnp.asarray(max_norm, g.dtype)
-            return jax.lax.select(keep, g, (g / norm.astype(g.dtype)) * c)
-
-        return jax.tree.map(clip_leaf, updates), state
-
-    return GradientTransformation(init_empty_state, update)
+    return GradientTransformation(per_leaf.init, update)

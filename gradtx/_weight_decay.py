@@ -19,13 +19,15 @@ One block, two meanings, decided by where it sits in a chain:
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple
 
 import jax
 
 from gradtx import _validation as check
-from gradtx._base import EmptyState, GradientTransformation, ScalarOrSchedule, leafwise
-from gradtx.combine import masked
+from gradtx._base import GradientTransformation, ScalarOrSchedule
+from gradtx._leafwise import counter, leafwise
+from gradtx._masking import masked
 
 
 class WeightDecayScheduleState(NamedTuple):
@@ -49,14 +51,14 @@ def add_decayed_weights(
     if mask is not None:
         return masked(add_decayed_weights(weight_decay), mask)
 
-    def update_leaf(g, *, p, wd=weight_decay):
+    def decay(g, *, p, wd):
         return g + wd * p, ()
 
     if callable(weight_decay):
         return leafwise(
-            update_leaf,
+            decay,
             state=WeightDecayScheduleState,
-            per_step=lambda count: {"wd": weight_decay(count)},
+            scalars=counter(lambda count: {"wd": weight_decay(count)}),
             with_params=True,
         )
-    return leafwise(update_leaf, state=EmptyState, with_params=True)
+    return leafwise(functools.partial(decay, wd=weight_decay), with_params=True)

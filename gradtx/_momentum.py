@@ -7,7 +7,8 @@ from typing import Any, NamedTuple
 import jax.numpy as jnp
 
 from gradtx import _validation as check
-from gradtx._base import GradientTransformation, leafwise
+from gradtx._base import GradientTransformation
+from gradtx._leafwise import leafwise
 
 
 class TraceState(NamedTuple):

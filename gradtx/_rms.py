@@ -25,7 +25,8 @@ import jax
 import jax.numpy as jnp
 
 from gradtx import _validation as check
-from gradtx._base import GradientTransformation, leafwise, safe_increment
+from gradtx._base import GradientTransformation, safe_increment
+from gradtx._leafwise import counter, leafwise
 
 
 class ScaleByRmsState(NamedTuple):
@@ -79,14 +80,11 @@ def _normalise(g, var, eps, eps_in_sqrt):
 
 
 def _bias_correction(decay, bias_correction):
-    """``per_step`` for the counted states: :math:`1 - \\beta^t` at the new count t."""
+    """The ``count`` of the counted states, handing every leaf :math:`1 - \\beta^t` at the
+    new count :math:`t`; ``None`` without bias correction."""
     if not bias_correction:
         return None
-
-    def per_step(count):
-        return {"correction": 1 - decay ** safe_increment(count)}
-
-    return per_step
+    return counter(lambda count: {"correction": 1 - decay ** safe_increment(count)})
 
 
 def scale_by_rms(
@@ -123,7 +121,7 @@ def scale_by_rms(
         update_leaf,
         state=ScaleByRmsWithCountState if counted else ScaleByRmsState,
         init_leaf=init_leaf,
-        per_step=_bias_correction(decay, counted),
+        scalars=_bias_correction(decay, counted),
     )
 
 
@@ -177,5 +175,5 @@ def scale_by_stddev(
         update_leaf,
         state=ScaleByRStdDevWithCountState if counted else ScaleByRStdDevState,
         init_leaf=init_leaf,
-        per_step=_bias_correction(decay, counted),
+        scalars=_bias_correction(decay, counted),
     )

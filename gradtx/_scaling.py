@@ -8,7 +8,8 @@ import jax
 import jax.numpy as jnp
 
 from gradtx import _validation as check
-from gradtx._base import GradientTransformation, ScalarOrSchedule, identity, leafwise
+from gradtx._base import GradientTransformation, ScalarOrSchedule, identity
+from gradtx._leafwise import counter, leafwise
 
 
 class ScaleByScheduleState(NamedTuple):
@@ -40,7 +41,7 @@ def scale_by_schedule(step_size_fn) -> GradientTransformation:
     return leafwise(
         update_leaf,
         state=ScaleByScheduleState,
-        per_step=lambda count: {"step_size": step_size_fn(count)},
+        scalars=counter(lambda count: {"step_size": step_size_fn(count)}),
     )
 
 

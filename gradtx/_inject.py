@@ -1,0 +1,175 @@
+r"""``inject_hyperparams``: hyperparameters as state, so that constants, schedules and
+values the user replaces between steps all run without recompiling (optax's
+``inject_hyperparams``; torch's ``param_groups[i]["lr"] = ...`` and ``lr_scheduler``).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Iterable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gradtx import _validation as check
+from gradtx._base import (
+    GradientTransformation,
+    OptState,
+    Params,
+    Updates,
+    safe_increment,
+    update_with_extra_args,
+)
+
+
+class InjectHyperparamsState(NamedTuple):
+    """optax's ``InjectHyperparamsState`` layout."""
+
+    count: jax.Array  # int32 scalar: updates made so far (the schedules' argument)
+    hyperparams: dict[str, jax.Array]  # the value each hyperparameter had at the last update
+    inner_state: OptState
+
+
+def _is_numeric(value: Any) -> bool:
+    """A number or a numeric array (bools are flags, not hyperparameters to inject)."""
+    if check.is_python_number(value) or isinstance(value, complex):
+        return True
+    if not isinstance(value, np.ndarray | np.generic | jax.Array):
+        return False
+    return value.dtype.kind in "iufc"
+
+
+def _float_dtype(params: Params) -> Any:
+    """The widest real floating dtype among the params' leaves (complex counts as its
+    real part), or the default float dtype when there is none: optax's choice."""
+    found = []
+    for leaf in jax.tree.leaves(params):
+        dt = jnp.asarray(leaf).dtype if not hasattr(leaf, "dtype") else leaf.dtype
+        if jnp.issubdtype(dt, jnp.complexfloating):
+            dt = jnp.finfo(dt).dtype
+        if jnp.issubdtype(dt, jnp.floating):
+            found.append(dt)
+    return jnp.result_type(*found) if found else jnp.result_type(float)
+
+
+def _as_hyperparam(value: Any, dtype: Any) -> jax.Array:
+    """A numeric hyperparameter as an array: floating values in ``dtype``, others as is."""
+    arr = jnp.asarray(value)
+    return arr.astype(dtype) if jnp.issubdtype(arr.dtype, jnp.floating) else arr
+
+
+def inject_hyperparams(
+    inner_factory: Callable[..., Any],
+    static_args: str | Iterable[str] = (),
+    hyperparam_dtype: Any | None = None,
+) -> Callable[..., GradientTransformation]:
+    r"""Make the numeric hyperparameters of ``inner_factory`` part of the state.
+
+    ``inject_hyperparams(factory)(**kwargs)`` builds a transform whose state is
+    :class:`InjectHyperparamsState` ``(count, hyperparams, inner_state)``. Each argument
+    of ``factory`` is either
+
+    * a number (or array): stored in ``state.hyperparams[name]`` as an array, in
+      ``hyperparam_dtype`` (default: the widest floating dtype of the params, as
+      optax); a user may replace it between steps, see :func:`set_hyperparams`;
+    * a schedule (any callable, e.g. any optax or :mod:`gradtx.schedules` schedule):
+      evaluated at ``state.count`` (0 on the first update) before every update, the
+      value recorded in ``state.hyperparams[name]`` (replacing it there has no effect);
+    * a bool, a tuple, ``None``, a string or a name in ``static_args``: passed as is.
+
+    Every update rebuilds the inner transform from these values (at trace time: in a
+    jitted step the values are traced arrays) and applies it to ``inner_state``, so
+    changing a value neither changes the state's structure nor recompiles. Numbers and
+    behaviour are optax's ``inject_hyperparams`` (without its stateful schedules).
+
+    What a hyperparameter means over time is the inner transform's business:
+    ``rprop``'s ``learning_rate`` is only the *initial step size*, read once by ``init``
+    to seed :math:`\Delta_0`, exactly as ``torch.optim.Rprop`` reads ``lr`` only when it
+    creates a parameter's state (its first step). So
+    ``inject_hyperparams(gradtx.rprop)(learning_rate=schedule)`` seeds every step size
+    with ``schedule(0)``; later values are recorded in ``state.hyperparams`` but move
+    nothing, as a torch ``lr_scheduler`` attached to ``Rprop`` moves nothing. Rprop's
+    ``etas`` and ``step_sizes`` are pairs, hence static; inject
+    :func:`gradtx.scale_by_rprop` to schedule ``eta_minus``, ``min_step_size``, ....
+    """
+    static = {static_args} if isinstance(static_args, str) else set(static_args)
+    signature = inspect.signature(inner_factory)
+    if not static.issubset(signature.parameters):
+        raise ValueError(
+            f"Invalid static_args: {sorted(static)!r} (must name parameters of "
+            f"{getattr(inner_factory, '__name__', inner_factory)}: "
+            f"{list(signature.parameters)})."
+        )
+
+    @functools.wraps(inner_factory)
+    def wrapped(*args: Any, **kwargs: Any) -> GradientTransformation:
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        scheduled, numeric, fixed = {}, {}, {}
+        for name, value in bound.arguments.items():
+            if name in static or isinstance(value, bool):
+                fixed[name] = value
+            elif callable(value):
+                scheduled[name] = value
+            elif _is_numeric(value):
+                numeric[name] = value
+            else:
+                fixed[name] = value
+
+        def build(hyperparams):
+            merged = {**fixed, **hyperparams}
+            # in the signature's order, so that *args and **kwargs parameters pass through
+            call = inspect.BoundArguments(signature, {k: merged[k] for k in bound.arguments})
+            return inner_factory(*call.args, **call.kwargs)
+
+        # Validate once, with the values as given (schedules pass unchecked).
+        build({**numeric, **scheduled})
+
+        def init(params: Params) -> InjectHyperparamsState:
+            dtype = hyperparam_dtype or _float_dtype(params)
+            count = jnp.zeros([], jnp.int32)
+            hyperparams = {k: _as_hyperparam(v, dtype) for k, v in numeric.items()}
+            hyperparams.update({k: _as_hyperparam(f(count), dtype) for k, f in scheduled.items()})
+            return InjectHyperparamsState(count, hyperparams, build(hyperparams).init(params))
+
+        def update(updates: Updates, state, params: Params | None = None, **extra_args):
+            # the gradients have the params' dtypes: the same choice as at init, even when
+            # a user replaced a value with a Python number
+            dtype = hyperparam_dtype or _float_dtype(updates)
+            hyperparams = {k: _as_hyperparam(v, dtype) for k, v in state.hyperparams.items()}
+            hyperparams.update(
+                {k: _as_hyperparam(f(state.count), dtype) for k, f in scheduled.items()}
+            )
+            inner_update = update_with_extra_args(build(hyperparams))
+            updates, inner_state = inner_update(updates, state.inner_state, params, **extra_args)
+            return updates, InjectHyperparamsState(
+                safe_increment(state.count), hyperparams, inner_state
+            )
+
+        return GradientTransformation(init, update)
+
+    return wrapped
+
+
+def set_hyperparams(state: InjectHyperparamsState, **values: Any) -> InjectHyperparamsState:
+    """A copy of ``state`` with hyperparameters replaced, each cast to the dtype and shape
+    it has in the state, so that a jitted step taking the new state does not retrace.
+
+    ``state = set_hyperparams(state, learning_rate=1e-3)`` is torch's
+    ``for g in opt.param_groups: g["lr"] = 1e-3``. Unknown names raise ``ValueError``.
+    A scheduled hyperparameter is overwritten by its schedule at the next update.
+    """
+    unknown = sorted(set(values) - set(state.hyperparams))
+    if unknown:
+        raise ValueError(
+            f"Invalid hyperparameter name(s) {unknown}: the state holds "
+            f"{sorted(state.hyperparams)}."
+        )
+    new = dict(state.hyperparams)
+    for name, value in values.items():
+        old = state.hyperparams[name]
+        new[name] = jnp.broadcast_to(jnp.asarray(value, old.dtype), old.shape)
+    return state._replace(hyperparams=new)

@@ -1,0 +1,194 @@
+"""The per-leaf engine: one function lifts a rule on one array to a transform on pytrees.
+
+Most transforms are element-wise: their rule is a small function of one array (the
+gradient of one parameter) and of that array's slice of the state. :func:`leafwise`
+turns such a rule into a transform. It owns, once for all transforms:
+
+* mapping over the pytree (``None`` entries are empty subtrees and carry no state),
+* the state layout: a ``NamedTuple`` whose fields are trees mirroring the params
+  (optax's and checkpointing tools' layout), plus scalar fields updated once per step
+  (:class:`Scalars`; a step ``count`` is the common one, :func:`counter`),
+* checking that updates, params and state have the same tree structure and shapes,
+  naming the first path that differs,
+* complex parameters, viewed as pairs of reals the way ``torch.optim`` does,
+* dtypes: an update leaves with its gradient's dtype, a state leaf keeps its own,
+* placement: a state leaf of its param's shape is sharded like the param
+  (:func:`gradtx._sharding.placed_like`),
+* extra keyword arguments of ``update`` (``value=loss``, ...) that a rule asks for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gradtx._base import (
+    NO_PARAMS_MSG,
+    EmptyState,
+    GradientTransformation,
+    Params,
+    Updates,
+    safe_increment,
+)
+from gradtx._numerics import as_complex, as_real, real_shape
+from gradtx._sharding import placed_like
+from gradtx._trees import check_same_structure, check_shape
+
+
+class Scalars(NamedTuple):
+    """The scalar fields of a :func:`leafwise` state, advanced once per update.
+
+    ``fields`` names them (each a field of the state ``NamedTuple``); ``init()`` returns
+    their first values as ``{field: array}``; ``step(values, **extra)`` returns
+    ``(kwargs, new_values)``: keyword arguments for every leaf's rule this update (a
+    bias correction, a scheduled value, ...) and the fields' next values. ``extra`` holds
+    the extra arguments of ``update`` that the transform asks for.
+    """
+
+    fields: tuple[str, ...]
+    init: Callable[[], dict[str, jax.Array]]
+    step: Callable[..., tuple[dict[str, Any], dict[str, jax.Array]]]
+
+
+def counter(per_count: Callable[[jax.Array], dict[str, Any]] | None = None) -> Scalars:
+    """A ``count`` field: the ``int32`` number of updates made so far, saturating.
+    ``per_count(count)`` (the count before this update) gives the leaves' keyword arguments."""
+
+    def step(values):
+        count = values["count"]
+        return (per_count(count) if per_count else {}), {"count": safe_increment(count)}
+
+    return Scalars(("count",), lambda: {"count": jnp.zeros([], jnp.int32)}, step)
+
+
+def _columns(treedef: Any, per_leaf: list[tuple], n_fields: int) -> list[Any]:
+    """Transpose per-leaf state tuples into one tree per state field."""
+    if not per_leaf:
+        return [treedef.unflatten([]) for _ in range(n_fields)]
+    return [treedef.unflatten(list(column)) for column in zip(*per_leaf)]
+
+
+def _traceable(rule: Callable, values: Any) -> Callable:
+    """The rule through a nested ``jax.jit`` when called under a trace: it is then traced
+    once per distinct leaf signature and its trace reused by the other leaves of that
+    signature (XLA inlines the call: the compiled step is the same, the Python tracing
+    shrinks). Eagerly, or with a non-array argument, the rule runs as written."""
+    leaves = jax.tree.leaves(values)
+    traced = any(isinstance(x, jax.core.Tracer) for x in leaves)
+    arrays = all(isinstance(x, (jax.Array, np.ndarray, np.generic, int, float)) for x in leaves)
+    return jax.jit(rule) if traced and arrays else rule
+
+
+def leafwise(
+    update_leaf: Callable[..., tuple[jax.Array, tuple]],
+    *,
+    state: type[NamedTuple] = EmptyState,
+    init_leaf: Callable[[jax.Array], tuple] | None = None,
+    scalars: Scalars | None = None,
+    with_params: bool = False,
+    extra_args: Sequence[str] = (),
+    complex_as_real: bool = True,
+) -> GradientTransformation:
+    """Lift the rule for one array to a transform over pytrees.
+
+    Args:
+      update_leaf: ``update_leaf(g, *s, **kw) -> (u, new_s)``: the rule for one leaf.
+        ``g`` is the incoming update of that leaf, ``s`` its state arrays (one per tree
+        field of ``state``, in order), ``u`` the outgoing update and ``new_s`` a tuple of
+        the new state arrays. ``kw`` holds ``p=`` (the param) when ``with_params``, the
+        keyword arguments that ``scalars.step`` returns, and, without ``scalars``, the
+        requested ``extra_args``.
+      state: the ``NamedTuple`` type of the state. Its fields named in ``scalars`` are
+        scalars; the others are trees that mirror the params.
+      init_leaf: ``init_leaf(p) -> s``: the initial state arrays of one param.
+      scalars: the scalar fields and how they advance (:class:`Scalars`, :func:`counter`).
+      with_params: whether ``update_leaf`` needs the param (``p=``); ``update`` then
+        raises ``ValueError`` when called without params.
+      extra_args: names of keyword arguments of ``update`` (e.g. ``"value"``) that the
+        transform needs; they go to ``scalars.step`` if there is one, else to every leaf.
+      complex_as_real: whether complex leaves reach the rule as pairs of reals (below);
+        a rule that reduces over a leaf and counts a complex element once sets ``False``.
+
+    Returns:
+      The transform. Complex leaves are (by default) handed to ``update_leaf`` and ``init_leaf`` as
+      real arrays with a trailing axis of 2 (real and imaginary part), as
+      ``torch.optim`` does with ``view_as_real``; their state is stored in that real
+      form, and their update is returned complex again.
+    """
+    scalar_fields = scalars.fields if scalars else ()
+    unknown = [f for f in scalar_fields if f not in state._fields]
+    if unknown:
+        raise TypeError(f"{state.__name__} has no field(s) {unknown} named in scalars")
+    tree_fields = tuple(f for f in state._fields if f not in scalar_fields)
+    if tree_fields and init_leaf is None:
+        raise TypeError(f"{state.__name__} has fields {tree_fields}: init_leaf is required")
+
+    def view(x):  # a leaf as the rule sees it
+        return as_real(x) if complex_as_real else x
+
+    def unview(u, g):  # the rule's output as a leaf like g
+        return (
+            as_complex(u, g.dtype) if complex_as_real and jnp.iscomplexobj(g) else u.astype(g.dtype)
+        )
+
+    def assemble(trees: list[Any], scalar_values: dict[str, Any]) -> NamedTuple:
+        by_name = dict(zip(tree_fields, trees), **scalar_values)
+        return state(**by_name)
+
+    def init(params: Params) -> NamedTuple:
+        leaves, treedef = jax.tree.flatten(params)
+        per_leaf = []
+        if tree_fields:
+            for p in leaves:
+                p = jnp.asarray(p)
+                per_leaf.append(tuple(placed_like(p, s) for s in init_leaf(view(p))))
+        columns = _columns(treedef, per_leaf, len(tree_fields))
+        return assemble(columns, scalars.init() if scalars else {})
+
+    def update(updates: Updates, opt_state: NamedTuple, params: Params | None = None, **extra):
+        missing = [name for name in extra_args if extra.get(name) is None]
+        if missing:
+            raise TypeError(
+                f"this transform needs the keyword argument(s) {missing} in update(); "
+                f"for example update(grads, state, params, {missing[0]}=...)."
+            )
+        if with_params and params is None:
+            raise ValueError(NO_PARAMS_MSG)
+        state_trees = [getattr(opt_state, name) for name in tree_fields]
+        for name, tree in zip(tree_fields, state_trees):
+            check_same_structure(updates, tree, "updates", f"state.{name}")
+        if params is not None:
+            check_same_structure(updates, params, "updates", "params")
+
+        kw = {name: extra[name] for name in extra_args}
+        new_scalars = {}
+        if scalars:
+            kw, new_scalars = scalars.step({f: getattr(opt_state, f) for f in scalar_fields}, **kw)
+
+        g_leaves, treedef = jax.tree.flatten(updates)
+        s_leaves = [treedef.flatten_up_to(tree) for tree in state_trees]
+        p_leaves = treedef.flatten_up_to(params) if params is not None else None
+        rule = _traceable(update_leaf, (updates, state_trees, params, kw))
+
+        out_u, out_s = [], []
+        for i, g in enumerate(g_leaves):
+            g = jnp.asarray(g)
+            s = tuple(column[i] for column in s_leaves)
+            if p_leaves is not None:
+                check_shape(updates, i, "params", jnp.shape(p_leaves[i]), g.shape)
+            want = real_shape(g) if complex_as_real else g.shape
+            for name, x in zip(tree_fields, s):
+                check_shape(updates, i, f"state.{name}", x.shape, want)
+            leaf_kw = {**kw, "p": view(jnp.asarray(p_leaves[i]))} if with_params else kw
+            u, new_s = rule(view(g), *s, **leaf_kw)
+            out_u.append(unview(u, g))
+            out_s.append(tuple(n.astype(o.dtype) for n, o in zip(new_s, s)))
+
+        columns = _columns(treedef, out_s, len(tree_fields))
+        return treedef.unflatten(out_u), assemble(columns, new_scalars)
+
+    return GradientTransformation(init, update)
