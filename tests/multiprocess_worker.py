@@ -163,6 +163,11 @@ def worker(process_id, address, out):
         check_state_sharded_like_params(params, state, "init")
         params, state = run(tx, params, state, mesh, 0, STOP)
         path = os.path.join(out, "ckpt", name)
+        try:  # gradtx's own format is for one host: it refuses, naming orbax
+            gradtx.save_checkpoint(os.path.join(out, f"npz{process_id}.npz"), state)
+            raise AssertionError("save_checkpoint wrote multi-process state")
+        except ValueError as e:
+            assert "orbax" in str(e) and "several processes" in str(e), e
         ckpt.save(path, {"params": params, "opt_state": state})  # each process: its shards
         ckpt.wait_until_finished()
         at_stop.update(flat(multihost_utils.process_allgather((params, state), tiled=True), name))
