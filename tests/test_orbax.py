@@ -16,11 +16,10 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 
 import gradtx
-
-ocp = pytest.importorskip("orbax.checkpoint")
 
 STEPS, STOP = 8, 3
 
