@@ -33,7 +33,7 @@ def trace(
     param's).
     """
     check.non_negative("decay", decay)
-    acc_dtype = None if accumulator_dtype is None else jnp.dtype(accumulator_dtype)
+    acc_dtype = check.float_dtype("accumulator_dtype", accumulator_dtype)
 
     def init_leaf(p):
         return (jnp.zeros(p.shape, acc_dtype or p.dtype),)
