@@ -33,6 +33,7 @@ def trace(
     param's).
     """
     check.non_negative("decay", decay)
+    check.flag("nesterov", nesterov)
     acc_dtype = None if accumulator_dtype is None else jnp.dtype(accumulator_dtype)
 
     def init_leaf(p):

@@ -27,6 +27,7 @@ import jax.numpy as jnp
 from gradtx import _validation as check
 from gradtx._base import GradientTransformation, safe_increment
 from gradtx._leafwise import counter, leafwise
+from gradtx._numerics import one_minus_power
 
 
 class ScaleByRmsState(NamedTuple):
@@ -49,7 +50,9 @@ class ScaleByRStdDevWithCountState(NamedTuple):
     nu: Any
 
 
-def _check(decay, eps, initial_scale) -> None:
+def _check(decay, eps, initial_scale, **flags) -> None:
+    for name, value in flags.items():
+        check.flag(name, value)
     check.in_range("decay", decay, 0.0, 1.0)
     check.non_negative("eps", eps)
     check.non_negative("initial_scale", initial_scale)
@@ -84,7 +87,7 @@ def _bias_correction(decay, bias_correction):
     new count :math:`t`; ``None`` without bias correction."""
     if not bias_correction:
         return None
-    return counter(lambda count: {"correction": 1 - decay ** safe_increment(count)})
+    return counter(lambda count: {"correction": one_minus_power(decay, safe_increment(count))})
 
 
 def scale_by_rms(
@@ -106,7 +109,7 @@ def scale_by_rms(
 
     Same arguments, defaults and numbers as ``optax.scale_by_rms`` (optax 0.2.8).
     """
-    _check(decay, eps, initial_scale)
+    _check(decay, eps, initial_scale, eps_in_sqrt=eps_in_sqrt, bias_correction=bias_correction)
     counted = bias_correction
 
     def init_leaf(p):
@@ -152,7 +155,14 @@ def scale_by_stddev(
     square root is NaN (torch and optax both let that happen). ``clamp_variance=True``
     (off by default, for parity) clamps the variance at zero first.
     """
-    _check(decay, eps, initial_scale)
+    _check(
+        decay,
+        eps,
+        initial_scale,
+        eps_in_sqrt=eps_in_sqrt,
+        bias_correction=bias_correction,
+        clamp_variance=clamp_variance,
+    )
     counted = bias_correction
 
     def init_leaf(p):
