@@ -104,9 +104,17 @@ def abstract_aware(init: TransformInitFn) -> TransformInitFn:
 
     @functools.wraps(init)
     def wrapped(params: Params) -> OptState:
-        if any(isinstance(x, jax.ShapeDtypeStruct) for x in jax.tree.leaves(params)):
-            return jax.eval_shape(init, params)
-        return init(params)
+        leaves = jax.tree.leaves(params)
+        if not any(isinstance(x, jax.ShapeDtypeStruct) for x in leaves):
+            return init(params)
+        out = jax.eval_shape(init, params)
+        if all(getattr(x, "sharding", None) is None for x in leaves):
+            return out
+        # the shardings that jit(init) would give: compiled (to propagate them), not run
+        shardings = jax.jit(init).lower(params).compile().output_shardings
+        return jax.tree.map(
+            lambda o, s: jax.ShapeDtypeStruct(o.shape, o.dtype, sharding=s), out, shardings
+        )
 
     return wrapped
 

@@ -115,6 +115,8 @@ def partition(transforms: dict[Any, Any], param_labels: Any) -> GradientTransfor
 
     @abstract_aware
     def init(params: Params) -> PartitionState:
+        if not jax.tree.leaves(params):  # nothing to label: optax.tree.map_params's probe
+            return PartitionState({k: masked(tx, ()).init(params) for k, tx in transforms.items()})
         labels = resolve(param_labels, params)
         check_labels(labels)
         return PartitionState(

@@ -44,9 +44,10 @@ def ema(decay: float, debias: bool = True, accumulator_dtype: Any | None = None)
 
     def update_leaf(g, m, correction):
         m = (1 - decay) * g + decay * m
-        return (m / correction.astype(m.dtype) if debias else m), (m,)
+        return (m * correction.astype(m.dtype) if debias else m), (m,)
 
     def per_count(count):
-        return {"correction": one_minus_power(decay, safe_increment(count))}
+        # a reciprocal, multiplied: one number eagerly and under jit (see scale_by_rms)
+        return {"correction": 1 / one_minus_power(decay, safe_increment(count))}
 
     return leafwise(update_leaf, state=EmaState, init_leaf=init_leaf, scalars=counter(per_count))

@@ -70,6 +70,8 @@ def masked(inner: Any, mask: Any) -> GradientTransformation:
 
     @abstract_aware
     def init(params: Params) -> MaskedState:
+        if not jax.tree.leaves(params):  # nothing to mask: optax.tree.map_params's probe
+            return MaskedState(inner.init(params))
         return MaskedState(inner.init(mask_tree(params, resolve(mask, params))))
 
     def update(updates: Updates, state: MaskedState, params: Params | None = None, **extra):

@@ -83,11 +83,13 @@ def _normalise(g, var, eps, eps_in_sqrt):
 
 
 def _bias_correction(decay, bias_correction):
-    """The ``count`` of the counted states, handing every leaf :math:`1 - \\beta^t` at the
-    new count :math:`t`; ``None`` without bias correction."""
+    """The ``count`` of the counted states, handing every leaf :math:`1 / (1 - \\beta^t)` at
+    the new count :math:`t` (a reciprocal, multiplied: XLA turns a division by a scalar
+    into that multiplication in some programs and not in others, so dividing would round
+    differently eagerly and under ``jit``); ``None`` without bias correction."""
     if not bias_correction:
         return None
-    return counter(lambda count: {"correction": one_minus_power(decay, safe_increment(count))})
+    return counter(lambda count: {"correction": 1 / one_minus_power(decay, safe_increment(count))})
 
 
 def scale_by_rms(
@@ -117,7 +119,7 @@ def scale_by_rms(
 
     def update_leaf(g, nu, correction=1.0):
         nu = _ema_sq(decay, nu, g)
-        nu_hat = nu / jnp.asarray(correction, nu.dtype) if counted else nu
+        nu_hat = nu * jnp.asarray(correction, nu.dtype) if counted else nu
         return _normalise(g, nu_hat, eps, eps_in_sqrt), (nu,)
 
     return leafwise(
@@ -173,7 +175,7 @@ def scale_by_stddev(
         nu = _ema_sq(decay, nu, g)
         if counted:
             c = jnp.asarray(correction, nu.dtype)
-            mu_hat, nu_hat = mu / c, nu / c
+            mu_hat, nu_hat = mu * c, nu * c
         else:
             mu_hat, nu_hat = mu, nu
         var = nu_hat - mu_hat * mu_hat
