@@ -33,6 +33,7 @@ def trace(
     param's).
     """
     check.non_negative("decay", decay)
+    check.flag("nesterov", nesterov)
     acc_dtype = check.float_dtype("accumulator_dtype", accumulator_dtype)
 
     def init_leaf(p):

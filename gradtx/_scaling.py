@@ -53,6 +53,7 @@ def scale_by_learning_rate(
     :math:`\gamma` = ``learning_rate`` is a scalar or a schedule of the step count;
     ``None`` means no scaling. Same as ``optax.scale_by_learning_rate``.
     """
+    check.flag("flip_sign", flip_sign)
     if learning_rate is None:
         return identity()
     check.non_negative("learning_rate", learning_rate)

@@ -115,6 +115,7 @@ def exponential_decay(
     (``transition_steps <= 0`` or ``decay_rate == 0``: the constant :math:`I`).
     torch's ``ExponentialLR(gamma)`` is ``transition_steps=1, decay_rate=gamma``.
     """
+    check.flag("staircase", staircase)
     if transition_steps <= 0 or decay_rate == 0:
         return constant_schedule(init_value)
     transition_begin = max(transition_begin, 0)
