@@ -351,7 +351,6 @@ def _check_trajectories(reference, config, ours, theirs_tx, zero_first=False, st
     nudged = [_leaves(_trajectory(theirs_tx, steps, zero_first, n)) for n in h.NUDGES]
     dtypes = [x.dtype for x in jax.tree.leaves(PARAMS)]
     h.check_against(reference, config, dtypes, _leaves(ours), _leaves(theirs), nudged, steps)
-    return theirs
 
 
 @pytest.mark.parametrize("kw", RMSPROP_VARIANTS, ids=_id)
