@@ -39,9 +39,15 @@ from gradtx._rms import (
 from gradtx._rprop import (
     RPROP_VARIANTS,
     RpropVariant,
-    ScaleByIRpropPlusState,
-    ScaleByRpropState,
     scale_by_rprop,
+)
+from gradtx._rprop_state import (
+    ScaleByIRpropPlusPackedState,
+    ScaleByIRpropPlusState,
+    ScaleByRpropPackedState,
+    ScaleByRpropState,
+    rprop_prev_signs,
+    rprop_step_sizes,
 )
 from gradtx._scaling import ScaleByScheduleState, scale, scale_by_learning_rate, scale_by_schedule
 from gradtx._schedules import (
@@ -75,11 +81,13 @@ __all__ = [
     "PartitionState",
     "RpropVariant",
     "ScalarOrSchedule",
+    "ScaleByIRpropPlusPackedState",
     "ScaleByIRpropPlusState",
     "ScaleByRStdDevState",
     "ScaleByRStdDevWithCountState",
     "ScaleByRmsState",
     "ScaleByRmsWithCountState",
+    "ScaleByRpropPackedState",
     "ScaleByRpropState",
     "ScaleByScheduleState",
     "Schedule",
@@ -110,6 +118,8 @@ __all__ = [
     "restore_checkpoint",
     "rmsprop",
     "rprop",
+    "rprop_prev_signs",
+    "rprop_step_sizes",
     "save_checkpoint",
     "scale",
     "scale_by_learning_rate",

@@ -119,3 +119,15 @@ def one_of(name: str, value: Any, options: tuple[str, ...]) -> None:
     """Check that ``value`` is one of the strings ``options``."""
     if not isinstance(value, str) or value not in options:
         _fail(name, value, f"one of {', '.join(options)}")
+
+
+def float_dtype(name: str, value: Any) -> None:
+    """Check that ``value`` is ``None`` or a real floating dtype of 16, 32 or 64 bits."""
+    if value is None:
+        return
+    try:
+        dt = np.dtype(value)
+    except TypeError:
+        _fail(name, value, "None or a floating dtype")
+    if (dt.kind != "f" and dt.name != "bfloat16") or dt.itemsize not in (2, 4, 8):
+        _fail(name, value, "None or float16, bfloat16, float32 or float64")
