@@ -25,6 +25,7 @@ from gradtx._clipping import (
     global_norm,
 )
 from gradtx._combine import PartitionState, chain, multi_transform, partition
+from gradtx._flatten import flatten
 from gradtx._inject import InjectHyperparamsState, inject_hyperparams, set_hyperparams
 from gradtx._masking import MaskedNode, MaskedState, masked
 from gradtx._momentum import TraceState, trace
@@ -105,6 +106,7 @@ __all__ = [
     "constant_schedule",
     "cosine_decay_schedule",
     "exponential_decay",
+    "flatten",
     "global_norm",
     "identity",
     "inject_hyperparams",
