@@ -236,6 +236,10 @@ def scale_by_rprop(
         signs = jnp.zeros(p.shape, jnp.int8)
         if not packed:
             return step, signs
+        if not packing.is_packable(dtype):
+            raise ValueError(
+                f"Rprop's step sizes must be floats; got {dtype} (params or accumulator_dtype)."
+            )
         if not packing.fits(max_step_size, dtype):
             raise ValueError(
                 f"Invalid max_step_size: {max_step_size!r} (must be <= "

@@ -148,3 +148,8 @@ def test_accessors_read_the_state_through_any_wrapper_and_name_what_they_miss():
 def test_initial_step_sizes_are_clipped_into_the_bounds():
     state = gradtx.scale_by_rprop(100.0, max_step_size=50.0).init({"w": jnp.ones(2)})
     np.testing.assert_array_equal(np.asarray(gradtx.rprop_step_sizes(state)["w"]), 50.0)
+
+
+def test_integer_params_are_refused_at_init():
+    with pytest.raises(ValueError, match="must be floats"):
+        gradtx.rprop().init({"w": jnp.ones(2, jnp.int32)})
