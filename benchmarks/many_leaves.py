@@ -105,7 +105,7 @@ OPTIMIZERS = {
 }
 
 
-def contenders(depth: int) -> dict:
+def contenders(depth: int, optimizers=tuple(OPTIMIZERS)) -> dict:
     tree = make_params(depth)
     _, unravel = ravel_pytree(tree)
     layouts = {
@@ -130,11 +130,12 @@ def contenders(depth: int) -> dict:
         (layout, name): Step(make_tx(layout, name, make), params(), model, apply)
         for layout, (params, model) in layouts.items()
         for name, (make, apply) in OPTIMIZERS.items()
+        if name in optimizers
     }
 
 
-def table(leaves: int, rounds: int, log=print) -> list[str]:
-    steps = contenders(leaves // 2)
+def table(leaves: int, rounds: int, optimizers=tuple(OPTIMIZERS), log=print) -> list[str]:
+    steps = contenders(leaves // 2, optimizers)
     for s in steps.values():
         s.first_call()
     rng = np.random.default_rng(0)
@@ -166,13 +167,14 @@ def table(leaves: int, rounds: int, log=print) -> list[str]:
 
 def main(argv=None) -> list[str]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="100 leaves only, 5 rounds")
+    ap.add_argument("--quick", action="store_true", help="100 leaves, Rprop only, 5 rounds")
     ap.add_argument("--leaves", type=int, nargs="*", default=None)
     args = ap.parse_args(argv)
     leaf_counts = args.leaves or ([100] if args.quick else [100, 1000])
     out = []
     for n in leaf_counts:
-        out += [*table(n, 5 if args.quick else 9), ""]
+        optimizers = ("gradtx rprop", "optax rprop") if args.quick else tuple(OPTIMIZERS)
+        out += [*table(n, 5 if args.quick else 9, optimizers), ""]
     return out
 
 
