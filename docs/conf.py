@@ -1,0 +1,54 @@
+"""Sphinx configuration of the gradtx documentation site.
+
+Build (from the repository root): ``python -m sphinx -W --keep-going -b html docs docs/_build/html``
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE.parent))  # the gradtx of this checkout
+sys.path.insert(0, str(HERE))
+
+import _apigen  # noqa: E402
+
+import gradtx  # noqa: E402
+
+project = "gradtx"
+author = "the gradtx authors"
+copyright = "the gradtx authors, Apache-2.0"
+release = version = gradtx.__version__
+
+extensions = [
+    "myst_parser",
+    "sphinx.ext.autodoc",
+    "sphinx.ext.napoleon",
+    "sphinx.ext.mathjax",
+    "sphinx-mathjax-offline",  # MathJax 3 served from the site itself, no CDN
+]
+source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
+exclude_patterns = ["_build", "README.md"]
+root_doc = "index"
+
+# Markdown pages: $...$ / $$...$$ math, ::: fences, heading anchors for #links.
+myst_enable_extensions = ["dollarmath", "colon_fence"]
+myst_heading_anchors = 3
+
+# Docstrings: Google style (Args / Returns / Example), reStructuredText math.
+napoleon_google_docstring = True
+napoleon_numpy_docstring = False
+napoleon_use_rtype = False
+autodoc_member_order = "bysource"
+autodoc_typehints = "signature"
+autodoc_preserve_defaults = True
+add_module_names = True
+nitpicky = False
+autodoc_mock_imports = _apigen.MOCKED  # torch, where the docs build lacks it
+
+html_theme = "furo"
+html_title = f"gradtx {version}"
+html_show_sourcelink = False
+
+_apigen.generate(HERE / "api")
