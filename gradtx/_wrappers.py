@@ -77,8 +77,9 @@ def apply_if_finite(inner: Any, max_consecutive_errors: int) -> GradientTransfor
     inner_update = update_with_extra_args(inner)
 
     def init(params: Params) -> ApplyIfFiniteState:
-        zero = jnp.zeros([], jnp.int32)
-        return ApplyIfFiniteState(zero, jnp.array(True), zero, inner.init(params))
+        # distinct buffers, not one array twice: a donated step would donate it twice
+        notfinite, total = jnp.zeros([], jnp.int32), jnp.zeros([], jnp.int32)
+        return ApplyIfFiniteState(notfinite, jnp.array(True), total, inner.init(params))
 
     def update(updates: Updates, state: ApplyIfFiniteState, params=None, **extra_args):
         finite = _all_finite(updates)
@@ -180,8 +181,10 @@ class MultiSteps:
             p = jnp.asarray(p)
             return jnp.zeros(p.shape, self._acc_dtype or p.dtype)
 
-        zero = jnp.zeros([], jnp.int32)
-        return MultiStepsState(zero, zero, self._inner.init(params), jax.tree.map(zeros, params))
+        # two buffers, not one array twice: a donated step would donate it twice
+        mini_step, gradient_step = jnp.zeros([], jnp.int32), jnp.zeros([], jnp.int32)
+        inner = self._inner.init(params)
+        return MultiStepsState(mini_step, gradient_step, inner, jax.tree.map(zeros, params))
 
     def update(
         self,
