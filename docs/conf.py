@@ -50,5 +50,7 @@ autodoc_mock_imports = _apigen.MOCKED  # torch, where the docs build lacks it
 html_theme = "furo"
 html_title = f"gradtx {version}"
 html_show_sourcelink = False
+html_static_path = ["_static"]
+html_css_files = ["gradtx.css"]
 
 _apigen.generate(HERE / "api")

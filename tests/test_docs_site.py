@@ -173,3 +173,23 @@ def test_pages_in_a_browser(site):
     assert not problems, "\n".join(problems)
     assert typeset > 0, "no formula on any page: is MathJax configured?"
     assert SCREENSHOT.stat().st_size > 10_000
+
+
+def test_readme_links_into_the_site_name_existing_pages():
+    """README.md links into the site with the absolute base of pyproject's
+    [project.urls] Documentation; each must name a page the site builds."""
+    import re
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    base = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["urls"]["Documentation"]
+    links = re.findall(r"\]\((https?://[^)\s]+)\)", (ROOT / "README.md").read_text())
+    into_site = [url for url in links if url.startswith(base)]
+    assert into_site, f"README.md has no link into the site ({base})"
+    for url in into_site:
+        page = urldefrag(url)[0][len(base) :].removesuffix(".html")
+        sources = [ROOT / "docs" / f"{page}.md", ROOT / "docs" / f"{page}.rst"]
+        generated = page.startswith("api/")  # written by docs/_apigen.py at build time
+        assert generated or any(s.exists() for s in sources), f"no page for {url}"
+    outside = [url for url in links if not url.startswith(base)]
+    assert not outside, f"README.md links outside the site: {outside}"
