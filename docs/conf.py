@@ -54,3 +54,27 @@ html_static_path = ["_static"]
 html_css_files = ["gradtx.css"]
 
 _apigen.generate(HERE / "api")
+
+
+def _drop_plain_formulas(app, what, name, obj, options, lines):
+    """Docstrings give each formula twice: a ``Formula::`` block in plain text, for
+    ``help()``, then a ``.. math::`` block. The site shows only the rendered one."""
+    out, i = [], 0
+    while i < len(lines):
+        if lines[i].strip() == "Formula::":
+            indent = len(lines[i]) - len(lines[i].lstrip())
+            j = i + 1
+            while j < len(lines) and (
+                not lines[j].strip() or len(lines[j]) - len(lines[j].lstrip()) > indent
+            ):
+                j += 1
+            if j < len(lines) and lines[j].strip().startswith(".. math::"):
+                i = j
+                continue
+        out.append(lines[i])
+        i += 1
+    lines[:] = out
+
+
+def setup(app):
+    app.connect("autodoc-process-docstring", _drop_plain_formulas, priority=400)
