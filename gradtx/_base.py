@@ -27,7 +27,10 @@ OptState = Any
 """A pytree of arrays: the state of a transform."""
 Schedule = Callable[[jax.Array], jax.Array]
 """A function from the step count (an ``int32`` scalar) to a scalar value."""
-ScalarOrSchedule = float | jax.Array | Schedule
+Scalar = float | jax.Array
+"""A hyperparameter value: a Python number or a scalar array (traced or concrete)."""
+ScalarOrSchedule = Scalar | Schedule
+"""A hyperparameter value, or a schedule of the step count."""
 
 
 class TransformInitFn(Protocol):

@@ -19,13 +19,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import jax
 import jax.numpy as jnp
 
 from gradtx import _validation as check
-from gradtx._base import Schedule
-
-Scalar = float | jax.Array
+from gradtx._base import Scalar, Schedule
 
 
 def constant_schedule(value: Scalar) -> Schedule:
