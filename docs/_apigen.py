@@ -217,15 +217,21 @@ def generate(out_dir: Path) -> None:
         "Every public name, grouped as the package is. "
         "``import gradtx`` gives all of them but the interop ones.",
         "",
-        ".. toctree::",
-        "   :maxdepth: 1",
-        "",
     ]
+    toctree = ["", ".. toctree::", "   :hidden:", ""]
     for slug, names in groups.items():
         if not names:
             continue
         title, intro = GROUPS[slug]
-        index.append(f"   {slug}")
+        toctree.append(f"   {slug}")
+        index += [f":doc:`{title} <{slug}>`", f"   {intro}", ""]
+        index += [
+            "   "
+            + ", ".join(
+                f":doc:`{q.rsplit('.', 1)[1]} <{q}>`" for q in sorted(names, key=_sort_key)
+            ),
+            "",
+        ]
         lines = [title, "=" * len(title), "", intro, "", ".. list-table::", "   :widths: 35 65", ""]
         for qualname in sorted(names, key=_sort_key):
             lines += [f"   * - :doc:`{qualname} <{qualname}>`", f"     - {_summary(qualname)}"]
@@ -235,7 +241,7 @@ def generate(out_dir: Path) -> None:
         lines += [f"   {q}" for q in sorted(names, key=_sort_key)]
         _write(out_dir / f"{slug}.rst", "\n".join(lines) + "\n")
         wanted.add(f"{slug}.rst")
-    _write(out_dir / "index.rst", "\n".join(index) + "\n")
+    _write(out_dir / "index.rst", "\n".join(index + toctree) + "\n")
     for stale in out_dir.glob("*.rst"):
         if stale.name not in wanted:
             stale.unlink()

@@ -125,7 +125,7 @@ def scale_by_learning_rate(
       flip_sign: negate, turning a gradient into a descent step (the default).
 
     Returns:
-      A :class:`~gradtx.GradientTransformation`: stateless for a number, with a
+      A :class:`~gradtx.GradientTransformation`, stateless for a number, with a
       :class:`ScaleByScheduleState` for a schedule.
 
     Example:

@@ -40,7 +40,7 @@ def constant_schedule(value: Scalar) -> Schedule:
       value: the value (a number or a scalar array).
 
     Returns:
-      A schedule: a function of the step count.
+      A schedule, a function of the step count.
 
     Example:
       >>> import gradtx
@@ -85,7 +85,7 @@ def polynomial_schedule(
       transition_begin: the step at which the transition starts.
 
     Returns:
-      A schedule: a function of the step count.
+      A schedule, a function of the step count.
 
     Example:
       >>> import gradtx
@@ -126,7 +126,7 @@ def linear_schedule(
       transition_begin: :math:`B`, the step at which the transition starts.
 
     Returns:
-      A schedule: a function of the step count.
+      A schedule, a function of the step count.
 
     Example:
       >>> import gradtx
@@ -157,7 +157,7 @@ def piecewise_constant_schedule(
       boundaries_and_scales: ``{step: factor}``; the factors must be ``>= 0``.
 
     Returns:
-      A schedule: a function of the step count.
+      A schedule, a function of the step count.
 
     Example:
       >>> import gradtx
@@ -215,7 +215,7 @@ def exponential_decay(
       end_value: the bound the value does not pass, or ``None``.
 
     Returns:
-      A schedule: a function of the step count.
+      A schedule, a function of the step count.
 
     Example:
       >>> import gradtx
@@ -263,7 +263,7 @@ def cosine_decay_schedule(
       exponent: :math:`p`, the power of the cosine factor.
 
     Returns:
-      A schedule: a function of the step count.
+      A schedule, a function of the step count.
 
     Example:
       >>> import gradtx
@@ -300,7 +300,7 @@ def join_schedules(schedules: Sequence[Schedule], boundaries: Sequence[int]) -> 
         (``len(schedules) - 1`` of them).
 
     Returns:
-      A schedule: a function of the step count.
+      A schedule, a function of the step count.
 
     Example:
       >>> import gradtx
@@ -341,7 +341,7 @@ def warmup_constant_schedule(init_value: Scalar, peak_value: Scalar, warmup_step
       warmup_steps: :math:`W`, the steps of the warm-up.
 
     Returns:
-      A schedule: a function of the step count.
+      A schedule, a function of the step count.
 
     Example:
       >>> import gradtx
@@ -386,7 +386,7 @@ def warmup_cosine_decay_schedule(
       exponent: :math:`p`, the power of the cosine factor.
 
     Returns:
-      A schedule: a function of the step count.
+      A schedule, a function of the step count.
 
     Example:
       >>> import gradtx

@@ -68,7 +68,7 @@ def add_decayed_weights(
         (:func:`gradtx.masked`). ``None``: every leaf.
 
     Returns:
-      A :class:`~gradtx.GradientTransformation`: stateless for a number, with a
+      A :class:`~gradtx.GradientTransformation`, stateless for a number, with a
       :class:`WeightDecayScheduleState` for a schedule.
 
     Example:
