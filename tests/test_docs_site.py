@@ -110,7 +110,9 @@ ready.then(() => {
     links: Array.from(document.querySelectorAll('a[href]')).map(a => a.href),
     math: math.length,
     untypeset: math.filter(e => !e.querySelector('mjx-container')).map(e => e.textContent),
-    errors: Array.from(document.querySelectorAll('mjx-merror')).map(e => e.textContent),
+    // a TeX error (mjx-merror) or an undefined macro (MathJax shows it as red text)
+    errors: Array.from(document.querySelectorAll('mjx-merror, mtext[mathcolor="red"]'))
+      .map(e => e.textContent),
   });
 }, (err) => done({error: String(err)}));
 """
