@@ -80,7 +80,6 @@ NOT_YET = {
     "gradtx.ScaleByRmsState",
     "gradtx.ScaleByRmsWithCountState",
     "gradtx.ScaleByRpropState",
-    "gradtx.TraceState",
     "gradtx.apply_if_finite",
     "gradtx.inject_hyperparams",
     "gradtx.interop.torch.alias_from_torch",
@@ -92,7 +91,6 @@ NOT_YET = {
     "gradtx.scale_by_rprop",
     "gradtx.scale_by_stddev",
     "gradtx.set_hyperparams",
-    "gradtx.trace",
 }
 
 
