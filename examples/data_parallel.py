@@ -8,7 +8,7 @@ makes XLA average the gradients across devices (an all-reduce), and every device
 applies the same gradtx update to its replica. Nothing in gradtx is specific to this:
 the state follows the params' sharding, so the same code runs FSDP-style by sharding
 the params instead (see the docs: Scaling), and on several hosts after
-``jax.distributed.initialize()``.
+``jax.distributed.initialize()`` (``examples/multiprocess.py`` runs two processes).
 """
 
 from __future__ import annotations

@@ -7,6 +7,8 @@ numbers.
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax.numpy as jnp
 
 from gradtx import _validation as check
@@ -101,6 +103,7 @@ def rmsprop(
     *,
     maximize: bool = False,
     clamp_variance: bool = False,
+    accumulator_dtype: Any | None = None,
 ) -> GradientTransformation:
     r"""RMSprop with ``torch.optim.RMSprop``'s arguments, defaults and numbers.
 
@@ -111,9 +114,11 @@ def rmsprop(
             scale(-1.0),                              # only if maximize
             add_decayed_weights(weight_decay),        # L2 penalty, if weight_decay
             scale_by_stddev(alpha, eps, eps_in_sqrt=False,   # if centered
-                            clamp_variance=clamp_variance)
-              or scale_by_rms(alpha, eps, eps_in_sqrt=False),
-            trace(momentum),                          # if momentum
+                            clamp_variance=clamp_variance,
+                            accumulator_dtype=accumulator_dtype)
+              or scale_by_rms(alpha, eps, eps_in_sqrt=False,
+                              accumulator_dtype=accumulator_dtype),
+            trace(momentum, accumulator_dtype=accumulator_dtype),  # if momentum
             scale_by_learning_rate(learning_rate),
         )
 
@@ -138,6 +143,11 @@ def rmsprop(
     its square root is NaN; with ``clamp_variance=True`` it is clamped at 0 first, so the
     step is :math:`g_t/\epsilon`-bounded instead of NaN. Asking for it without
     ``centered=True`` raises ``ValueError`` (plain RMSprop's :math:`v_t` cannot be negative).
+
+    ``accumulator_dtype`` (default ``None``: the param's dtype) is the dtype of the
+    per-parameter state :math:`v, \bar g, b`: ``jnp.float32`` keeps bfloat16 or float16
+    params' averages in float32 (optax's name, from ``optax.trace``). The averages are
+    then computed in float32 and each update still leaves in the param's dtype.
     """
     if clamp_variance and not centered:
         raise ValueError(
@@ -156,8 +166,12 @@ def rmsprop(
     if not _is_zero(weight_decay):
         blocks.append(add_decayed_weights(weight_decay))
     extra = {"clamp_variance": clamp_variance} if centered else {}
-    blocks.append(normaliser(decay=alpha, eps=eps, eps_in_sqrt=False, **extra))
+    blocks.append(
+        normaliser(
+            decay=alpha, eps=eps, eps_in_sqrt=False, accumulator_dtype=accumulator_dtype, **extra
+        )
+    )
     if not _is_zero(momentum):
-        blocks.append(trace(decay=momentum))
+        blocks.append(trace(decay=momentum, accumulator_dtype=accumulator_dtype))
     blocks.append(scale_by_learning_rate(learning_rate))
     return chain(*blocks)

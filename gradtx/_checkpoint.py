@@ -12,8 +12,13 @@ arrays or of ``jax.ShapeDtypeStruct``, e.g. ``tx.init(params)`` or
 ``ValueError`` naming the first difference; it returns a new tree and changes nothing.
 
 This is the same contract as orbax's ``StandardCheckpointer`` (restore into a target
-structure); use orbax for sharded or asynchronous checkpoints, this for a dependency-free
-file.
+structure). It is for one host: a dependency-free single file, exact for every dtype,
+with errors that name the first differing path. For state sharded over several
+processes (each writes its own shards), for restoring onto another mesh, or for
+asynchronous saves, use orbax: gradtx state is a plain pytree of arrays, so
+``ocp.StandardCheckpointer().save(path, state)`` and ``.restore(path, target)`` with
+``target = jax.eval_shape(tx.init, params)`` (leaves given the shardings to restore
+onto) work as they are; ``examples/multiprocess.py`` shows it.
 """
 
 from __future__ import annotations
@@ -43,7 +48,8 @@ def save_checkpoint(path: str | os.PathLike, tree: Any) -> None:
     Each leaf is stored as its raw bytes with its dtype and shape, so restoring is bit for
     bit for every dtype. The file is written to a temporary name and renamed, so an
     interrupted save never leaves a half-written checkpoint at ``path``. Call it outside
-    ``jit`` (it reads the arrays to the host).
+    ``jit`` (it reads the arrays to the host). A leaf sharded over several processes
+    raises ``ValueError``: use orbax for those (``examples/multiprocess.py``).
 
     Args:
       path: the file to write (conventionally ending in ``.npz``).
@@ -64,6 +70,13 @@ def save_checkpoint(path: str | os.PathLike, tree: Any) -> None:
       True
     """
     paths, leaves, treedef = _flatten(tree)
+    for p, leaf in zip(paths, leaves):
+        if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+            raise ValueError(
+                f"the leaf at path {p} is sharded over several processes; this process "
+                "cannot read all of it. Checkpoint multi-process state with orbax "
+                "(ocp.StandardCheckpointer; see examples/multiprocess.py)."
+            )
     arrays = {
         "format": np.array(_FORMAT),
         "treedef": np.array(str(treedef)),

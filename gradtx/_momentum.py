@@ -70,7 +70,7 @@ def trace(
       [1.75]
     """
     check.non_negative("decay", decay)
-    acc_dtype = None if accumulator_dtype is None else jnp.dtype(accumulator_dtype)
+    acc_dtype = check.float_dtype("accumulator_dtype", accumulator_dtype)
 
     def init_leaf(p):
         return (jnp.zeros(p.shape, acc_dtype or p.dtype),)

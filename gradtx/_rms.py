@@ -12,6 +12,11 @@ is ``decay=alpha, eps_in_sqrt=False``. With ``eps_in_sqrt=False`` we divide by
 :math:`\\sqrt{\\nu}+\\epsilon` as torch does, where optax multiplies by its reciprocal;
 the two differ by at most one rounding.
 
+``accumulator_dtype`` (as in ``optax.trace``) keeps :math:`\\nu` and :math:`\\mu` in a
+wider dtype than the params, e.g. float32 state for bfloat16 params: the averages are
+then taken in that dtype (the gradient is widened first) and the update leaves in the
+param's dtype. ``None`` (the default) keeps the state in the param's dtype.
+
 Complex gradients are treated as pairs of real numbers (torch's convention): the real
 and imaginary parts each get their own :math:`\\nu`. optax instead averages
 :math:`|g|^2`, so for complex params the two libraries differ.
@@ -72,6 +77,12 @@ def _lerp(moment, x, decay):
     return jnp.where(w < 0.5, moment + w * (x - moment), x - (x - moment) * (1 - w))
 
 
+def _widened(g, state):
+    """``g`` in the wider of its dtype and the state's, so that an average kept in a
+    wider ``accumulator_dtype`` is computed in it; a no-op when the dtypes agree."""
+    return g.astype(jnp.promote_types(g.dtype, state.dtype))
+
+
 def _normalise(g, var, eps, eps_in_sqrt):
     """:math:`g / \\sqrt{v + \\epsilon}` or :math:`g / (\\sqrt{v} + \\epsilon)`."""
     if eps_in_sqrt:
@@ -93,6 +104,8 @@ def scale_by_rms(
     initial_scale: float = 0.0,
     eps_in_sqrt: bool = True,
     bias_correction: bool = False,
+    *,
+    accumulator_dtype: Any | None = None,
 ) -> GradientTransformation:
     r"""Divide updates by the root of an exponential moving average of their squares.
 
@@ -103,16 +116,26 @@ def scale_by_rms(
         u_t = g_t / (\sqrt{\hat\nu_t} + \epsilon),
 
     with :math:`\beta` = ``decay`` and :math:`\nu_0` = ``initial_scale``.
+    ``accumulator_dtype`` sets the dtype of :math:`\nu` (default ``None``: the param's);
+    the update keeps the param's dtype.
 
-    Same arguments, defaults and numbers as ``optax.scale_by_rms`` (optax 0.2.8).
+    Same arguments, defaults and numbers as ``optax.scale_by_rms`` (optax 0.2.8), which
+    has no ``accumulator_dtype``.
+
+    Example (bfloat16 params, float32 state)::
+
+        tx = gradtx.scale_by_rms(accumulator_dtype=jnp.float32)
+        state = tx.init({"w": jnp.ones(3, jnp.bfloat16)})  # state.nu["w"]: float32
     """
     _check(decay, eps, initial_scale)
+    acc_dtype = check.float_dtype("accumulator_dtype", accumulator_dtype)
     counted = bias_correction
 
     def init_leaf(p):
-        return (jnp.full_like(p, initial_scale),)
+        return (jnp.full_like(p, initial_scale, dtype=acc_dtype),)
 
     def update_leaf(g, nu, correction=1.0):
+        g = _widened(g, nu)
         nu = _ema_sq(decay, nu, g)
         nu_hat = nu / jnp.asarray(correction, nu.dtype) if counted else nu
         return _normalise(g, nu_hat, eps, eps_in_sqrt), (nu,)
@@ -133,6 +156,7 @@ def scale_by_stddev(
     bias_correction: bool = False,
     *,
     clamp_variance: bool = False,
+    accumulator_dtype: Any | None = None,
 ) -> GradientTransformation:
     r"""Divide updates by a running estimate of their standard deviation (centered RMSprop).
 
@@ -151,14 +175,19 @@ def scale_by_stddev(
     In floating point :math:`\nu - \mu^2` can cancel to a tiny negative number, whose
     square root is NaN (torch and optax both let that happen). ``clamp_variance=True``
     (off by default, for parity) clamps the variance at zero first.
+
+    ``accumulator_dtype`` sets the dtype of :math:`\mu` and :math:`\nu` (default
+    ``None``: the param's); the update keeps the param's dtype.
     """
     _check(decay, eps, initial_scale)
+    acc_dtype = check.float_dtype("accumulator_dtype", accumulator_dtype)
     counted = bias_correction
 
     def init_leaf(p):
-        return jnp.zeros_like(p), jnp.full_like(p, initial_scale)
+        return jnp.zeros_like(p, dtype=acc_dtype), jnp.full_like(p, initial_scale, dtype=acc_dtype)
 
     def update_leaf(g, mu, nu, correction=1.0):
+        g = _widened(g, nu)
         mu = _lerp(mu, g, decay)
         nu = _ema_sq(decay, nu, g)
         if counted:

@@ -119,3 +119,17 @@ def one_of(name: str, value: Any, options: tuple[str, ...]) -> None:
     """Check that ``value`` is one of the strings ``options``."""
     if not isinstance(value, str) or value not in options:
         _fail(name, value, f"one of {', '.join(options)}")
+
+
+def float_dtype(name: str, value: Any) -> np.dtype | None:
+    """``None``, or ``value`` (a dtype or its name) as a real floating ``np.dtype``:
+    the ``accumulator_dtype`` of a block's per-parameter state."""
+    if value is None:
+        return None
+    try:
+        dtype = jax.numpy.dtype(value)
+    except TypeError:
+        dtype = None
+    if dtype is None or not jax.numpy.issubdtype(dtype, jax.numpy.floating):
+        _fail(name, value, "None or a real floating dtype, e.g. jnp.float32")
+    return dtype
