@@ -126,6 +126,15 @@ def rmsprop(
     ``learning_rate``, :math:`\alpha`, :math:`\lambda` = ``weight_decay``, :math:`\mu` =
     ``momentum`` and :math:`v_0 = \bar g_0 = b_0 = 0`:
 
+    Formula::
+
+        g_t <- g_t + wd * theta_(t-1)                          (if weight_decay)
+        v_t = alpha * v_(t-1) + (1 - alpha) * g_t**2
+        m_t = alpha * m_(t-1) + (1 - alpha) * g_t               (if centered)
+        v~_t = v_t - m_t**2   if centered,   else v_t
+        b_t = momentum * b_(t-1) + g_t / (sqrt(v~_t) + eps)
+        theta_t = theta_(t-1) - lr * b_t
+
     .. math::
         g_t \leftarrow g_t + \lambda\theta_{t-1}, \quad
         v_t = \alpha v_{t-1} + (1-\alpha) g_t^2, \quad
@@ -148,6 +157,35 @@ def rmsprop(
     per-parameter state :math:`v, \bar g, b`: ``jnp.float32`` keeps bfloat16 or float16
     params' averages in float32 (optax's name, from ``optax.trace``). The averages are
     then computed in float32 and each update still leaves in the param's dtype.
+
+    Args:
+      learning_rate: :math:`\gamma` (torch's ``lr``), a number ``>= 0`` or a schedule.
+      alpha: :math:`\alpha`, the decay of the averages, in ``[0, 1]``.
+      eps: :math:`\epsilon`, added to the root (``>= 0``).
+      weight_decay: :math:`\lambda`, an L2 penalty added to the gradient (``>= 0``).
+      momentum: :math:`\mu` (``>= 0``; 0: no momentum buffer).
+      centered: divide by the estimated standard deviation instead of the RMS.
+      maximize: ascend the objective instead of descending it.
+      clamp_variance: with ``centered``, clamp :math:`\tilde v_t` at 0.
+      accumulator_dtype: the dtype of :math:`v, \bar g, b` (``None``: the param's).
+
+    Returns:
+      A :class:`~gradtx.GradientTransformation`: the chain above, whose state is the
+      tuple of its blocks' states.
+
+    Example:
+      >>> import jax
+      >>> import jax.numpy as jnp
+      >>> import gradtx
+      >>> tx = gradtx.rmsprop(learning_rate=1e-2, momentum=0.9, centered=True)
+      >>> params = {"w": jnp.array([1.0, -1.0])}
+      >>> state = tx.init(params)
+      >>> for _ in range(100):
+      ...     grads = jax.grad(lambda p: jnp.sum(p["w"] ** 2))(params)
+      ...     updates, state = tx.update(grads, state, params)
+      ...     params = gradtx.apply_updates(params, updates)
+      >>> print(jnp.abs(params["w"]).max() < 0.1)
+      True
     """
     if clamp_variance and not centered:
         raise ValueError(
