@@ -64,7 +64,13 @@ MODULE_GROUPS = {
     "gradtx._combine": "combinators",
     "gradtx._inject": "combinators",
     "gradtx._masking": "combinators",
+    "gradtx._ema": "blocks",
+    "gradtx._zeroing": "blocks",
+    "gradtx._rprop_state": "blocks",
     "gradtx._wrappers": "wrappers",
+    "gradtx._accumulation": "wrappers",
+    "gradtx._flatten": "wrappers",
+    "gradtx._schedules_cyclic": "schedules",
     "gradtx._schedules": "schedules",
     "gradtx._checkpoint": "checkpoints",
     "gradtx._base": "protocol",
@@ -93,6 +99,8 @@ def _defining_module(package: str, name: str) -> str:
     if (inspect.isfunction(obj) or inspect.isclass(obj)) and module in MODULE_GROUPS:
         return module
     for candidate in MODULE_GROUPS:
+        if importlib.util.find_spec(candidate) is None:
+            continue
         source = inspect.getsource(_import(candidate))
         for node in ast.parse(source).body:
             targets = []
