@@ -16,6 +16,10 @@ final loss, prints a markdown table, and saves it with a plot of the median loss
     pip install -e ".[bench]"
     python benchmarks/rprop_variants.py            # ~2 min on 2 busy CPU cores
 
+Fresh results go to ``--out`` (default: ``gradtx-bench`` in the system's temporary
+directory), leaving the checkout clean; ``--update-results`` overwrites the committed
+``benchmarks/results/rprop_variants.{md,png}`` instead.
+
 JAX runs are ``jit(vmap(scan))`` over the seeds; torch trains all seeds at once as one
 stacked tensor per layer (Rprop is element-wise, so this is exactly per-seed Rprop).
 It also prints the optimizer state's bytes per float32 parameter for every contender.
@@ -28,6 +32,7 @@ import argparse
 import itertools
 import os
 import platform
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -328,8 +333,14 @@ def main() -> None:
     torch.set_num_threads(1)  # several threads on 2 busy cores spin-wait: 10x slower here
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, default=20)
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "gradtx-bench")
+    where.add_argument(
+        "--update-results", action="store_true", help=f"overwrite the committed {RESULTS}"
+    )
     args = parser.parse_args()
+    if args.update_results:
+        args.out = RESULTS
     seeds = range(args.seeds)
     start = time.perf_counter()
     probs = problems()

@@ -4,10 +4,18 @@ small composable blocks they are made of.
 Everything public is exported here; the modules behind it are private.
 """
 
+from gradtx._accumulation import (
+    ApplyEvery,
+    MultiSteps,
+    MultiStepsState,
+    apply_every,
+    skip_not_finite,
+)
 from gradtx._aliases import rmsprop, rprop
 from gradtx._base import (
     EmptyState,
     GradientTransformation,
+    GradientTransformationExtraArgs,
     OptState,
     Params,
     ScalarOrSchedule,
@@ -24,7 +32,8 @@ from gradtx._clipping import (
     clip_by_global_norm,
     global_norm,
 )
-from gradtx._combine import PartitionState, chain, multi_transform, partition
+from gradtx._combine import PartitionState, chain, multi_transform, named_chain, partition
+from gradtx._ema import EmaState, ema
 from gradtx._inject import InjectHyperparamsState, inject_hyperparams, set_hyperparams
 from gradtx._masking import MaskedNode, MaskedState, masked
 from gradtx._momentum import TraceState, trace
@@ -55,16 +64,27 @@ from gradtx._schedules import (
     warmup_constant_schedule,
     warmup_cosine_decay_schedule,
 )
+from gradtx._schedules_cyclic import (
+    cosine_onecycle_schedule,
+    linear_onecycle_schedule,
+    piecewise_interpolate_schedule,
+    sgdr_schedule,
+    warmup_exponential_decay_schedule,
+)
 from gradtx._weight_decay import WeightDecayScheduleState, add_decayed_weights
-from gradtx._wrappers import ApplyIfFiniteState, MultiSteps, MultiStepsState, apply_if_finite
+from gradtx._wrappers import ApplyIfFiniteState, apply_if_finite
+from gradtx._zeroing import ZeroNansState, set_to_zero, zero_nans
 
 __version__ = "0.1.0"
 
 __all__ = [
     "RPROP_VARIANTS",
+    "ApplyEvery",
     "ApplyIfFiniteState",
+    "EmaState",
     "EmptyState",
     "GradientTransformation",
+    "GradientTransformationExtraArgs",
     "InjectHyperparamsState",
     "MaskedNode",
     "MaskedState",
@@ -86,7 +106,9 @@ __all__ = [
     "TraceState",
     "Updates",
     "WeightDecayScheduleState",
+    "ZeroNansState",
     "add_decayed_weights",
+    "apply_every",
     "apply_if_finite",
     "apply_updates",
     "chain",
@@ -96,16 +118,21 @@ __all__ = [
     "clip_by_global_norm",
     "constant_schedule",
     "cosine_decay_schedule",
+    "cosine_onecycle_schedule",
+    "ema",
     "exponential_decay",
     "global_norm",
     "identity",
     "inject_hyperparams",
     "join_schedules",
+    "linear_onecycle_schedule",
     "linear_schedule",
     "masked",
     "multi_transform",
+    "named_chain",
     "partition",
     "piecewise_constant_schedule",
+    "piecewise_interpolate_schedule",
     "polynomial_schedule",
     "restore_checkpoint",
     "rmsprop",
@@ -118,7 +145,12 @@ __all__ = [
     "scale_by_schedule",
     "scale_by_stddev",
     "set_hyperparams",
+    "set_to_zero",
+    "sgdr_schedule",
+    "skip_not_finite",
     "trace",
     "warmup_constant_schedule",
     "warmup_cosine_decay_schedule",
+    "warmup_exponential_decay_schedule",
+    "zero_nans",
 ]

@@ -7,6 +7,7 @@ numbers.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax.numpy as jnp
@@ -20,6 +21,53 @@ from gradtx._rprop import RpropVariant, scale_by_rprop
 from gradtx._scaling import scale, scale_by_learning_rate
 from gradtx._weight_decay import add_decayed_weights
 
+_TORCH_LR = "use learning_rate= (torch's lr=, as the JAX ecosystem spells it)"
+_PAIR = "use {pair}, torch's pair; gradtx.scale_by_rprop takes {name}="
+_RPROP_SPELLINGS = {
+    "lr": _TORCH_LR,
+    **{
+        n: _PAIR.format(pair="etas=(eta_minus, eta_plus)", name=n)
+        for n in ("eta_minus", "eta_plus")
+    },
+    **{
+        n: _PAIR.format(pair="step_sizes=(min, max)", name=n)
+        for n in ("min_step_size", "max_step_size")
+    },
+}
+_RMSPROP_SPELLINGS = {
+    "lr": _TORCH_LR,
+    "decay": "use alpha= (torch's name for the decay of the average of g**2)",
+    "initial_scale": "rmsprop starts from v_0 = 0 as torch does; for another start chain "
+    "gradtx.scale_by_rms(alpha, eps, initial_scale=..., eps_in_sqrt=False) yourself",
+    "eps_in_sqrt": "rmsprop adds eps outside the square root as torch does; "
+    "gradtx.scale_by_rms and gradtx.scale_by_stddev take eps_in_sqrt=",
+    "bias_correction": "rmsprop has none, as torch; gradtx.scale_by_rms and "
+    "gradtx.scale_by_stddev take bias_correction=",
+    "nesterov": "rmsprop has none, as torch; for Nesterov momentum chain "
+    "gradtx.trace(momentum, nesterov=True) after the normaliser",
+}
+
+
+def _optax_spellings(spellings: dict[str, str]):
+    """Turn a keyword another library spells differently (optax's ``decay=``, torch's
+    ``lr=``) into a ``TypeError`` naming gradtx's spelling, or the block that takes it.
+    The signature seen by ``inspect`` (and ``inject_hyperparams``) is the function's own."""
+
+    def decorate(fn):
+        @functools.wraps(fn)
+        def wrapped(*args, **kwargs):
+            for name in kwargs:
+                if name in spellings:
+                    raise TypeError(
+                        f"{fn.__name__}() has no argument {name}= (optax's or torch's "
+                        f"spelling): {spellings[name]}."
+                    )
+            return fn(*args, **kwargs)
+
+        return wrapped
+
+    return decorate
+
 
 def _is_zero(value) -> bool:
     """True for a Python-number zero only. An array (as ``inject_hyperparams`` passes,
@@ -28,6 +76,7 @@ def _is_zero(value) -> bool:
     return check.is_python_number(value) and value == 0
 
 
+@_optax_spellings(_RPROP_SPELLINGS)
 def rprop(
     learning_rate: float = 1e-2,
     etas: tuple[float, float] = (0.5, 1.2),
@@ -69,6 +118,7 @@ def rprop(
     torch: ``learning_rate >= 0``, ``0 < etas[0] < 1 < etas[1]``, and gradtx also
     requires ``0 <= step_sizes[0] <= step_sizes[1]``; all finite.
     """
+    check.flag("maximize", maximize)
     eta_minus, eta_plus = check.pair("etas", etas)
     min_step, max_step = check.pair("step_sizes", step_sizes)
     # checked here under the names the caller used; scale_by_rprop checks them again
@@ -93,6 +143,7 @@ def _negated_value(tx: GradientTransformation) -> GradientTransformation:
     return GradientTransformation(tx.init, update)
 
 
+@_optax_spellings(_RMSPROP_SPELLINGS)
 def rmsprop(
     learning_rate: ScalarOrSchedule = 1e-2,
     alpha: float = 0.99,
@@ -187,6 +238,12 @@ def rmsprop(
       >>> print(jnp.abs(params["w"]).max() < 0.1)
       True
     """
+    for name, value in [
+        ("centered", centered),
+        ("maximize", maximize),
+        ("clamp_variance", clamp_variance),
+    ]:
+        check.flag(name, value)
     if clamp_variance and not centered:
         raise ValueError(
             f"Invalid clamp_variance: {clamp_variance!r} (applies to centered=True only)."

@@ -10,7 +10,9 @@ way round.
 
 from __future__ import annotations
 
+import functools
 import inspect
+import sys
 from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol
 
@@ -43,12 +45,27 @@ class TransformUpdateFn(Protocol):
     ) -> tuple[Updates, OptState]: ...
 
 
-class GradientTransformation(NamedTuple):
+class _Pair(NamedTuple):
+    init: TransformInitFn
+    update: TransformUpdateFn
+
+
+class GradientTransformation(_Pair):
     r"""A pure ``(init, update)`` pair, structurally identical to optax's.
 
     ``init(params)`` returns the initial state; ``update(updates, state, params=None,
     **extra_args)`` returns the transformed updates and the new state. Neither mutates its
     arguments, so both can be jitted, differentiated and run under any sharding.
+
+    **Recognised by optax as taking extra arguments.** optax's combinators
+    (``optax.chain``, ``optax.MultiSteps``, ``optax.inject_hyperparams``, ...) pass
+    ``update``'s extra keyword arguments (``value=loss``) only to members that are
+    instances of ``optax.GradientTransformationExtraArgs``, and drop them for the others.
+    A gradtx transform's ``update`` takes them, so it reports that class as its
+    ``__class__`` once optax is imported (the way ``unittest.mock`` objects pass
+    ``isinstance``): ``isinstance(tx, optax.GradientTransformationExtraArgs)`` is True,
+    ``type(tx)`` is still this class, and gradtx never imports optax. A pair built by hand
+    whose ``update`` takes no ``**kwargs`` reports ``optax.GradientTransformation``.
 
     Attributes:
       init: ``params -> state``.
@@ -69,8 +86,27 @@ class GradientTransformation(NamedTuple):
       [0.5 0.5] 1
     """
 
-    init: TransformInitFn
-    update: TransformUpdateFn
+    __slots__ = ()
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:
+        optax = sys.modules.get("optax")
+        if optax is None:
+            return type(self)
+        if _takes_extra_args(self):
+            return optax.GradientTransformationExtraArgs
+        return optax.GradientTransformation
+
+    def __repr__(self) -> str:
+        return f"GradientTransformation(init={self.init!r}, update={self.update!r})"
+
+    def __reduce__(self) -> tuple:
+        return (type(self), tuple(self))
+
+
+GradientTransformationExtraArgs = GradientTransformation
+"""optax's name for a transform whose ``update`` takes ``**extra_args``: every gradtx
+transform does, so in gradtx the two names are one class."""
 
 
 class EmptyState(NamedTuple):
@@ -84,6 +120,30 @@ class EmptyState(NamedTuple):
 
 
 NO_PARAMS_MSG = "this transform needs the current params: call update(updates, state, params)."
+
+
+def abstract_aware(init: TransformInitFn) -> TransformInitFn:
+    """``init`` that also takes abstract params: given a tree holding a
+    ``jax.ShapeDtypeStruct`` it returns the state's structure as ``ShapeDtypeStruct``\\ s
+    (``jax.eval_shape(init, params)``: shapes, dtypes and, where the params carry one,
+    shardings), allocating nothing. This is how shardings are planned before allocating.
+    optax returns zero arrays there; the structure is the same."""
+
+    @functools.wraps(init)
+    def wrapped(params: Params) -> OptState:
+        leaves = jax.tree.leaves(params)
+        if not any(isinstance(x, jax.ShapeDtypeStruct) for x in leaves):
+            return init(params)
+        out = jax.eval_shape(init, params)
+        if all(getattr(x, "sharding", None) is None for x in leaves):
+            return out
+        # the shardings that jit(init) would give: compiled (to propagate them), not run
+        shardings = jax.jit(init).lower(params).compile().output_shardings
+        return jax.tree.map(
+            lambda o, s: jax.ShapeDtypeStruct(o.shape, o.dtype, sharding=s), out, shardings
+        )
+
+    return wrapped
 
 
 def init_empty_state(params: Params) -> EmptyState:

@@ -3,11 +3,18 @@ different transform to each group of parameters (torch's param groups)."""
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any, NamedTuple
 
 import jax
 
-from gradtx._base import GradientTransformation, Params, Updates, update_with_extra_args
+from gradtx._base import (
+    GradientTransformation,
+    Params,
+    Updates,
+    abstract_aware,
+    update_with_extra_args,
+)
 from gradtx._masking import masked, resolve
 
 
@@ -50,6 +57,7 @@ def chain(*transforms: Any) -> GradientTransformation:
         _require_transform(tx, f"chain: argument {i}")
     updates_fns = tuple(update_with_extra_args(tx) for tx in transforms)
 
+    @abstract_aware
     def init(params: Params) -> tuple:
         return tuple(tx.init(params) for tx in transforms)
 
@@ -63,6 +71,30 @@ def chain(*transforms: Any) -> GradientTransformation:
             updates, s = update_fn(updates, s, params, **extra_args)
             new_state.append(s)
         return updates, tuple(new_state)
+
+    return GradientTransformation(init, update)
+
+
+def named_chain(*transforms: tuple[str, Any]) -> GradientTransformation:
+    """:func:`chain` with a name for each member: ``named_chain(("clip", tx1), ("rms",
+    tx2))``; the state is an ``OrderedDict`` ``{name: state}`` in that order (``state["rms"]``).
+    Names must be unique. Same as ``optax.named_chain``."""
+    names = [name for name, _ in transforms]
+    if len(names) != len(set(names)):
+        raise ValueError(f"Invalid names: {names!r} (must be unique).")
+    for name, tx in transforms:
+        _require_transform(tx, f"named_chain: {name!r}")
+    inner = chain(*(tx for _, tx in transforms))
+
+    @abstract_aware
+    def init(params: Params) -> OrderedDict:
+        return OrderedDict(zip(names, inner.init(params)))
+
+    def update(updates: Updates, state: dict, params: Params | None = None, **extra_args):
+        updates, states = inner.update(
+            updates, tuple(state[n] for n in names), params, **extra_args
+        )
+        return updates, OrderedDict(zip(names, states))
 
     return GradientTransformation(init, update)
 
@@ -130,7 +162,10 @@ def partition(transforms: dict[Any, Any], param_labels: Any) -> GradientTransfor
     def group(labels: Any, label: Any) -> Any:
         return jax.tree.map(lambda x: x == label, labels)
 
+    @abstract_aware
     def init(params: Params) -> PartitionState:
+        if not jax.tree.leaves(params):  # nothing to label: optax.tree.map_params's probe
+            return PartitionState({k: masked(tx, ()).init(params) for k, tx in transforms.items()})
         labels = resolve(param_labels, params)
         check_labels(labels)
         return PartitionState(

@@ -20,6 +20,7 @@ from gradtx._base import (
     OptState,
     Params,
     Updates,
+    abstract_aware,
     safe_increment,
     update_with_extra_args,
 )
@@ -48,13 +49,21 @@ class InjectHyperparamsState(NamedTuple):
     inner_state: OptState
 
 
+def _is_key(value: Any) -> bool:
+    """A typed PRNG key array (``jax.random.key``): passed through, never cast."""
+    dtype = getattr(value, "dtype", None)
+    return dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
+
+
 def _is_numeric(value: Any) -> bool:
-    """A number or a numeric array (bools are flags, not hyperparameters to inject)."""
+    """A number or a numeric array, bfloat16 and float16 included (NumPy reports their
+    kind as 'V'), or a PRNG key array: what goes into ``state.hyperparams``, as optax puts
+    every ``int``, ``float`` and array there. Bools are flags, not hyperparameters."""
     if check.is_python_number(value) or isinstance(value, complex):
         return True
     if not isinstance(value, np.ndarray | np.generic | jax.Array):
         return False
-    return value.dtype.kind in "iufc"
+    return _is_key(value) or jnp.issubdtype(value.dtype, jnp.number)
 
 
 def _float_dtype(params: Params) -> Any:
@@ -71,7 +80,11 @@ def _float_dtype(params: Params) -> Any:
 
 
 def _as_hyperparam(value: Any, dtype: Any) -> jax.Array:
-    """A numeric hyperparameter as an array: floating values in ``dtype``, others as is."""
+    """A numeric hyperparameter as an array, as optax's ``_convert_floats``: a JAX array of
+    an explicit (strong) dtype and a key keep their dtype; other floating values are cast
+    to ``dtype``; integers stay integers."""
+    if _is_key(value) or (isinstance(value, jax.Array) and not value.weak_type):
+        return value
     arr = jnp.asarray(value)
     return arr.astype(dtype) if jnp.issubdtype(arr.dtype, jnp.floating) else arr
 
@@ -170,6 +183,7 @@ def inject_hyperparams(
         # Validate once, with the values as given (schedules pass unchecked).
         build({**numeric, **scheduled})
 
+        @abstract_aware
         def init(params: Params) -> InjectHyperparamsState:
             dtype = hyperparam_dtype or _float_dtype(params)
             count = jnp.zeros([], jnp.int32)
@@ -185,7 +199,8 @@ def inject_hyperparams(
             hyperparams.update(
                 {k: _as_hyperparam(f(state.count), dtype) for k, f in scheduled.items()}
             )
-            inner_update = update_with_extra_args(build(hyperparams))
+            with check.trusted():  # checked at construction, init and set_hyperparams
+                inner_update = update_with_extra_args(build(hyperparams))
             updates, inner_state = inner_update(updates, state.inner_state, params, **extra_args)
             return updates, InjectHyperparamsState(
                 safe_increment(state.count), hyperparams, inner_state
@@ -201,7 +216,10 @@ def set_hyperparams(state: InjectHyperparamsState, **values: Any) -> InjectHyper
     it has in the state, so that a jitted step taking the new state does not retrace.
 
     ``state = set_hyperparams(state, learning_rate=1e-3)`` is torch's
-    ``for g in opt.param_groups: g["lr"] = 1e-3``. Unknown names raise ``ValueError``.
+    ``for g in opt.param_groups: g["lr"] = 1e-3``. Unknown names raise ``ValueError``,
+    and so does a concrete value that gradtx's blocks would refuse under that name
+    (``learning_rate=-5.0``; see :func:`gradtx._validation.hyperparameter`). A Python
+    number put in ``state.hyperparams`` directly (optax's idiom) is accepted.
     A scheduled hyperparameter is overwritten by its schedule at the next update.
     """
     unknown = sorted(set(values) - set(state.hyperparams))
@@ -212,6 +230,13 @@ def set_hyperparams(state: InjectHyperparamsState, **values: Any) -> InjectHyper
         )
     new = dict(state.hyperparams)
     for name, value in values.items():
+        check.hyperparameter(name, value)
         old = state.hyperparams[name]
+        if _is_key(old) or _is_key(value):
+            new[name] = value
+            continue
+        if not hasattr(old, "dtype"):  # a Python number a user put in the dict (optax's
+            new[name] = jnp.asarray(value)  # idiom): weakly typed, cast at the next update
+            continue
         new[name] = jnp.broadcast_to(jnp.asarray(value, old.dtype), old.shape)
     return state._replace(hyperparams=new)

@@ -32,11 +32,12 @@ from gradtx._base import (
     GradientTransformation,
     Params,
     Updates,
+    abstract_aware,
     safe_increment,
 )
 from gradtx._numerics import as_complex, as_real, real_shape
 from gradtx._sharding import placed_like
-from gradtx._trees import check_same_structure, check_shape
+from gradtx._trees import check_same_structure, check_shape, leaf_paths
 
 
 class Scalars(NamedTuple):
@@ -73,14 +74,31 @@ def _columns(treedef: Any, per_leaf: list[tuple], n_fields: int) -> list[Any]:
 
 
 def _traceable(rule: Callable, values: Any) -> Callable:
-    """The rule through a nested ``jax.jit`` when called under a trace: it is then traced
-    once per distinct leaf signature and its trace reused by the other leaves of that
-    signature (XLA inlines the call: the compiled step is the same, the Python tracing
-    shrinks). Eagerly, or with a non-array argument, the rule runs as written."""
+    """The rule through a nested ``jax.jit`` whenever its arguments are arrays, eagerly too.
+
+    Under a trace it is then traced once per distinct leaf signature and its trace reused
+    by the other leaves of that signature (XLA inlines the call: the compiled step is the
+    same, the Python tracing shrinks). Eagerly it runs as the same compiled rule: one
+    number in both modes, where op-by-op execution would round differently (XLA fuses a
+    multiply and an add into one FMA inside a compiled rule, never across two eager ops),
+    and one dispatch per leaf instead of one per operation. With a non-array argument the
+    rule runs as written."""
     leaves = jax.tree.leaves(values)
-    traced = any(isinstance(x, jax.core.Tracer) for x in leaves)
     arrays = all(isinstance(x, (jax.Array, np.ndarray, np.generic, int, float)) for x in leaves)
-    return jax.jit(rule) if traced and arrays else rule
+    return jax.jit(rule) if arrays else rule
+
+
+def _check_inexact(params: Params, index: int, p: jax.Array) -> None:
+    """A stateful transform keeps its state in the param's dtype: integer or bool params
+    would make it integer (step sizes rounded to 0, updates truncated). Refused, as
+    ``jax.grad`` refuses them."""
+    if not jnp.issubdtype(p.dtype, jnp.inexact):
+        path = leaf_paths(params)[index]
+        raise TypeError(
+            f"params at path {path} have dtype {p.dtype}: gradtx's stateful transforms need "
+            "floating or complex params (as jax.grad does). Leave integer leaves out of the "
+            "optimised tree, or give them set_to_zero() with gradtx.partition."
+        )
 
 
 def leafwise(
@@ -139,12 +157,14 @@ def leafwise(
         by_name = dict(zip(tree_fields, trees), **scalar_values)
         return state(**by_name)
 
+    @abstract_aware
     def init(params: Params) -> NamedTuple:
         leaves, treedef = jax.tree.flatten(params)
         per_leaf = []
         if tree_fields:
-            for p in leaves:
+            for i, p in enumerate(leaves):
                 p = jnp.asarray(p)
+                _check_inexact(params, i, p)
                 per_leaf.append(tuple(placed_like(p, s) for s in init_leaf(view(p))))
         columns = _columns(treedef, per_leaf, len(tree_fields))
         return assemble(columns, scalars.init() if scalars else {})
@@ -153,8 +173,14 @@ def leafwise(
         missing = [name for name in extra_args if extra.get(name) is None]
         if missing:
             raise TypeError(
-                f"this transform needs the keyword argument(s) {missing} in update(); "
-                f"for example update(grads, state, params, {missing[0]}=...)."
+                f"this transform needs the keyword argument(s) {missing} in update(): "
+                f"update(grads, state, params, {missing[0]}=...). gradtx's and optax's "
+                "combinators (chain, named_chain, partition, masked, MultiSteps, "
+                "inject_hyperparams, ...) pass it on. flax's TrainState.apply_gradients "
+                "passes nothing to tx.update (its keyword arguments replace fields): call "
+                f"updates, opt_state = state.tx.update(grads, state.opt_state, state.params, "
+                f"{missing[0]}=...) and then state.replace(step=state.step + 1, "
+                "params=gradtx.apply_updates(state.params, updates), opt_state=opt_state)."
             )
         if with_params and params is None:
             raise ValueError(NO_PARAMS_MSG)

@@ -11,7 +11,13 @@ from typing import Any, NamedTuple
 
 import jax
 
-from gradtx._base import GradientTransformation, Params, Updates, update_with_extra_args
+from gradtx._base import (
+    GradientTransformation,
+    Params,
+    Updates,
+    abstract_aware,
+    update_with_extra_args,
+)
 
 
 class MaskedNode(NamedTuple):
@@ -48,7 +54,12 @@ class MaskedState(NamedTuple):
 
 
 def resolve(tree_or_fn: Any, params: Any) -> Any:
-    return tree_or_fn(params) if callable(tree_or_fn) else tree_or_fn
+    """A mask (or labels) given as a tree or as a function of the params, told apart as
+    optax does: a function when every leaf of it is callable (a plain function is its own
+    one leaf). A pytree that is also callable (an equinox module holding bools) is a tree."""
+    leaves = jax.tree.leaves(jax.tree.map(callable, tree_or_fn))
+    is_fn = bool(leaves) and all(leaves)
+    return tree_or_fn(params) if is_fn else tree_or_fn
 
 
 def mask_tree(tree: Any, mask: Any) -> Any:
@@ -94,7 +105,10 @@ def masked(inner: Any, mask: Any) -> GradientTransformation:
     """
     inner_update = update_with_extra_args(inner)
 
+    @abstract_aware
     def init(params: Params) -> MaskedState:
+        if not jax.tree.leaves(params):  # nothing to mask: optax.tree.map_params's probe
+            return MaskedState(inner.init(params))
         return MaskedState(inner.init(mask_tree(params, resolve(mask, params))))
 
     def update(updates: Updates, state: MaskedState, params: Params | None = None, **extra):

@@ -70,6 +70,7 @@ def trace(
       [1.75]
     """
     check.non_negative("decay", decay)
+    check.flag("nesterov", nesterov)
     acc_dtype = check.float_dtype("accumulator_dtype", accumulator_dtype)
 
     def init_leaf(p):

@@ -3,6 +3,8 @@ numbers as pairs of reals (``torch.optim``'s ``view_as_real`` convention)."""
 
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Any
 
 import jax
@@ -43,3 +45,16 @@ def as_complex(x: jax.Array, dtype: Any) -> jax.Array:
 def real_shape(x: Any) -> tuple[int, ...]:
     """The shape of ``as_real(x)``, without computing it."""
     return (*x.shape, 2) if jnp.iscomplexobj(x) else tuple(x.shape)
+
+
+def one_minus_power(decay, t):
+    """:math:`1 - \\beta^t` as :math:`-\\operatorname{expm1}(t \\log(1 - (1 - \\beta)))`.
+
+    One number eagerly and under ``jit``: ``1 - decay ** t`` is not (with ``decay`` a
+    Python float, XLA rewrites ``pow`` of a constant inside a compiled step, and the two
+    differ by an ulp of :math:`\\beta^t`, 2e-5 relative at :math:`\\beta` = 0.999), while
+    a product and ``expm1`` compile alike in both. It is also accurate to a few ulp where
+    ``1 - decay ** t`` cancels (optax's form, off by up to 2e-5 relative at 0.999; the
+    logarithm of a Python float is taken in float64)."""
+    log_decay = math.log1p(decay - 1.0) if isinstance(decay, numbers.Real) else jnp.log1p(decay - 1)
+    return -jnp.expm1(jnp.asarray(t, jnp.result_type(float)) * log_decay)

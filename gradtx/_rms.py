@@ -32,6 +32,7 @@ import jax.numpy as jnp
 from gradtx import _validation as check
 from gradtx._base import GradientTransformation, safe_increment
 from gradtx._leafwise import counter, leafwise
+from gradtx._numerics import one_minus_power
 
 
 class ScaleByRmsState(NamedTuple):
@@ -110,7 +111,9 @@ class ScaleByRStdDevWithCountState(NamedTuple):
     nu: Any
 
 
-def _check(decay, eps, initial_scale) -> None:
+def _check(decay, eps, initial_scale, **flags) -> None:
+    for name, value in flags.items():
+        check.flag(name, value)
     check.in_range("decay", decay, 0.0, 1.0)
     check.non_negative("eps", eps)
     check.non_negative("initial_scale", initial_scale)
@@ -147,11 +150,13 @@ def _normalise(g, var, eps, eps_in_sqrt):
 
 
 def _bias_correction(decay, bias_correction):
-    """The ``count`` of the counted states, handing every leaf :math:`1 - \\beta^t` at the
-    new count :math:`t`; ``None`` without bias correction."""
+    """The ``count`` of the counted states, handing every leaf :math:`1 / (1 - \\beta^t)` at
+    the new count :math:`t` (a reciprocal, multiplied: XLA turns a division by a scalar
+    into that multiplication in some programs and not in others, so dividing would round
+    differently eagerly and under ``jit``); ``None`` without bias correction."""
     if not bias_correction:
         return None
-    return counter(lambda count: {"correction": 1 - decay ** safe_increment(count)})
+    return counter(lambda count: {"correction": 1 / one_minus_power(decay, safe_increment(count))})
 
 
 def scale_by_rms(
@@ -210,7 +215,7 @@ def scale_by_rms(
       >>> tx.init({"w": jnp.ones(2, jnp.bfloat16)}).nu["w"].dtype
       dtype('float32')
     """
-    _check(decay, eps, initial_scale)
+    _check(decay, eps, initial_scale, eps_in_sqrt=eps_in_sqrt, bias_correction=bias_correction)
     acc_dtype = check.float_dtype("accumulator_dtype", accumulator_dtype)
     counted = bias_correction
 
@@ -220,7 +225,7 @@ def scale_by_rms(
     def update_leaf(g, nu, correction=1.0):
         g = _widened(g, nu)
         nu = _ema_sq(decay, nu, g)
-        nu_hat = nu / jnp.asarray(correction, nu.dtype) if counted else nu
+        nu_hat = nu * jnp.asarray(correction, nu.dtype) if counted else nu
         return _normalise(g, nu_hat, eps, eps_in_sqrt), (nu,)
 
     return leafwise(
@@ -292,7 +297,14 @@ def scale_by_stddev(
       [2.]
       [2.309401]
     """
-    _check(decay, eps, initial_scale)
+    _check(
+        decay,
+        eps,
+        initial_scale,
+        eps_in_sqrt=eps_in_sqrt,
+        bias_correction=bias_correction,
+        clamp_variance=clamp_variance,
+    )
     acc_dtype = check.float_dtype("accumulator_dtype", accumulator_dtype)
     counted = bias_correction
 
@@ -305,7 +317,7 @@ def scale_by_stddev(
         nu = _ema_sq(decay, nu, g)
         if counted:
             c = jnp.asarray(correction, nu.dtype)
-            mu_hat, nu_hat = mu / c, nu / c
+            mu_hat, nu_hat = mu * c, nu * c
         else:
             mu_hat, nu_hat = mu, nu
         var = nu_hat - mu_hat * mu_hat

@@ -161,9 +161,10 @@ def scale_by_rprop(
 ) -> GradientTransformation:
     r"""Rprop's sign rule, returning :math:`u_t = -\Delta w_t` (uphill, like a gradient).
 
-    :math:`\Delta_0` = ``learning_rate``; each product :math:`g_t g'_{t-1}` is judged by
-    its sign. All variants adapt the step size alike, clipped into the bounds at every
-    step (the first included, as torch does):
+    :math:`\Delta_0` = ``learning_rate`` (a schedule's value at step 0, as under
+    :func:`gradtx.inject_hyperparams`: Rprop reads it only once); each product
+    :math:`g_t g'_{t-1}` is judged by its sign. All variants adapt the step size alike,
+    clipped into the bounds at every step (the first included, as torch does):
 
     .. math::
         \Delta_t = \operatorname{clip}\big(\Delta_{t-1}\cdot
@@ -212,6 +213,8 @@ def scale_by_rprop(
     clip :math:`\Delta` when :math:`g_t g'_{t-1} = 0`, so a ``learning_rate`` outside the
     bounds is used as is on the first step. optax and torch offer only iRprop-.
     """
+    if callable(learning_rate):  # a schedule: its value at step 0 seeds Δ_0 (and only that)
+        learning_rate = learning_rate(jnp.zeros([], jnp.int32))
     check.non_negative("learning_rate", learning_rate)
     check.rprop_etas(("eta_minus", "eta_plus"), eta_minus, eta_plus)
     check.step_size_bounds(("min_step_size", "max_step_size"), min_step_size, max_step_size)

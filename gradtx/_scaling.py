@@ -136,6 +136,7 @@ def scale_by_learning_rate(
       >>> print(updates["w"])
       [-0.1  0.2]
     """
+    check.flag("flip_sign", flip_sign)
     if learning_rate is None:
         return identity()
     check.non_negative("learning_rate", learning_rate)

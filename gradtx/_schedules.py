@@ -223,6 +223,7 @@ def exponential_decay(
       >>> [float(schedule(t)) for t in range(4)]
       [1.0, 0.5, 0.25, 0.125]
     """
+    check.flag("staircase", staircase)
     if transition_steps <= 0 or decay_rate == 0:
         return constant_schedule(init_value)
     transition_begin = max(transition_begin, 0)

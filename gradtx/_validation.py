@@ -1,19 +1,25 @@
 """Every hyperparameter check, run once in plain Python where a value enters.
 
 One message style: ``Invalid <name>: <value> (must be <rule>).``, naming the argument
-as the caller spelled it. Only host values are checked: Python and NumPy numbers and
-arrays. A JAX array (traced, or on a device, as ``inject_hyperparams`` passes) or a
-schedule (a callable) is accepted as is: reading it would cost a host sync, and nothing
-inside ``update`` ever branches on its value.
+as the caller spelled it. Every concrete value is checked where it enters: Python and
+NumPy numbers, and concrete JAX arrays (read once, a host sync at construction, never
+inside a step). Exempt: traced values (inside ``jit``, ``vmap``, ...), schedules
+(callables; ``inject_hyperparams`` checks their values at ``init``), and values passed
+while :func:`trusted` is active: ``inject_hyperparams`` rebuilds its inner transform
+inside every ``update`` from values it already checked, and must not read them again.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 import numbers
+from collections.abc import Iterator
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 
@@ -26,16 +32,39 @@ def _fail(name: str, value: Any, rule: str) -> None:
     raise ValueError(f"Invalid {name}: {value!r} (must be {rule}).")
 
 
+_TRUSTED: contextvars.ContextVar[bool] = contextvars.ContextVar("gradtx_trusted", default=False)
+
+
+@contextlib.contextmanager
+def trusted() -> Iterator[None]:
+    """Within this block no value is read or checked (values already checked once)."""
+    token = _TRUSTED.set(True)
+    try:
+        yield
+    finally:
+        _TRUSTED.reset(token)
+
+
+def _is_real_dtype(dtype: Any) -> bool:
+    """bool, integer or real floating, bfloat16 and float16 included (NumPy calls those
+    ``kind`` 'V', so ``dtype.kind`` cannot tell)."""
+    return dtype == np.bool_ or (
+        jnp.issubdtype(dtype, jnp.number) and not jnp.issubdtype(dtype, jnp.complexfloating)
+    )
+
+
 def concrete(value: Any) -> float | None:
-    """The value as a Python float, or ``None`` when it is traced, on a device or a
-    schedule. Raises ``ValueError`` for a host value that is not a real scalar."""
-    if callable(value) or isinstance(value, jax.Array):
+    """The value as a Python float, or ``None`` when it is traced, a schedule or passed
+    under :func:`trusted`. Raises ``ValueError`` for a value that is not a real scalar."""
+    if callable(value) or _TRUSTED.get() or isinstance(value, jax.core.Tracer):
         return None
+    if isinstance(value, jax.Array) and not value.is_fully_addressable:
+        return None  # spread over hosts: reading it would need every process
     try:
         arr = np.asarray(value)
     except Exception:  # an abstract or otherwise opaque value: not ours to check
         return None
-    if arr.shape != () or arr.dtype.kind not in "biuf":
+    if arr.shape != () or not _is_real_dtype(arr.dtype):
         raise ValueError(f"expected a real scalar, got {value!r}")
     return float(arr)
 
@@ -87,32 +116,49 @@ def pair(name: str, value: Any) -> tuple[Any, Any]:
     return a, b
 
 
-def rprop_etas(names: tuple[str, str], eta_minus: Any, eta_plus: Any) -> None:
-    """Check ``0 < eta_minus < 1 < eta_plus``; ``names`` are the caller's spellings (the
-    two arguments, or one pair's name twice), and a swapped pair is called reversed."""
-    em, ep = finite(names[0], eta_minus), finite(names[1], eta_plus)
+def _pair_check(names, values, labels, ok_each, ok_order, rule) -> None:
+    """Check a pair of bounds; ``names`` are the caller's spellings (the two arguments,
+    or one pair's name twice). A failure names the pair and says what is wrong: which
+    element breaks ``rule``, or that the two are reversed."""
+    a, b = (finite(n, v) for n, v in zip(names, values))
     is_pair = names[0] == names[1]
-    shown = (eta_minus, eta_plus) if is_pair else None
-    if em is not None and ep is not None and 0.0 < ep < 1.0 < em:
-        rule = "(eta_minus, eta_plus) with 0 < eta_minus < 1 < eta_plus: reversed"
-        _fail(names[0], shown if is_pair else eta_minus, rule)
-    if em is not None and not 0.0 < em < 1.0:
-        _fail(names[0], shown if is_pair else eta_minus, "in (0, 1)" + " for eta_minus" * is_pair)
-    if ep is not None and not ep > 1.0:
-        _fail(names[1], shown if is_pair else eta_plus, "> 1" + " for eta_plus" * is_pair)
+    if is_pair:
+        rule = f"({labels[0]}, {labels[1]}) with {rule}"
+    if a is not None and b is not None and not ok_order(a, b) and ok_order(b, a):
+        if is_pair:
+            _fail(names[0], tuple(values), rule + "; the pair is reversed")
+        _fail(names[1], values[1], f"{rule}; it and {names[0]} = {values[0]!r} are reversed")
+    for i, (name, v, x) in enumerate(zip(names, values, (a, b))):
+        if x is not None and not ok_each[i](x):
+            if is_pair:
+                _fail(name, tuple(values), f"{rule}; {labels[i]} = {v!r} breaks it")
+            _fail(name, v, rule)
+    if a is not None and b is not None and not ok_order(a, b):
+        _fail(names[1], tuple(values) if is_pair else values[1], rule)
+
+
+def rprop_etas(names: tuple[str, str], eta_minus: Any, eta_plus: Any) -> None:
+    """Check ``0 < eta_minus < 1 < eta_plus``."""
+    _pair_check(
+        names,
+        (eta_minus, eta_plus),
+        ("eta_minus", "eta_plus"),
+        (lambda x: 0.0 < x < 1.0, lambda x: x > 1.0),
+        lambda lo, hi: 0.0 < lo < 1.0 < hi,
+        "0 < eta_minus < 1 < eta_plus",
+    )
 
 
 def step_size_bounds(names: tuple[str, str], low: Any, high: Any) -> None:
-    """Check ``0 <= low <= high < inf``; ``names`` as in :func:`rprop_etas`."""
-    lo, hi = finite(names[0], low), finite(names[1], high)
-    is_pair = names[0] == names[1]
-    shown = (low, high) if is_pair else None
-    if lo is not None and not lo >= 0.0:
-        _fail(names[0], shown if is_pair else low, ">= 0" + " for the minimum" * is_pair)
-    if lo is not None and hi is not None and not lo <= hi:
-        if is_pair:
-            _fail(names[0], shown, "(min, max) with min <= max: reversed")
-        _fail(names[1], high, f">= {names[0]} = {low!r}")
+    """Check ``0 <= low <= high < inf``."""
+    _pair_check(
+        names,
+        (low, high),
+        ("min", "max"),
+        (lambda x: x >= 0.0, lambda x: x >= 0.0),
+        lambda lo, hi: 0.0 <= lo <= hi,
+        "0 <= min <= max" if names[0] == names[1] else f"0 <= {names[0]} <= {names[1]}",
+    )
 
 
 def one_of(name: str, value: Any, options: tuple[str, ...]) -> None:
@@ -133,3 +179,53 @@ def float_dtype(name: str, value: Any) -> np.dtype | None:
     if dtype is None or not jax.numpy.issubdtype(dtype, jax.numpy.floating):
         _fail(name, value, "None or a real floating dtype, e.g. jnp.float32")
     return dtype
+
+
+# The rule each hyperparameter name has in gradtx's blocks and aliases, for values that
+# enter without their constructor: set_hyperparams. A name not listed is checked for being
+# a real scalar only (a user's own factory may give it any meaning).
+_BY_NAME = {
+    "learning_rate": non_negative,
+    "eps": non_negative,
+    "weight_decay": non_negative,
+    "momentum": non_negative,
+    "initial_scale": non_negative,
+    "min_step_size": non_negative,
+    "max_step_size": non_negative,
+    "max_delta": non_negative,
+    "max_norm": positive,
+    "threshold": positive,
+    "alpha": lambda name, v: in_range(name, v, 0.0, 1.0),
+    "eta_minus": lambda name, v: _open_unit(name, v),
+    "eta_plus": lambda name, v: _above_one(name, v),
+}
+
+
+def _open_unit(name: str, value: Any) -> None:
+    v = finite(name, value)
+    if v is not None and not 0.0 < v < 1.0:
+        _fail(name, value, "in (0, 1)")
+
+
+def _above_one(name: str, value: Any) -> None:
+    v = finite(name, value)
+    if v is not None and not v > 1.0:
+        _fail(name, value, "> 1")
+
+
+def hyperparameter(name: str, value: Any) -> None:
+    """Check a concrete ``value`` given for hyperparameter ``name`` outside a constructor
+    (:func:`gradtx.set_hyperparams`): by the rule gradtx's blocks apply to that name, or,
+    for a name they do not use, that it is a real number. Keys and traced values pass."""
+    if isinstance(value, jax.core.Tracer) or (
+        hasattr(value, "dtype") and jax.dtypes.issubdtype(value.dtype, jax.dtypes.prng_key)
+    ):
+        return
+    rule = _BY_NAME.get(name)
+    if rule is not None:
+        rule(name, value)
+        return
+    try:
+        concrete(value)
+    except ValueError:
+        _fail(name, value, "a real scalar")

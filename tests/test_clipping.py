@@ -38,9 +38,12 @@ def test_same_numbers_as_optax(dtype, scale):
         (gradtx.clip_by_block_rms(0.7), optax.clip_by_block_rms(0.7)),
     ]
     for ours, theirs in pairs:
-        for wrap in (lambda f: f, jax.jit):  # same program, same compiler: same bits
+        # gradtx runs its per-leaf rule compiled eagerly too: one number in both modes,
+        # optax's compiled one (same program, same compiler: same bits); optax's eager
+        # op-by-op numbers differ from its own compiled ones by a rounding
+        v, _ = jax.jit(theirs.update)(g, theirs.init(g))
+        for wrap in (lambda f: f, jax.jit):
             u, _ = wrap(ours.update)(g, ours.init(g))
-            v, _ = wrap(theirs.update)(g, theirs.init(g))
             for a, b in zip(jax.tree.leaves(u), jax.tree.leaves(v)):
                 assert a.dtype == b.dtype
                 np.testing.assert_array_equal(a, b)

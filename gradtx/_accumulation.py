@@ -1,0 +1,258 @@
+r"""Accumulating gradients over several calls before stepping.
+
+* :class:`MultiSteps` accumulates :math:`k` micro-batch gradients and steps the wrapped
+  transform once (optax's ``MultiSteps``; Dragon's ``Optimizer.sum_grad``), optionally
+  skipping micro-batches that ``should_skip_update_fn`` rejects (:func:`skip_not_finite`).
+* :func:`apply_every` is the lighter block: it sums :math:`k` updates and emits the sum
+  every :math:`k`-th call, inside a chain whose other blocks step every call (optax's).
+
+Counters are ``int32`` scalars; the wrapped transform's state is kept untouched inside
+(``inner_opt_state``), so checkpointing tools see a plain pytree of arrays.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from gradtx import _validation as check
+from gradtx._base import (
+    GradientTransformation,
+    OptState,
+    Params,
+    Updates,
+    abstract_aware,
+    safe_increment,
+    update_with_extra_args,
+)
+from gradtx._leafwise import Scalars, leafwise
+
+
+def skip_not_finite(updates: Updates, gradient_step: Any, params: Params | None) -> tuple:
+    """``should_skip_update_fn`` for :class:`MultiSteps`: skip a micro-batch whose gradients
+    hold a NaN or an Inf. Returns ``(should_skip, {"should_skip", "num_not_finite"})``, as
+    ``optax.skip_not_finite``."""
+    del gradient_step, params
+    counts = [jnp.sum(jnp.logical_not(jnp.isfinite(g))) for g in jax.tree.leaves(updates)]
+    num_not_finite = jnp.sum(jnp.array(counts))
+    should_skip = num_not_finite > 0
+    return should_skip, {"should_skip": should_skip, "num_not_finite": num_not_finite}
+
+
+class MultiStepsState(NamedTuple):
+    """optax's ``MultiStepsState`` layout."""
+
+    mini_step: jax.Array  # int32: micro-batches accumulated since the last real step
+    gradient_step: jax.Array  # int32: real steps made (updates of the inner transform)
+    inner_opt_state: OptState
+    acc_grads: Updates  # the running sum of the micro-batch gradients
+    skip_state: Any = ()  # what should_skip_update_fn returned last (optax's field)
+
+
+def _cast_like(new: Any, old: Any) -> Any:
+    """``new`` with each leaf in the dtype of ``old``'s leaf (both branches of a ``cond``
+    must agree, and a state keeps its dtypes)."""
+    return jax.tree.map(lambda n, o: jnp.asarray(n).astype(jnp.asarray(o).dtype), new, old)
+
+
+def _every_k(every_k_schedule: Any) -> Callable[[jax.Array], Any]:
+    if callable(every_k_schedule):
+        return every_k_schedule
+    if isinstance(every_k_schedule, bool) or not isinstance(every_k_schedule, numbers.Integral):
+        raise ValueError(
+            f"Invalid every_k_schedule: {every_k_schedule!r} (must be an int >= 1 or a schedule)."
+        )
+    if every_k_schedule < 1:
+        raise ValueError(f"Invalid every_k_schedule: {every_k_schedule!r} (must be >= 1).")
+    k = int(every_k_schedule)
+    return lambda step: k
+
+
+class MultiSteps:
+    r"""Accumulate the gradients of :math:`k` micro-batches, then make one step.
+
+    With :math:`k` = ``every_k_schedule(gradient_step)`` (an ``int`` or a function of
+    the number of real steps made) and :math:`g_1, \dots, g_k` the gradients of the
+    micro-batches since the last step, the :math:`k`-th call passes
+
+    .. math::
+        \bar g = \tfrac1k \textstyle\sum_i g_i \ (\texttt{use_grad_mean=True}) \quad\text{or}
+        \quad \bar g = \textstyle\sum_i g_i \ (\texttt{use_grad_mean=False})
+
+    to ``transform`` and returns its update; the other calls return zeros and leave the
+    inner state alone. ``reduce="mean"``/``"sum"`` (keyword) is another spelling of
+    ``use_grad_mean``; ``"sum"`` is Dragon's ``Optimizer.sum_grad()`` (and torch's habit
+    of calling ``backward`` :math:`k` times before ``step``).
+
+    ``should_skip_update_fn(updates, gradient_step, params) -> (skip, skip_state)``
+    (e.g. :func:`skip_not_finite`) rejects a micro-batch: when ``skip`` is True the call
+    returns zeros and the state is unchanged but for ``skip_state``, as if the call had
+    not happened (optax's).
+
+    Arguments and state layout are ``optax.MultiSteps``'s, with these differences: the
+    accumulator sums and the mean divides once at the step (optax keeps a running mean;
+    the two agree to rounding); its dtype is each gradient's own unless
+    ``accumulator_dtype`` is given (optax: float32); the inner update runs only on the
+    :math:`k`-th call (``lax.cond``), where optax runs it every call and masks the result,
+    so a NaN in a discarded inner update cannot leak through; any mix of float32,
+    bfloat16 and float16 params and gradients works, the inner state keeping its dtypes.
+
+    ``MultiSteps(...)`` has ``init`` and ``update`` and can be used wherever a transform
+    is expected; :meth:`gradient_transformation` returns the plain pair.
+    """
+
+    def __init__(
+        self,
+        transform: Any,
+        every_k_schedule: int | Callable[[jax.Array], jax.Array],
+        use_grad_mean: bool = True,
+        should_skip_update_fn: Callable[..., tuple[Any, Any]] | None = None,
+        accumulator_dtype: Any | None = None,
+        *,
+        reduce: str | None = None,
+    ):
+        check.flag("use_grad_mean", use_grad_mean)
+        if reduce is not None:
+            check.one_of("reduce", reduce, ("mean", "sum"))
+            use_grad_mean = reduce == "mean"
+        if should_skip_update_fn is not None and not callable(should_skip_update_fn):
+            raise TypeError(
+                f"should_skip_update_fn must be a function, got {should_skip_update_fn!r}"
+            )
+        self._inner = transform
+        self._every_k = _every_k(every_k_schedule)
+        self._mean = bool(use_grad_mean)
+        self._skip = should_skip_update_fn
+        self._acc_dtype = None if accumulator_dtype is None else jnp.dtype(accumulator_dtype)
+        self._inner_update = update_with_extra_args(transform)
+        self.init = abstract_aware(self._init)
+
+    @property
+    def inner_opt(self) -> Any:
+        return self._inner
+
+    def _init(self, params: Params) -> MultiStepsState:
+        def zeros(p):
+            p = jnp.asarray(p)
+            return jnp.zeros(p.shape, self._acc_dtype or p.dtype)
+
+        zero = jnp.zeros([], jnp.int32)
+        inner = self._inner.init(params)
+        skip_state = ()
+        if self._skip is not None:  # its structure, as optax
+            skip_state = jax.tree.map(
+                jnp.zeros_like, jax.eval_shape(self._skip, params, zero, params)[1]
+            )
+        # two counters in two buffers, not one array twice: a donated step would donate it
+        # twice ("Attempt to donate the same buffer twice")
+        gradient_step = jnp.zeros([], jnp.int32)
+        acc = jax.tree.map(zeros, params)
+        return MultiStepsState(zero, gradient_step, inner, acc, skip_state)
+
+    def _accumulate(self, updates, state, params, extra_args):
+        k = jnp.asarray(self._every_k(state.gradient_step), jnp.int32)
+        acc = jax.tree.map(
+            lambda a, g: a + jnp.asarray(g).astype(a.dtype), state.acc_grads, updates
+        )
+        emit = state.mini_step >= k - 1
+
+        def step(_):
+            def reduced(a, g):
+                a = a / k.astype(a.dtype) if self._mean else a
+                return a.astype(jnp.asarray(g).dtype)
+
+            grads = jax.tree.map(reduced, acc, updates)
+            new_updates, inner_state = self._inner_update(
+                grads, state.inner_opt_state, params, **extra_args
+            )
+            inner_state = _cast_like(inner_state, state.inner_opt_state)
+            return new_updates, inner_state, jax.tree.map(jnp.zeros_like, acc)
+
+        out = jax.eval_shape(step, None)[0]
+
+        def accumulate(_):
+            zeros = jax.tree.map(lambda o: jnp.zeros(o.shape, o.dtype), out)
+            return zeros, state.inner_opt_state, acc
+
+        new_updates, inner_state, acc = jax.lax.cond(emit, step, accumulate, None)
+        mini_step = jnp.where(emit, 0, state.mini_step + 1).astype(jnp.int32)
+        gradient_step = jnp.where(
+            emit, safe_increment(state.gradient_step), state.gradient_step
+        ).astype(jnp.int32)
+        return new_updates, (mini_step, gradient_step, inner_state, acc)
+
+    def update(
+        self,
+        updates: Updates,
+        state: MultiStepsState,
+        params: Params | None = None,
+        **extra_args: Any,
+    ) -> tuple[Updates, MultiStepsState]:
+        if self._skip is None:
+            new_updates, fields = self._accumulate(updates, state, params, extra_args)
+            return new_updates, MultiStepsState(*fields, state.skip_state)
+        should_skip, skip_state = self._skip(updates, state.gradient_step, params)
+
+        def run(_):
+            return self._accumulate(updates, state, params, extra_args)
+
+        out = jax.eval_shape(run, None)[0]
+
+        def skip(_):
+            zeros = jax.tree.map(lambda o: jnp.zeros(o.shape, o.dtype), out)
+            return zeros, tuple(state[:4])
+
+        new_updates, fields = jax.lax.cond(should_skip, skip, run, None)
+        return new_updates, MultiStepsState(*fields, skip_state)
+
+    def has_updated(self, state: MultiStepsState) -> jax.Array:
+        """Whether the last ``update`` made a real step (``mini_step`` is back at 0)."""
+        return jnp.logical_and(state.mini_step == 0, state.gradient_step > 0)
+
+    def gradient_transformation(self) -> GradientTransformation:
+        return GradientTransformation(self.init, self.update)
+
+
+class ApplyEvery(NamedTuple):
+    """optax's ``ApplyEvery`` layout."""
+
+    count: jax.Array  # int32: calls since the last emission, modulo k
+    grad_acc: Updates  # the running sum, mirrors params
+
+
+def apply_every(k: int = 1) -> GradientTransformation:
+    r"""Sum the updates of :math:`k` calls; emit the sum on every :math:`k`-th call, zeros
+    on the others.
+
+    .. math::
+        a_t = g_t + [c_t \ne 0]\,a_{t-1}, \qquad u_t = [c_t = k-1]\,a_t, \qquad
+        c_{t+1} = (c_t + 1) \bmod k.
+
+    Same argument, state layout (:class:`ApplyEvery`) and numbers as
+    ``optax.apply_every``. The blocks around it still step every call; to step a whole
+    optimizer once per :math:`k` micro-batches use :class:`MultiSteps`.
+    """
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+        raise ValueError(f"Invalid k: {k!r} (must be an int >= 1).")
+
+    def step(values):
+        c = values["count"] % k
+        count = safe_increment(values["count"]) % k
+        return {"acc": c != 0, "emit": c == (k - 1)}, {"count": count.astype(jnp.int32)}
+
+    def update_leaf(g, grad_acc, *, acc, emit):
+        grad_acc = acc * grad_acc + g
+        return emit * grad_acc, (grad_acc,)
+
+    counter = Scalars(("count",), lambda: {"count": jnp.zeros([], jnp.int32)}, step)
+    return leafwise(
+        update_leaf,
+        state=ApplyEvery,
+        init_leaf=lambda p: (jnp.zeros_like(p),),
+        scalars=counter,
+        complex_as_real=False,
+    )

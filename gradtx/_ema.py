@@ -1,0 +1,53 @@
+r"""``ema``: an exponential moving average of the updates, optionally debiased (Adam's
+first moment on its own)."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from gradtx import _validation as check
+from gradtx._base import safe_increment
+from gradtx._leafwise import counter, leafwise
+from gradtx._numerics import one_minus_power
+
+
+class EmaState(NamedTuple):
+    """optax's ``EmaState`` layout."""
+
+    count: jax.Array  # int32 scalar, updates made so far
+    ema: Any  # the average, mirrors params
+
+
+def ema(decay: float, debias: bool = True, accumulator_dtype: Any | None = None):
+    r"""Exponential moving average of the updates:
+
+    .. math::
+        m_t = (1-\beta)\,g_t + \beta\,m_{t-1}, \qquad
+        u_t = m_t / (1 - \beta^t) \text{ if debias else } m_t,
+
+    with :math:`\beta` = ``decay`` and :math:`m_0 = 0`. ``accumulator_dtype`` sets the
+    dtype of :math:`m` (default: the param's). Same arguments, defaults, state layout
+    (:class:`EmaState`) and numbers as ``optax.ema``, except that :math:`1-\beta^t` is
+    computed as in :func:`gradtx.scale_by_rms` (the same number eagerly and under ``jit``,
+    and a few ulp closer to exact than optax's ``1 - decay**t``). Compare
+    :func:`gradtx.trace`: :math:`b_t = g_t + \mu b_{t-1}`, without the :math:`1-\beta`.
+    """
+    check.in_range("decay", decay, 0.0, 1.0)
+    check.flag("debias", debias)
+    acc_dtype = None if accumulator_dtype is None else jnp.dtype(accumulator_dtype)
+
+    def init_leaf(p):
+        return (jnp.zeros(p.shape, acc_dtype or p.dtype),)
+
+    def update_leaf(g, m, correction):
+        m = (1 - decay) * g + decay * m
+        return (m * correction.astype(m.dtype) if debias else m), (m,)
+
+    def per_count(count):
+        # a reciprocal, multiplied: one number eagerly and under jit (see scale_by_rms)
+        return {"correction": 1 / one_minus_power(decay, safe_increment(count))}
+
+    return leafwise(update_leaf, state=EmaState, init_leaf=init_leaf, scalars=counter(per_count))

@@ -1,0 +1,160 @@
+r"""Schedules built from pieces: interpolation between scaled values (one-cycle), and
+warm-up followed by exponential decay or by restarts of cosine decay (SGDR).
+
+Names, arguments, defaults and numbers are optax's (``optax.schedules``, 0.2.8), the same
+operations in the same order. ``torch.optim.lr_scheduler`` counterparts: ``OneCycleLR``
+is :func:`cosine_onecycle_schedule` (``anneal_strategy="cos"``) or
+:func:`linear_onecycle_schedule`; ``CosineAnnealingWarmRestarts`` is
+:func:`sgdr_schedule`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import jax.numpy as jnp
+
+from gradtx import _validation as check
+from gradtx._base import Schedule
+from gradtx._schedules import (
+    Scalar,
+    exponential_decay,
+    join_schedules,
+    linear_schedule,
+    warmup_cosine_decay_schedule,
+)
+
+
+def _linear_interpolate(start, end, pct):
+    return (end - start) * pct + start
+
+
+def _cosine_interpolate(start, end, pct):
+    return end + (start - end) / 2.0 * (jnp.cos(jnp.pi * pct) + 1)
+
+
+def piecewise_interpolate_schedule(
+    interpolate_type: str,
+    init_value: Scalar,
+    boundaries_and_scales: dict[int, float] | None = None,
+) -> Schedule:
+    r"""Interpolate between values scaled at the boundaries.
+
+    With boundaries :math:`b_1 < \dots < b_n` (:math:`b_0 = 0`) and scales
+    :math:`s_i`, the value at :math:`b_i` is :math:`v_i = I \prod_{j \le i} s_j`
+    (:math:`I` = ``init_value``), and between :math:`b_{i-1}` and :math:`b_i` the schedule
+    moves from :math:`v_{i-1}` to :math:`v_i` linearly or along half a cosine
+    (``interpolate_type`` ``"linear"`` or ``"cosine"``); after :math:`b_n` it stays at
+    :math:`v_n`. Same as ``optax.piecewise_interpolate_schedule``; scales must be >= 0.
+    """
+    check.one_of("interpolate_type", interpolate_type, ("linear", "cosine"))
+    interpolate = _linear_interpolate if interpolate_type == "linear" else _cosine_interpolate
+    if boundaries_and_scales:
+        boundaries, scales = zip(*sorted(boundaries_and_scales.items()))
+        for step, s in zip(boundaries, scales):
+            check.non_negative(f"boundaries_and_scales[{step}]", s)
+    else:
+        boundaries, scales = (), ()
+
+    def schedule(count):
+        bounds = jnp.stack((0, *boundaries))
+        values = jnp.cumprod(jnp.stack((init_value, *scales)))
+        interval_sizes = jnp.maximum(bounds[1:] - bounds[:-1], 1)
+        indicator = jnp.logical_and(bounds[:-1] <= count, count < bounds[1:])
+        pct = (count - bounds[:-1]) / interval_sizes
+        interp_vals = interpolate(values[:-1], values[1:], pct)
+        return indicator.dot(interp_vals) + (bounds[-1] <= count) * values[-1]
+
+    return schedule
+
+
+def _check_onecycle(transition_steps: Any) -> None:
+    if isinstance(transition_steps, bool) or not check.is_python_number(transition_steps):
+        raise ValueError(f"Invalid transition_steps: {transition_steps!r} (must be an int > 0).")
+    check.positive("transition_steps", transition_steps)
+
+
+def linear_onecycle_schedule(
+    transition_steps: int,
+    peak_value: Scalar,
+    pct_start: float = 0.3,
+    pct_final: float = 0.85,
+    div_factor: float = 25.0,
+    final_div_factor: float = 1e4,
+) -> Schedule:
+    r"""One cycle in three linear phases (Smith & Topin 2017, "Super-convergence"): from
+    :math:`p/d` (:math:`p` = ``peak_value``, :math:`d` = ``div_factor``) up to :math:`p` at
+    ``pct_start * transition_steps``, back to :math:`p/d` at ``pct_final *
+    transition_steps``, then to :math:`p/(d\,f)` (:math:`f` = ``final_div_factor``) at
+    ``transition_steps``. Same as ``optax.linear_onecycle_schedule``."""
+    _check_onecycle(transition_steps)
+    return piecewise_interpolate_schedule(
+        "linear",
+        peak_value / div_factor,
+        {
+            int(pct_start * transition_steps): div_factor,
+            int(pct_final * transition_steps): 1.0 / div_factor,
+            transition_steps: 1.0 / final_div_factor,
+        },
+    )
+
+
+def cosine_onecycle_schedule(
+    transition_steps: int,
+    peak_value: Scalar,
+    pct_start: float = 0.3,
+    div_factor: float = 25.0,
+    final_div_factor: float = 1e4,
+) -> Schedule:
+    r"""One cycle along half cosines: from :math:`p/d` up to :math:`p` = ``peak_value`` at
+    ``pct_start * transition_steps``, then down to :math:`p/(d\,f)` at ``transition_steps``
+    (:math:`d` = ``div_factor``, :math:`f` = ``final_div_factor``); torch's ``OneCycleLR``.
+    Same as ``optax.cosine_onecycle_schedule``."""
+    _check_onecycle(transition_steps)
+    return piecewise_interpolate_schedule(
+        "cosine",
+        peak_value / div_factor,
+        {
+            int(pct_start * transition_steps): div_factor,
+            int(transition_steps): 1.0 / (div_factor * final_div_factor),
+        },
+    )
+
+
+def warmup_exponential_decay_schedule(
+    init_value: Scalar,
+    peak_value: Scalar,
+    warmup_steps: int,
+    transition_steps: int,
+    decay_rate: Scalar,
+    transition_begin: int = 0,
+    staircase: bool = False,
+    end_value: Scalar | None = None,
+) -> Schedule:
+    r"""Linear warm-up from ``init_value`` to ``peak_value`` over ``warmup_steps``, then
+    :func:`gradtx.exponential_decay` from ``peak_value`` (its count restarting at 0).
+    Same as ``optax.warmup_exponential_decay_schedule``."""
+    return join_schedules(
+        [
+            linear_schedule(init_value, peak_value, warmup_steps),
+            exponential_decay(
+                peak_value, transition_steps, decay_rate, transition_begin, staircase, end_value
+            ),
+        ],
+        [warmup_steps],
+    )
+
+
+def sgdr_schedule(cosine_kwargs: Iterable[dict[str, Any]]) -> Schedule:
+    r"""SGD with warm restarts (Loshchilov & Hutter 2017): cycles of
+    :func:`gradtx.warmup_cosine_decay_schedule`, one per dict of its keyword arguments,
+    each lasting its ``decay_steps``. torch's ``CosineAnnealingWarmRestarts`` with
+    ``T_mult=1`` is cycles of equal ``decay_steps`` and ``warmup_steps=0``.
+    Same as ``optax.sgdr_schedule``."""
+    boundaries, schedules, step = [], [], 0
+    for kwargs in cosine_kwargs:
+        schedules.append(warmup_cosine_decay_schedule(**kwargs))
+        step += kwargs["decay_steps"]
+        boundaries.append(step)
+    return join_schedules(schedules, boundaries[:-1])
