@@ -76,9 +76,25 @@ def chain(*transforms: Any) -> GradientTransformation:
 
 
 def named_chain(*transforms: tuple[str, Any]) -> GradientTransformation:
-    """:func:`chain` with a name for each member: ``named_chain(("clip", tx1), ("rms",
-    tx2))``; the state is an ``OrderedDict`` ``{name: state}`` in that order (``state["rms"]``).
-    Names must be unique. Same as ``optax.named_chain``."""
+    r""":func:`chain` with a name for each member; the state is ``{name: state}``.
+
+    The state is an ``OrderedDict`` in the members' order (``state["rms"]``). Names must be
+    unique. Same as ``optax.named_chain``.
+
+    Args:
+      *transforms: ``(name, transform)`` pairs, in the order they apply.
+
+    Returns:
+      A :class:`~gradtx.GradientTransformation` whose state is an ``OrderedDict``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import gradtx
+      >>> tx = gradtx.named_chain(("clip", gradtx.clip(1.0)), ("momentum", gradtx.trace(0.9)))
+      >>> state = tx.init({"w": jnp.zeros(2)})
+      >>> list(state), state["momentum"]
+      (['clip', 'momentum'], TraceState(trace={'w': Array([0., 0.], dtype=float32)}))
+    """
     names = [name for name, _ in transforms]
     if len(names) != len(set(names)):
         raise ValueError(f"Invalid names: {names!r} (must be unique).")

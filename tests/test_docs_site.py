@@ -195,3 +195,18 @@ def test_readme_links_into_the_site_name_existing_pages():
         assert generated or any(s.exists() for s in sources), f"no page for {url}"
     outside = [url for url in links if not url.startswith(base)]
     assert not outside, f"README.md links outside the site: {outside}"
+
+
+def test_readme_lists_every_public_function():
+    """README.md's list of names keeps up with ``gradtx.__all__`` (its functions and
+    transforms; the state classes and types are summed up there in words)."""
+    import inspect
+
+    readme = (ROOT / "README.md").read_text()
+    missing = [
+        name
+        for name in gradtx.__all__
+        if inspect.isfunction(getattr(gradtx, name)) or name == "MultiSteps"
+        if f"`{name}`" not in readme
+    ]
+    assert not missing, f"README.md does not list: {missing}"
