@@ -212,15 +212,31 @@ def inject_hyperparams(
 
 
 def set_hyperparams(state: InjectHyperparamsState, **values: Any) -> InjectHyperparamsState:
-    """A copy of ``state`` with hyperparameters replaced, each cast to the dtype and shape
-    it has in the state, so that a jitted step taking the new state does not retrace.
+    r"""A copy of ``state`` with some hyperparameters replaced, without recompiling.
 
-    ``state = set_hyperparams(state, learning_rate=1e-3)`` is torch's
-    ``for g in opt.param_groups: g["lr"] = 1e-3``. Unknown names raise ``ValueError``,
-    and so does a concrete value that gradtx's blocks would refuse under that name
-    (``learning_rate=-5.0``; see :func:`gradtx._validation.hyperparameter`). A Python
-    number put in ``state.hyperparams`` directly (optax's idiom) is accepted.
-    A scheduled hyperparameter is overwritten by its schedule at the next update.
+    Each value is cast to the dtype and shape it has in the state, so that a jitted step
+    taking the new state does not retrace. ``state = set_hyperparams(state,
+    learning_rate=1e-3)`` is torch's ``for g in opt.param_groups: g["lr"] = 1e-3``. Unknown
+    names raise ``ValueError``, and so does a concrete value that gradtx's blocks would
+    refuse under that name (``learning_rate=-5.0``). A Python number put in
+    ``state.hyperparams`` directly (optax's idiom) is accepted. A scheduled hyperparameter
+    is overwritten by its schedule at the next update.
+
+    Args:
+      state: the state of a transform built by :func:`inject_hyperparams`.
+      **values: ``name=value`` for each hyperparameter to replace.
+
+    Returns:
+      A new :class:`InjectHyperparamsState`; ``state`` is unchanged.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import gradtx
+      >>> tx = gradtx.inject_hyperparams(gradtx.rmsprop)(learning_rate=1e-2)
+      >>> state = tx.init({"w": jnp.zeros(2)})
+      >>> state = gradtx.set_hyperparams(state, learning_rate=1e-3)
+      >>> state.hyperparams["learning_rate"]
+      Array(0.001, dtype=float32)
     """
     unknown = sorted(set(values) - set(state.hyperparams))
     if unknown:
