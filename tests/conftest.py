@@ -1,8 +1,60 @@
-"""Test-wide set-up: float64 is enabled so float64 parity can be tested.
+"""Test-wide set-up: float64 is enabled so float64 parity can be tested; and the parity
+report (every comparison with an outside reference that went through
+``tests/parity/_harness.check``: its error and its tolerance, side by side) at the end of
+the session.
 
 Tests state every dtype they use explicitly; nothing relies on the default dtype.
 """
 
+import os
+
 import jax
 
 jax.config.update("jax_enable_x64", True)
+
+
+def pytest_terminal_summary(terminalreporter):
+    from tests.parity import _harness as h
+
+    if not h.REPORT:
+        return
+    tr = terminalreporter
+    tr.section("parity: scaled error max|ours - theirs| / max|theirs| over steps, and tolerance")
+    tr.write_line(
+        f"tolerance = max({h.FACTOR} x d_self, {h.FLOOR_ULPS} ulp x steps); d_self = the "
+        "reference against itself with its params or its gradients one ulp up"
+    )
+    head = (
+        "reference",
+        "precision",
+        "cases",
+        "max error",
+        "its tol",
+        "worst err/tol",
+        "tolerances",
+    )
+    rows = []
+    for ref in sorted(h.REPORT):
+        for prec, cases in sorted(h.REPORT[ref]["cases"].items()):
+            err, tol, _ = max(cases, key=lambda c: (c[0], c[1].value))
+            ratio = max((e / t.value if t.value else 0.0) for e, t, _ in cases)
+            tols = sorted(t.value for _, t, _ in cases)
+            span = f"{tols[0]:.1e}" if tols[0] == tols[-1] else f"{tols[0]:.1e}..{tols[-1]:.1e}"
+            rows.append(
+                (ref, prec, str(len(cases)), f"{err:.2e}", f"{tol.value:.1e}", f"{ratio:.3f}", span)
+            )
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    for r in [head, *rows]:
+        tr.write_line("  ".join(x.ljust(w) for x, w in zip(r, widths)).rstrip())
+    path = os.environ.get("GRADTX_PARITY_CASES")
+    if path:  # every case, one a line, for a closer look
+        with open(path, "w") as f:
+            f.write("reference\tconfig\tprecision\terror\ttolerance\td_self\tfloor\n")
+            for ref in sorted(h.REPORT):
+                for prec, cases in sorted(h.REPORT[ref]["cases"].items()):
+                    for err, tol, config in cases:
+                        f.write(
+                            f"{ref}\t{config}\t{prec}\t{err:.3e}\t{tol.value:.3e}\t"
+                            f"{tol.d_self:.3e}\t{tol.floor:.3e}\n"
+                        )
+        tr.write_line(f"every case: {path}")

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 import gradtx
-from tests.torch_ref import scaled_error
+from tests.parity import _harness as h
+from tests.torch_ref import check, scaled_error
 
 RNG = np.random.default_rng(1)
 X = RNG.standard_normal((16, 3))
@@ -27,15 +28,18 @@ def grad_fn(p):
     return {"w": X.T @ r / len(X), "b": r.mean(0)}
 
 
-def run_torch(groups, opt_cls, steps, dtype=np.float64, **defaults):
-    """``groups``: list of (names, options) as torch param groups."""
-    t = {k: torch.tensor(v.copy(), requires_grad=True) for k, v in params0(dtype).items()}
+def run_torch(groups, opt_cls, steps, dtype=np.float64, nudge=None, **defaults):
+    """``groups``: list of (names, options) as torch param groups; ``nudge``
+    (``_harness.NUDGES``): the initial params, or every gradient, one ulp up."""
+    p0 = h.nudge(params0(dtype)) if nudge == "params" else params0(dtype)
+    t = {k: torch.tensor(v.copy(), requires_grad=True) for k, v in p0.items()}
     opt = opt_cls([{"params": [t[n] for n in names], **o} for names, o in groups], **defaults)
     out = []
     for _ in range(steps):
         g = grad_fn({k: v.detach().numpy() for k, v in t.items()})
+        g = {k: np.asarray(x, dtype) for k, x in g.items()}
         for k, v in t.items():
-            v.grad = torch.tensor(np.asarray(g[k], dtype))
+            v.grad = torch.tensor(h.nudge(g[k]) if nudge == "grads" else g[k])
         opt.step()
         out.append({k: v.detach().numpy().copy() for k, v in t.items()})
     return out
@@ -118,14 +122,14 @@ def test_a_group_with_lr_1e_28_is_untouched(dtype):
             {"frozen": make(1e-28, **extra), "moving": make(1e-2)}, {"w": "moving", "b": "frozen"}
         )
         ours, _ = run_gradtx(tx, 15, dtype)
-        theirs = run_torch(
-            [(["b"], {"lr": 1e-28, **extra}), (["w"], {"lr": 1e-2})], torch_cls, 15, dtype
-        )
+        groups = [(["b"], {"lr": 1e-28, **extra}), (["w"], {"lr": 1e-2})]
+        theirs = run_torch(groups, torch_cls, 15, dtype)
         for a, b in zip(ours, theirs):
             np.testing.assert_array_equal(a["b"], p0["b"])
             np.testing.assert_array_equal(b["b"], p0["b"])
         assert not np.array_equal(ours[-1]["w"], p0["w"])
-        assert scaled_error(ours, theirs) < (1e-5 if dtype == np.float32 else 1e-14)
+        nudged = [run_torch(groups, torch_cls, 15, dtype, n) for n in h.NUDGES]
+        check(f"torch.optim.{torch_cls.__name__} (groups)", "lr 1e-28", ours, theirs, nudged, 15)
     # with Rprop's default minimum step the "frozen" group does move, in torch and here
     tx = gradtx.partition({"f": gradtx.rprop(1e-28), "m": gradtx.rprop(1e-2)}, {"w": "m", "b": "f"})
     ours, _ = run_gradtx(tx, 3, dtype)

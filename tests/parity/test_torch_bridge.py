@@ -8,6 +8,8 @@ matrix and a nested dict (``_harness.SHAPES``).
 
 from __future__ import annotations
 
+import copy
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -45,15 +47,28 @@ def _prob(name):
     return h.problem("rprop" if name == "Rprop" else "rms", 2 * HALF)
 
 
-def _check(name, kwargs, ours, theirs, direction):
-    prob = _prob(name)
-    for prec in ("float32", "float64"):
-        idx = [i for i, d in enumerate(prob.dtypes) if h.precision(d) == prec]
-        err = h.scaled_error(
-            [[o[i] for i in idx] for o in ours], [[t[i] for i in idx] for t in theirs]
-        )
-        tol = 0.0 if name == "Rprop" else None  # Rprop continues bit for bit
-        h.check(f"bridge {direction} ({name})", str(kwargs), prec, err, tol)
+def _continue_torch(opt, params, prob, nudge=None):
+    """The last HALF steps in torch, from ``opt`` and ``params`` as they stand; with
+    ``nudge``, in a copy of both nudged (``_harness.NUDGES``), ``opt`` left as it was."""
+    if nudge is None:
+        return h.run_torch(opt, params, prob, HALF, HALF)
+    p = prob.nudged(nudge)
+    leaves = [x.detach().numpy().copy() for x in params]
+    copies = h.torch_tensors(h.nudge(leaves) if nudge == "params" else leaves)
+    twin = type(opt)(copies, **opt.defaults)
+    twin.load_state_dict(copy.deepcopy(opt.state_dict()))
+    return h.run_torch(twin, copies, p, HALF, HALF)
+
+
+def _nudged(name, opt, params, prob):
+    """torch's nudged continuations, which measure the tolerance (none for Rprop, which
+    continues bit for bit)."""
+    return None if name == "Rprop" else [_continue_torch(opt, params, prob, n) for n in h.NUDGES]
+
+
+def _check(name, kwargs, prob, ours, theirs, nudged, direction):
+    reference = f"bridge {direction} ({name})"
+    h.check_against(reference, str(kwargs), prob.dtypes, ours, theirs, nudged, HALF)
 
 
 @pytest.mark.parametrize("i", range(len(CONFIGS)), ids=IDS)
@@ -69,8 +84,9 @@ def test_torch_then_gradtx_equals_torch(i):
     tx = _tx(i)  # == alias_from_torch(sd), built once per configuration
     state = from_torch(sd, tx, theta)
     ours, _, _ = h.run_gradtx_from(tx, prob, theta, state, HALF, HALF)
-    theirs = h.run_torch(opt, params, prob, HALF, HALF)  # the same torch run, continued
-    _check(name, kwargs, ours, theirs, "torch->gradtx")
+    nudged = _nudged(name, opt, params, prob)
+    theirs = _continue_torch(opt, params, prob)  # the same torch run, continued
+    _check(name, kwargs, prob, ours, theirs, nudged, "torch->gradtx")
 
 
 @pytest.mark.parametrize("i", range(len(CONFIGS)), ids=IDS)
@@ -88,8 +104,10 @@ def test_gradtx_then_torch_equals_gradtx(i):
     opt = cls(params, **kwargs)
     opt.load_state_dict(to_torch(state, theta, opt, step=HALF))
     assert all(float(s["step"]) == HALF for s in opt.state.values())
-    theirs = h.run_torch(opt, params, prob, HALF, HALF)
-    _check(name, kwargs, theirs, whole[HALF:], "gradtx->torch")
+    nudged = _nudged(name, opt, params, prob)
+    theirs = _continue_torch(opt, params, prob)
+    # torch is the outside reference here too: its continuation is measured against gradtx's
+    _check(name, kwargs, prob, whole[HALF:], theirs, nudged, "gradtx->torch")
 
 
 def test_state_round_trips_exactly():

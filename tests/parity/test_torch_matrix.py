@@ -12,7 +12,9 @@ The configurations are the ones torch's own optimizer tests run
 * 100 steps of a problem whose gradients change sign often (``_harness``), where the
   Rprop runs are asserted to have hit both step-size bounds and to have seen sign flips.
 
-Rprop must match bit for bit (error 0), RMSprop within 1e-12 (float64) and 1e-6 (float32).
+Rprop must match bit for bit (error 0); RMSprop within the tolerance that torch's own
+conditioning allows (``_harness.tolerance``: 16 times how far torch moves against itself
+when its params or gradients are nudged by one ulp, at least one ulp per step).
 
 Flags that torch offers and how each is covered:
 
@@ -95,17 +97,21 @@ def gradtx_for(name: str, kwargs: dict) -> gradtx.GradientTransformation:
 def _compare(name, desc, kwargs, prob, steps, rprop_stats=False):
     ours, _, _ = h.run_gradtx(gradtx_for(name, kwargs), prob, steps)
     cls = getattr(torch.optim, name)
+
+    def run(impl_kw, nudge=None, stats=None):
+        p = prob.nudged(nudge)
+        params = h.torch_tensors(p.leaves["theta"])
+        return h.run_torch(cls(params, **kwargs, **impl_kw), params, p, 0, steps, stats)
+
+    # Rprop: bit for bit, as documented. RMSprop: the tolerance torch's own conditioning
+    # allows, measured on its single-tensor loop (the implementations share their math).
+    nudged = None if name == "Rprop" else [run(IMPLS["single"], n) for n in h.NUDGES]
     for impl, impl_kw in IMPLS.items():
-        params = h.torch_tensors(prob.leaves["theta"])
         stats = {} if rprop_stats and impl == "single" else None
-        theirs = h.run_torch(cls(params, **kwargs, **impl_kw), params, prob, 0, steps, stats)
-        for prec in ("float32", "float64"):
-            idx = [i for i, d in enumerate(prob.dtypes) if h.precision(d) == prec]
-            err = h.scaled_error(
-                [[o[i] for i in idx] for o in ours], [[t[i] for i in idx] for t in theirs]
-            )
-            tol = 0.0 if name == "Rprop" else None  # Rprop: bit for bit, as documented
-            h.check(f"torch.optim.{name}", desc, prec, err, tol, detail=f" / {impl}")
+        theirs = run(impl_kw, stats=stats)
+        h.check_against(
+            f"torch.optim.{name}", desc, prob.dtypes, ours, theirs, nudged, steps, f" / {impl}"
+        )
         if stats is not None:
             assert stats["hit_min"] and stats["hit_max"], stats
             assert stats["flips"] > 100, stats
