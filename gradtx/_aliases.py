@@ -107,6 +107,13 @@ def rprop(
     ``learning_rate``, ``etas`` = :math:`(\eta^-, \eta^+)` and ``step_sizes`` =
     :math:`(\Delta_{\min}, \Delta_{\max})`:
 
+    Formula::
+
+        step_t = clip(step_(t-1) * eta, min_step, max_step)
+                 eta = eta_plus if g_t * g'_(t-1) > 0, eta_minus if < 0, else 1
+        g'_t = 0 if g_t * g'_(t-1) < 0, else g_t
+        theta_t = theta_(t-1) - sign(g'_t) * step_t
+
     .. math::
         \Delta_t = \operatorname{clip}(\Delta_{t-1}\cdot\eta^{\pm\text{ or }1},
             \Delta_{\min}, \Delta_{\max}), \quad
@@ -117,6 +124,31 @@ def rprop(
     bit in float32 and float64 (tests: ``tests/test_rprop_variants.py``). Validation follows
     torch: ``learning_rate >= 0``, ``0 < etas[0] < 1 < etas[1]``, and gradtx also
     requires ``0 <= step_sizes[0] <= step_sizes[1]``; all finite.
+
+    Args:
+      learning_rate: :math:`\Delta_0` (torch's ``lr``), the initial step size of every
+        weight.
+      etas: :math:`(\eta^-, \eta^+)`, the factors after a sign change and while it holds.
+      step_sizes: :math:`(\Delta_{\min}, \Delta_{\max})`, the bounds of the step sizes.
+      maximize: ascend the objective instead of descending it.
+      variant: ``"irprop-"`` (torch's), ``"rprop-"``, ``"rprop+"`` or ``"irprop+"``.
+
+    Returns:
+      A :class:`~gradtx.GradientTransformation`: the chain above.
+
+    Example:
+      >>> import jax
+      >>> import jax.numpy as jnp
+      >>> import gradtx
+      >>> tx = gradtx.rprop(learning_rate=0.1)  # torch.optim.Rprop(params, lr=0.1)
+      >>> params = {"w": jnp.array([3.0, -2.0])}
+      >>> state = tx.init(params)
+      >>> for _ in range(50):
+      ...     grads = jax.grad(lambda p: jnp.sum(p["w"] ** 2))(params)
+      ...     updates, state = tx.update(grads, state, params)
+      ...     params = gradtx.apply_updates(params, updates)
+      >>> print(jnp.abs(params["w"]).max() < 1e-3)
+      True
     """
     check.flag("maximize", maximize)
     eta_minus, eta_plus = check.pair("etas", etas)

@@ -72,8 +72,6 @@ def _public():
 NOT_YET = {
     "gradtx.ScaleByIRpropPlusState",
     "gradtx.ScaleByRpropState",
-    "gradtx.rprop",
-    "gradtx.scale_by_rprop",
 }
 
 
