@@ -125,7 +125,7 @@ def restore_checkpoint(path: str | os.PathLike, like: Any) -> Any:
       >>> path = os.path.join(tempfile.mkdtemp(), "state.npz")
       >>> gradtx.save_checkpoint(path, state)
       >>> restored = gradtx.restore_checkpoint(path, like=jax.eval_shape(tx.init, params))
-      >>> print(restored[0].prev_signs["w"])
+      >>> print(gradtx.rprop_prev_signs(restored)["w"])
       [ 1 -1]
     """
     want_paths, want_leaves, want_def = _flatten(like)
