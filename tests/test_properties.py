@@ -15,7 +15,7 @@ from jax.flatten_util import ravel_pytree
 
 import gradtx
 from tests import reference
-from tests.torch_ref import scaled_error
+from tests._tolerance import scaled_error
 
 SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -3,6 +3,7 @@ by hand or by an lr_scheduler), the optax counterparts wrapping the same inner t
 the equivalent large-batch run, Dragon's documented sum_grad example, and the run with
 the bad steps left out."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -11,8 +12,8 @@ import pytest
 import torch
 
 import gradtx
-from tests.parity import _harness as h
-from tests.torch_ref import check, scaled_error
+from tests import _tolerance as h
+from tests._runners import run_gradtx, run_torch
 
 RNG = np.random.default_rng(0)
 A = RNG.standard_normal((32, 5))
@@ -30,45 +31,23 @@ def params0(dtype=np.float64):
     return {"x": np.linspace(-1, 1, 5).astype(dtype), "c": np.asarray(0.5, dtype)}
 
 
-def run_torch(make_opt, steps, before_step=None, dtype=np.float64):
-    p = params0(dtype)
-    tensors = {k: torch.tensor(v.copy(), requires_grad=True) for k, v in p.items()}
-    opt, sched = make_opt([tensors["x"], tensors["c"]])
-    out = []
-    for t in range(steps):
-        if before_step:
-            before_step(opt, t)
-        g = grad_fn({k: v.detach().numpy() for k, v in tensors.items()})
-        for k, v in tensors.items():
-            v.grad = torch.tensor(np.asarray(g[k], dtype))
-        opt.step()
-        if sched is not None:
-            sched.step()
-        out.append({k: v.detach().numpy().copy() for k, v in tensors.items()})
-    return out
+def run(tx, steps, dtype=np.float64, nudge=None, before_step=None):
+    """``run_gradtx`` on this file's problem (``grad_fn`` is NumPy: on the host)."""
+    grads = lambda p, t: grad_fn(p)  # noqa: E731
+    return run_gradtx(
+        tx, params0(dtype), grads, steps, host_grads=True, nudge=nudge, before_step=before_step
+    )
 
 
-def run_gradtx(tx, steps, before_step=None, dtype=np.float64, nudge=None):
-    """``nudge`` (``_harness.NUDGES``), for a reference run: the initial params, or every
-    gradient, one ulp up."""
-    params = jax.tree.map(jnp.asarray, params0(dtype))
-    params = h.nudge(params) if nudge == "params" else params
-    state = tx.init(params)
-
-    @jax.jit
-    def step(params, state, grads):
-        updates, state = tx.update(grads, state, params)
-        return gradtx.apply_updates(params, updates), state
-
-    out = []
-    for t in range(steps):
-        if before_step:
-            state = before_step(state, t)
-        g = jax.tree.map(lambda x: jnp.asarray(x, dtype), grad_fn(params))
-        g = h.nudge(g) if nudge == "grads" else g
-        params, state = step(params, state, g)
-        out.append(jax.tree.map(np.asarray, params))
-    return out, state
+def run_t(make_opt, steps, before_step=None):
+    """``run_torch`` on this file's problem; ``make_opt([x, c])`` -> (opt, scheduler)."""
+    return run_torch(
+        lambda t: make_opt([t["x"], t["c"]]),
+        params0(),
+        lambda p, t: grad_fn(p),
+        steps,
+        before_step=before_step,
+    )
 
 
 def lr_at(t):
@@ -82,29 +61,17 @@ def lr_at(t):
 
 def test_changing_an_injected_learning_rate_retraces_once_and_matches_torch():
     tx = gradtx.inject_hyperparams(gradtx.rmsprop)(learning_rate=0.05, momentum=0.9)
-    traces = []
-    params = jax.tree.map(jnp.asarray, params0())
-    state = tx.init(params)
-
-    @jax.jit
-    def step(params, state, grads):
-        traces.append(1)  # runs only while tracing
-        updates, state = tx.update(grads, state, params)
-        return gradtx.apply_updates(params, updates), state
-
-    ours = []
-    for t in range(100):
-        state = gradtx.set_hyperparams(state, learning_rate=lr_at(t))
-        params, state = step(params, state, jax.tree.map(jnp.asarray, grad_fn(params)))
-        ours.append(jax.tree.map(np.asarray, params))
-    assert len(traces) == 1
+    # one trace of the jitted step for all 100 learning rates (a second raises)
+    tx = gradtx.GradientTransformation(tx.init, chex.assert_max_traces(tx.update, n=1))
+    new_lr = lambda state, t: gradtx.set_hyperparams(state, learning_rate=lr_at(t))  # noqa: E731
+    ours, _ = run(tx, 100, before_step=new_lr)
 
     def set_lr(opt, t):
         for group in opt.param_groups:
             group["lr"] = lr_at(t)
 
-    theirs = run_torch(lambda p: (torch.optim.RMSprop(p, lr=0.05, momentum=0.9), None), 100, set_lr)
-    assert scaled_error(ours, theirs) < 1e-13
+    theirs = run_t(lambda p: (torch.optim.RMSprop(p, lr=0.05, momentum=0.9), None), 100, set_lr)
+    assert h.scaled_error(ours, theirs) < 1e-13
 
 
 @pytest.mark.parametrize(
@@ -125,7 +92,7 @@ def test_scheduled_learning_rate_matches_torch_lr_scheduler(name, make_schedule,
     tx = gradtx.inject_hyperparams(gradtx.rmsprop)(
         learning_rate=make_schedule(), centered=True, weight_decay=1e-2
     )
-    ours, state = run_gradtx(tx, 30)
+    ours, state = run(tx, 30)
 
     def make(lr):
         def make_opt(p):
@@ -134,11 +101,11 @@ def test_scheduled_learning_rate_matches_torch_lr_scheduler(name, make_schedule,
 
         return make_opt
 
-    theirs = run_torch(make(0.05), 30)
-    nudged = run_torch(make(float(h.nudge(lr_dtype(0.05)))), 30)
+    theirs = run_t(make(0.05), 30)
+    nudged = run_t(make(float(h.nudge(lr_dtype(0.05)))), 30)
     prec = np.dtype(lr_dtype).name
-    tol = h.tolerance(prec, 30, scaled_error(nudged, theirs))
-    h.check("torch lr_scheduler.ExponentialLR", name, prec, scaled_error(ours, theirs), tol)
+    tol = h.tolerance(prec, 30, h.scaled_error(nudged, theirs))
+    h.check("torch lr_scheduler.ExponentialLR", name, prec, h.scaled_error(ours, theirs), tol)
     assert int(state.count) == 30
     # the schedule's last value against the formula: 0.9**29 through float32 exp/log is
     # ~6 ulps off (float64: 0), a computation of its own, not a trajectory
@@ -150,8 +117,8 @@ def test_same_numbers_and_layout_as_optax_inject_hyperparams():
     sched = optax.cosine_decay_schedule(0.1, 20)
     ours = gradtx.inject_hyperparams(gradtx.rmsprop)(learning_rate=sched, momentum=0.5)
     theirs = optax.inject_hyperparams(gradtx.rmsprop)(learning_rate=sched, momentum=0.5)
-    a, sa = run_gradtx(ours, 20, dtype=np.float32)
-    b, sb = run_gradtx(theirs, 20, dtype=np.float32)
+    a, sa = run(ours, 20, dtype=np.float32)
+    b, sb = run(theirs, 20, dtype=np.float32)
     for x, y in zip(a, b):
         for k in x:
             np.testing.assert_array_equal(x[k], y[k])
@@ -165,9 +132,9 @@ def test_rprop_reads_the_learning_rate_once_like_torch():
     lr_scheduler moves nothing afterwards; gradtx's rprop seeds Δ0 = schedule(0) at init
     and ignores later values the same way."""
     sched = gradtx.exponential_decay(0.02, transition_steps=1, decay_rate=0.5)
-    injected, state = run_gradtx(gradtx.inject_hyperparams(gradtx.rprop)(learning_rate=sched), 25)
+    injected, state = run(gradtx.inject_hyperparams(gradtx.rprop)(learning_rate=sched), 25)
     lr0 = float(sched(jnp.int32(0)))  # 0.02 rounded to float32, as the schedule computes it
-    plain, _ = run_gradtx(gradtx.rprop(learning_rate=lr0), 25)
+    plain, _ = run(gradtx.rprop(learning_rate=lr0), 25)
     for x, y in zip(injected, plain):
         for k in x:
             np.testing.assert_array_equal(x[k], y[k])
@@ -177,7 +144,7 @@ def test_rprop_reads_the_learning_rate_once_like_torch():
         opt = torch.optim.Rprop(p, lr=lr0)
         return opt, torch.optim.lr_scheduler.ExponentialLR(opt, gamma=0.5)
 
-    assert scaled_error(injected, run_torch(make, 25)) == 0.0
+    assert h.scaled_error(injected, run_t(make, 25)) == 0.0
 
 
 def test_static_and_bool_arguments_pass_through_and_names_are_checked():
@@ -230,8 +197,7 @@ def test_k_micro_batches_equal_one_large_batch():
         assert acc.has_updated(s)
         u, big_s = inner.update(jax.tree.map(jnp.asarray, grad_fn(big_p)), big_s, big_p)
         big_p = gradtx.apply_updates(big_p, u)
-        for x, y in zip(jax.tree.leaves((p, s.inner_opt_state)), jax.tree.leaves((big_p, big_s))):
-            np.testing.assert_allclose(x, y, rtol=1e-12, atol=1e-15)
+        chex.assert_trees_all_close((p, s.inner_opt_state), (big_p, big_s), rtol=1e-12, atol=1e-15)
     assert int(s.gradient_step) == steps
 
 
@@ -255,10 +221,10 @@ def test_same_numbers_as_optax_multisteps(reduce):
     inner = gradtx.rmsprop(0.02, momentum=0.5)
     ours = gradtx.MultiSteps(inner, k, reduce=reduce)
     theirs = optax.MultiSteps(inner, k, use_grad_mean=reduce == "mean")
-    a, sa = run_gradtx(ours, 12, dtype=np.float32)
-    b, sb = run_gradtx(theirs, 12, dtype=np.float32)
-    nudged = [run_gradtx(theirs, 12, dtype=np.float32, nudge=n)[0] for n in h.NUDGES]
-    check("optax.MultiSteps", reduce, a, b, nudged, 12)
+    a, sa = run(ours, 12, dtype=np.float32)
+    b, sb = run(theirs, 12, dtype=np.float32)
+    nudged = [run(theirs, 12, dtype=np.float32, nudge=n)[0] for n in h.NUDGES]
+    h.check_trajectories("optax.MultiSteps", reduce, a, b, nudged, 12)
     assert int(sa.gradient_step) == int(sb.gradient_step) == 4
 
 
@@ -412,9 +378,9 @@ FACTORIES = [
 @pytest.mark.parametrize("factory, kwargs", FACTORIES, ids=lambda x: getattr(x, "__name__", ""))
 def test_every_transform_accepts_injected_hyperparameters(factory, kwargs):
     """Injected as arrays (traced under jit), the numbers are those of the plain transform."""
-    injected, state = run_gradtx(gradtx.inject_hyperparams(factory)(**kwargs), 6)
-    plain, _ = run_gradtx(factory(**kwargs), 6)
-    assert scaled_error(injected, plain) < 1e-15
+    injected, state = run(gradtx.inject_hyperparams(factory)(**kwargs), 6)
+    plain, _ = run(factory(**kwargs), 6)
+    assert h.scaled_error(injected, plain) < 1e-15
     numeric = {k for k, v in kwargs.items() if isinstance(v, float)}
     assert numeric <= set(state.hyperparams)
 
@@ -436,14 +402,12 @@ def test_wrappers_jit_eager_agree_vmap_and_do_not_mutate(make):
     for g in gs:
         u_eager, s_eager = tx.update(g, s_eager, p)
         u_jit, s_jit = update(g, s_jit, p)
-        for a, b in zip(jax.tree.leaves((u_eager, s_eager)), jax.tree.leaves((u_jit, s_jit))):
-            np.testing.assert_allclose(a, b, rtol=1e-14)
+        chex.assert_trees_all_close((u_eager, s_eager), (u_jit, s_jit), rtol=1e-14, atol=0)
     # a batch of independent problems
     batched_g = jax.tree.map(lambda *x: jnp.stack(x), *gs)
     u, _ = jax.vmap(lambda g: tx.update(g, tx.init(p), p))(batched_g)
     first, _ = tx.update(gs[0], tx.init(p), p)
-    for a, b in zip(jax.tree.leaves(u), jax.tree.leaves(first)):
-        np.testing.assert_allclose(a[0], b, rtol=1e-14)
+    chex.assert_trees_all_close(jax.tree.map(lambda x: x[0], u), first, rtol=1e-14, atol=0)
 
 
 def test_set_hyperparams_returns_a_copy():

@@ -14,6 +14,7 @@ from __future__ import annotations
 import inspect
 import itertools
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -21,8 +22,8 @@ import optax
 import pytest
 
 import gradtx
+from tests import _tolerance as h
 
-from . import _harness as h
 from .recipes import optax_rmsprop as rmsprop_like_optax
 
 STEPS = 12
@@ -55,7 +56,7 @@ def _leaves(seq):
 
 def _run_block(tx, params, grads, nudge=None):
     """The updates ``tx`` returns for ``grads`` in turn (``params`` fixed) and its final
-    state; ``nudge`` (``_harness.NUDGES``): params or every gradient one ulp up."""
+    state; ``nudge`` (``_tolerance.NUDGES``): params or every gradient one ulp up."""
     params = h.nudge(params) if nudge == "params" else params
     grads = [h.nudge(g) for g in grads] if nudge == "grads" else grads
     s, out = tx.init(params), []
@@ -184,7 +185,7 @@ def test_normalisers(name, kw):
 
 def test_first_stddev_step_is_ill_conditioned_in_optax_itself():
     """The claim behind test_normalisers' exception: on that first step optax moves by far
-    more than float64's ceiling (``_harness.ceiling``: no tolerance could test it) when
+    more than float64's ceiling (``_tolerance.ceiling``: no tolerance could test it) when
     its decay is nudged one ulp, which leaves the exact value of the step, g / sqrt(eps),
     unchanged and changes only how it rounds. (Eager against jit showed it too, but only
     where XLA contracts to fused multiply-adds: not on an SSE4.2-only host.)"""
@@ -326,7 +327,7 @@ RMSPROP_VARIANTS += [{"learning_rate": _schedule, "decay": 0.5, "eps": 1e-3}]
 
 def _trajectory(tx, steps=30, zero_first=False, nudge=None):
     """Params after each of ``steps`` updates on g = 0.5 (p - c) + noise (fixed seed);
-    ``zero_first``: the first gradient is zero; ``nudge`` (``_harness.NUDGES``): the
+    ``zero_first``: the first gradient is zero; ``nudge`` (``_tolerance.NUDGES``): the
     initial params or every (nonzero) gradient one ulp up."""
     rng = np.random.default_rng(7)
     target = _tree(rng, (-1, 1))
@@ -377,7 +378,9 @@ def test_optax_rmsprop_variants(kw):
 def test_optax_rprop_lags_one_step(lr):
     """optax 0.2.8's scale_by_rprop returns, at step t, the update gradtx (and torch)
     return at step t-1, zeroed where the gradient's sign flips at t; its first update is
-    all zeros. Its step sizes are ours. (Shown, not copied: gradtx returns this step's.)"""
+    all zeros. Its step sizes are ours, and its state's ``prev_updates`` is our update of
+    this step. (Shown, not copied: gradtx returns this step's.) The alias-level lag:
+    :func:`test_optax_rprop_alias_lags_one_step`."""
     grads = [jax.tree.map(lambda x: x.astype(jnp.float64), g) for g in GRADS]
     ours, theirs = gradtx.scale_by_rprop(lr), optax.scale_by_rprop(lr)
     p = jax.tree.map(lambda x: x.astype(jnp.float64), PARAMS)
@@ -388,10 +391,10 @@ def test_optax_rprop_lags_one_step(lr):
         u_o, s_o = ours.update(g, s_o, p)
         u_t, s_t = theirs.update(g, s_t, p)
         expected = jax.tree.map(lambda f, u: jnp.where(f, 0.0, u), flip, prev_ours)
-        for a, b in zip(jax.tree.leaves(u_t), jax.tree.leaves(expected)):
-            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-        for a, b in zip(jax.tree.leaves(s_t.step_sizes), jax.tree.leaves(s_o.step_sizes)):
-            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+        chex.assert_trees_all_equal(u_t, expected)
+        chex.assert_trees_all_equal(s_t.step_sizes, s_o.step_sizes)
+        # optax holds this step's update (ours) in its state, to return it next step
+        chex.assert_trees_all_equal(s_t.prev_updates, u_o)
         if t == 0:
             assert all(not np.asarray(x).any() for x in jax.tree.leaves(u_t))
             assert any(np.asarray(x).any() for x in jax.tree.leaves(u_o))
@@ -444,8 +447,7 @@ def test_optax_rprop_alias_lags_one_step():
         u_o, s_o = ours.update(g, s_o, p)
         u_t, s_t = theirs.update(g, s_t, p)
         expected = jax.tree.map(lambda f, u: jnp.where(f, 0.0, u), flip, prev)
-        for a, b in zip(jax.tree.leaves(u_t), jax.tree.leaves(expected)):
-            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+        chex.assert_trees_all_equal(u_t, expected)
         prev = u_o
 
 
