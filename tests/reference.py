@@ -10,9 +10,11 @@ each function cites the paper or the documentation page it follows.
   :func:`run_per_leaf`): :func:`lucid_rprop_page`, :func:`lucid_rmsprop_page`,
   :func:`dragon_rmsprop_page`.
 
-:func:`rprop` and :func:`rmsprop` take ``params`` (a float array), a ``grad_fn(params,
-step) -> grad`` and return the list of params after every step, computed in the params'
-dtype.
+The page-style rules are one step of one array, ``step(theta, g, state, dt, **hyper) ->
+(theta, state)``; :func:`trajectory` runs one from ``params`` (a float array) with a
+``grad_fn(params, step) -> grad`` and returns the list of params after every step,
+computed in the params' dtype (:func:`rprop`, :func:`rmsprop`); :func:`run_per_leaf`
+runs one over every leaf of a parity ``Problem``.
 """
 
 from __future__ import annotations
@@ -20,78 +22,63 @@ from __future__ import annotations
 import numpy as np
 
 
-def rprop(
-    params, grad_fn, steps, lr=1e-2, etas=(0.5, 1.2), step_sizes=(1e-6, 50.0), maximize=False
-):
+def trajectory(step_fn, params, grad_fn, steps, maximize=False, **kw):
+    """Params after each of ``steps`` steps of ``step_fn(theta, g, state, dt, **kw) ->
+    (theta, state)`` (``state`` a dict, empty at first; ``dt`` the params' scalar type),
+    gradients ``grad_fn(theta, t)`` in the params' dtype, negated with ``maximize``."""
+    theta, state, out = params.copy(), {}, []
+    for t in range(steps):
+        g = np.asarray(grad_fn(theta, t), dtype=theta.dtype)
+        theta, state = step_fn(theta, -g if maximize else g, state, params.dtype.type, **kw)
+        out.append(theta.copy())
+    return out
+
+
+def rprop(params, grad_fn, steps, maximize=False, **kw):
+    """:func:`rprop_step` from ``params`` (see :func:`trajectory`)."""
+    return trajectory(rprop_step, params, grad_fn, steps, maximize, **kw)
+
+
+def rprop_step(theta, g, st, dt, lr=1e-2, etas=(0.5, 1.2), step_sizes=(1e-6, 50.0)):
     """iRprop- as in the torch.optim.Rprop documentation's pseudo-code (Riedmiller &
     Braun 1993; Igel & Hüsken 2000): step size eta_t <- min(eta*eta+, max) if
     g_prev*g > 0, max(eta*eta-, min) if < 0, else eta; where g_prev*g < 0 the gradient
     is set to 0; theta <- theta - eta*sign(g); g_prev <- g. Initial eta = lr, clipped
     into [min, max] on the first step (the 'otherwise' branch keeps it; torch clamps
     every step, and the docs' min/max bounds hold at every step)."""
-    dt = params.dtype.type
-    eta_minus, eta_plus = dt(etas[0]), dt(etas[1])
-    lo, hi = dt(step_sizes[0]), dt(step_sizes[1])
-    theta = params.copy()
-    step = np.full_like(theta, dt(lr))
-    prev = np.zeros_like(theta)
-    out = []
-    for t in range(steps):
-        g = np.asarray(grad_fn(theta, t), dtype=theta.dtype)
-        if maximize:
-            g = -g
-        prod = np.sign(g) * np.sign(prev)
-        factor = np.where(prod > 0, eta_plus, np.where(prod < 0, eta_minus, dt(1)))
-        step = np.clip(step * factor, lo, hi)
-        g = np.where(prod < 0, dt(0), g)
-        theta = theta - np.sign(g) * step
-        prev = g
-        out.append(theta.copy())
-    return out
+    step = st.get("step", np.full_like(theta, dt(lr)))
+    prod = np.sign(g) * np.sign(st.get("prev", np.zeros_like(theta)))
+    factor = np.where(prod > 0, dt(etas[1]), np.where(prod < 0, dt(etas[0]), dt(1)))
+    step = np.clip(step * factor, dt(step_sizes[0]), dt(step_sizes[1]))
+    g = np.where(prod < 0, dt(0), g)
+    return theta - np.sign(g) * step, {"step": step, "prev": g}
 
 
-def rmsprop(
-    params,
-    grad_fn,
-    steps,
-    lr=1e-2,
-    alpha=0.99,
-    eps=1e-8,
-    weight_decay=0.0,
-    momentum=0.0,
-    centered=False,
-    maximize=False,
+def rmsprop(params, grad_fn, steps, maximize=False, **kw):
+    """:func:`rmsprop_step` from ``params`` (see :func:`trajectory`)."""
+    return trajectory(rmsprop_step, params, grad_fn, steps, maximize, **kw)
+
+
+def rmsprop_step(
+    theta, g, st, dt, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False
 ):
     """RMSprop as in the torch.optim.RMSprop documentation's pseudo-code (Hinton 2012;
     centered form: Graves 2013): g <- g + wd*theta; v <- alpha v + (1-alpha) g^2;
     centered: g_avg <- alpha g_avg + (1-alpha) g, v~ = v - g_avg^2; momentum > 0:
     b <- mu b + g/(sqrt(v~)+eps), theta <- theta - lr b; else theta <- theta - lr
     g/(sqrt(v~)+eps)."""
-    dt = params.dtype.type
-    theta = params.copy()
-    v = np.zeros_like(theta)
-    g_avg = np.zeros_like(theta)
-    b = np.zeros_like(theta)
-    out = []
-    for t in range(steps):
-        g = np.asarray(grad_fn(theta, t), dtype=theta.dtype)
-        if maximize:
-            g = -g
-        if weight_decay:
-            g = g + dt(weight_decay) * theta
-        v = dt(alpha) * v + dt(1 - alpha) * g * g
-        v_tilde = v
-        if centered:
-            g_avg = dt(alpha) * g_avg + dt(1 - alpha) * g
-            v_tilde = v - g_avg * g_avg
-        d = g / (np.sqrt(v_tilde) + dt(eps))
-        if momentum > 0:
-            b = dt(momentum) * b + d
-            theta = theta - dt(lr) * b
-        else:
-            theta = theta - dt(lr) * d
-        out.append(theta.copy())
-    return out
+    zeros = np.zeros_like(theta)
+    if weight_decay:
+        g = g + dt(weight_decay) * theta
+    v = dt(alpha) * st.get("v", zeros) + dt(1 - alpha) * g * g
+    new, v_tilde = {"v": v}, v
+    if centered:
+        g_avg = new["g_avg"] = dt(alpha) * st.get("g_avg", zeros) + dt(1 - alpha) * g
+        v_tilde = v - g_avg * g_avg
+    d = g / (np.sqrt(v_tilde) + dt(eps))
+    if momentum > 0:
+        d = new["b"] = dt(momentum) * st.get("b", zeros) + d
+    return theta - dt(lr) * d, new
 
 
 # ----------------------------------------------------------------------------------------

@@ -36,29 +36,6 @@ def _check(name, kw, prob, ours, step_fn, **extra):
 # ----------------------------------------------------------------------------------------
 
 
-def lucid_rmsprop_page(
-    theta, g, st, dt, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False
-):
-    """lucid.optim.RMSprop's page: E[g^2]_t = alpha E[g^2]_{t-1} + (1 - alpha) g^2, L2
-    weight decay added to the gradient, a velocity (momentum buffer) v_t, and with
-    ``centered`` the mean of the gradients subtracted. The page's formulas did not
-    survive in the seed; the two choices they leave open are taken from Lucid's source
-    (ChanLumerico/lucid, lucid/optim/prop.py): eps inside the root, and
-    v_t = momentum v_{t-1} + g / sqrt(avg + eps), theta -= lr v_t."""
-    if weight_decay:
-        g = g + dt(weight_decay) * theta
-    sq = dt(alpha) * st.get("sq", np.zeros_like(theta)) + dt(1 - alpha) * g * g
-    new = {"sq": sq}
-    avg = sq
-    if centered:
-        new["ga"] = dt(alpha) * st.get("ga", np.zeros_like(theta)) + dt(1 - alpha) * g
-        avg = sq - new["ga"] ** 2
-    d = g / np.sqrt(avg + dt(eps))
-    if momentum:
-        d = new["buf"] = dt(momentum) * st.get("buf", np.zeros_like(theta)) + d
-    return theta - dt(lr) * d, new
-
-
 LUCID_RPROP = [{}, {"lr": 2e-4}, {"etas": (0.4, 1.5), "step_sizes": (1e-4, 0.5)}]
 
 

@@ -264,32 +264,20 @@ def test_scale_by_schedule(fn):
 def test_chain():
     """gradtx.chain of gradtx blocks == optax.chain of optax blocks; and chains that mix
     the two libraries' members either way."""
-    ours = gradtx.chain(
-        gradtx.add_decayed_weights(0.01),
-        gradtx.scale_by_stddev(0.9),
-        gradtx.trace(0.5, nesterov=True),
-        gradtx.scale_by_learning_rate(0.1),
-    )
-    theirs = optax.chain(
-        optax.add_decayed_weights(0.01),
-        optax.scale_by_stddev(0.9),
-        optax.trace(0.5, nesterov=True),
-        optax.scale_by_learning_rate(0.1),
-    )
-    compare_blocks(ours, theirs, "chain", "gradtx blocks")
-    mixed = gradtx.chain(
-        optax.add_decayed_weights(0.01),
-        gradtx.scale_by_stddev(0.9),
-        optax.trace(0.5, nesterov=True),
-        gradtx.scale_by_learning_rate(0.1),
-    )
+
+    def blocks(first, second):  # the four blocks, alternately from each library
+        return (
+            first.add_decayed_weights(0.01),
+            second.scale_by_stddev(0.9),
+            first.trace(0.5, nesterov=True),
+            second.scale_by_learning_rate(0.1),
+        )
+
+    theirs = optax.chain(*blocks(optax, optax))
+    compare_blocks(gradtx.chain(*blocks(gradtx, gradtx)), theirs, "chain", "gradtx blocks")
+    mixed = gradtx.chain(*blocks(optax, gradtx))
     compare_blocks(mixed, theirs, "chain", "mixed members in gradtx.chain")
-    mixed = optax.chain(
-        gradtx.add_decayed_weights(0.01),
-        optax.scale_by_stddev(0.9),
-        gradtx.trace(0.5, nesterov=True),
-        optax.scale_by_learning_rate(0.1),
-    )
+    mixed = optax.chain(*blocks(gradtx, optax))
     compare_blocks(mixed, theirs, "chain", "mixed members in optax.chain")
 
 
