@@ -106,12 +106,6 @@ class JaxRunner:
         return hlo.count(self.fn, self.n_params, len(self.params))
 
 
-# XLA CPU's copy insertion orders in-place writes by data dependencies only; with region
-# analysis it also proves orderings that hold in every schedule, and drops copies that
-# Rprop's two-field state otherwise costs under donation (see README: Speed).
-REGION_ANALYSIS = {"xla_cpu_copy_insertion_use_region_analysis": True}
-
-
 def _jax_member(family, library, label, tx_fn, donate, needs_value=False, options=None) -> Member:
     apply = optax.apply_updates if library == "optax" else gradtx.apply_updates
 
@@ -244,11 +238,6 @@ def rprop_family() -> list[Member]:
                     needs_value=variant == "irprop+",
                 )
             )
-    members.append(
-        _jax_member(
-            fam, "gradtx", "irprop-", lambda: gradtx.rprop(LR), True, options=REGION_ANALYSIS
-        )
-    )
     members += _both_modes(fam, "optax", "", lambda: optax.rprop(LR))
     members += _torch_both(fam, "irprop-", lambda ps, fe: torch.optim.Rprop(ps, LR, foreach=fe))
     return members

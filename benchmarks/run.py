@@ -40,7 +40,7 @@ import optax
 import torch
 
 import gradtx
-from benchmarks import contenders, workloads
+from benchmarks import contenders, many_leaves, train_step, workloads
 
 RESULTS = Path(__file__).parent / "results"
 PROBE_SIZE = 1 << 24
@@ -288,7 +288,8 @@ def summary(rows: list[dict]) -> str:
     against optax (donated) and torch (foreach), and the SGD floor."""
     head = (
         "| workload | family | gradtx ms | roofline | optax ms | gradtx / optax "
-        "| torch foreach ms | SGD floor ms |\n|---|---|---:|---:|---:|---:|---:|---:|\n"
+        "| torch foreach ms | SGD floor ms | state B/param gradtx / optax / torch |\n"
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|\n"
     )
     body = ""
     for wl in dict.fromkeys(r["workload"] for r in rows):
@@ -304,7 +305,9 @@ def summary(rows: list[dict]) -> str:
                 f"| {wl} | {fam} | {ours['time_ms']:.3f} | {100 * ours['roofline']:.0f}% "
                 f"| {optax_row['time_ms']:.3f} | {ours['time_ms'] / optax_row['time_ms']:.2f} "
                 f"| {_fmt(torch_row and torch_row['time_ms'], '.3f')} "
-                f"| {_fmt(floor and floor['time_ms'], '.3f')} |\n"
+                f"| {_fmt(floor and floor['time_ms'], '.3f')} "
+                f"| {ours['state_bpp']:.1f} / {optax_row['state_bpp']:.1f} / "
+                f"{_fmt(torch_row and torch_row['state_bpp'], '.1f')} |\n"
             )
     return head + body
 
@@ -329,52 +332,48 @@ def compile_table(entries: list[dict]) -> str:
 
 
 def targets(rows: list[dict], compiles: list[dict]) -> list[str]:
-    """The issue's speed targets, checked on the donated gradtx rows."""
+    """The speed targets (issue 13), checked on the gradtx rows: Rprop donated at most
+    0.6x optax on one big leaf, 0.8x on 1,000 leaves, 0.9x on 10 tiny leaves; every other
+    family and mode at most 1.0x; Rprop's state at most 4 B per float32 param; a
+    1,000-leaf step compiles no slower than optax's (a single measurement here; see
+    ``benchmarks/compile_split.py`` for interleaved rounds)."""
     lines = []
 
     def check(ok, text):
         lines.append(f"- [{'x' if ok else ' '}] {text}")
 
-    ours = [r for r in rows if r["library"] == "gradtx"]
-    worst = {}
+    ours = [r for r in rows if r["library"] == "gradtx" and r["vs_optax"] is not None]
+    limits = {("rprop", "big"): 0.6, ("rprop", "many"): 0.8, ("rprop", "tiny"): 0.9}
     for r in ours:
-        key = (r["workload"], r["family"], r["mode"])
-        if r["vs_optax"] is not None and r["vs_optax"] > worst.get(key, (0, ""))[0]:
-            worst[key] = (r["vs_optax"], r["member"])
-    for (wl, fam, _mode), (ratio, member) in sorted(worst.items()):
-        half = fam in ("rprop", "rmsprop-torch-style") and wl in ("big", "many")
-        limit = 0.5 if half else 1.0
-        check(ratio <= limit, f"(a) {wl}, {fam}, {member}: {ratio:.2f}x optax (target <= {limit})")
+        default = r["member"] == "gradtx[irprop-] donated"
+        limit = limits.get((r["family"], r["workload"]), 1.0) if default else 1.0
+        check(
+            r["vs_optax"] <= limit,
+            f"{r['workload']}, {r['family']}, {r['member']}: {r['vs_optax']:.2f}x optax "
+            f"(target <= {limit})",
+        )
     for r in ours:
-        if r["workload"] == "big" and r["mode"] == "donated":
-            want = 0.75 if r["family"] == "rmsprop" else 0.5
+        if r["family"] == "rprop" and r["mode"] == "donated" and r["workload"] == "big":
             check(
-                r["roofline"] >= want,
-                f"(b) big, {r['member']} ({r['family']}): "
-                f"{100 * r['roofline']:.0f}% of the roofline (target >= {100 * want:.0f}%)",
+                r["state_bpp"] <= 4.0 + 1e-6,
+                f"state, {r['member']}: {r['state_bpp']:.6f} B per float32 param (target <= 4 "
+                "plus a scalar)",
             )
-    for r in ours:
-        if r["workload"] == "many" and r["mode"] == "donated":
-            one = [
-                b
-                for b in ours
-                if b["workload"] == "big"
-                and b["member"] == r["member"]
-                and b["family"] == r["family"]
-            ]
-            if one:
-                ratio = r["time_ms"] / one[0]["time_ms"]
-                check(
-                    ratio <= 1.3,
-                    f"(c) many/big, {r['member']} ({r['family']}): "
-                    f"{ratio:.2f}x the one-leaf time (target <= 1.3)",
-                )
     for e in compiles:
         if e["leaves"] == 1000 and e["member"].startswith("gradtx"):
-            check(
-                e["seconds"] < 0.5,
-                f"(c) compile, 1000 leaves, {e['family']}: {e['seconds']:.2f} s (target < 0.5 s)",
-            )
+            theirs = [
+                o["seconds"]
+                for o in compiles
+                if o["leaves"] == 1000
+                and o["family"] == e["family"]
+                and o["member"].startswith("optax")
+            ]
+            if theirs:
+                check(
+                    e["seconds"] <= theirs[0],
+                    f"compile, 1000 leaves, {e['family']}: {e['seconds']:.2f} s, optax "
+                    f"{theirs[0]:.2f} s (target: no slower)",
+                )
     return lines
 
 
@@ -440,6 +439,12 @@ def main(argv=None) -> None:
     ap.add_argument("--leaf-counts", type=int, nargs="*", default=None)
     ap.add_argument("--tag", default=None, help="result file name (default: the backend)")
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument(
+        "--sections",
+        nargs="*",
+        default=["train-step", "many-leaves"],
+        help="extra sections after the races and the compile table (none: no extras)",
+    )
     args = ap.parse_args(argv)
     rounds = args.rounds or (3 if args.quick else 15)
     leaf_counts = args.leaf_counts or ([1, 100, 1000] if args.quick else [1, 100, 1000, 4000])
@@ -461,6 +466,14 @@ def main(argv=None) -> None:
     log("compile time against leaf count")
     compile_families = ["rmsprop", "rprop"] if args.quick else args.families
     compiles = compile_times(leaf_counts, 1024, compile_families, log, ["rmsprop"])
+    extras = []
+    quick = ["--quick"] if args.quick else []
+    if "train-step" in args.sections:
+        log("the optimizer's share of a full train step")
+        extras += ["\n## The optimizer's share of a full train step\n", *train_step.main(quick)]
+    if "many-leaves" in args.sections:
+        log("many leaves: per-leaf, tree + flatten, flat buffer, stacked")
+        extras += ["\n## Many leaves: full train steps\n", *many_leaves.main(quick)]
     info["load_after"] = os.getloadavg()
     info["suite_seconds"] = round(time.perf_counter() - t_start, 1)
 
@@ -491,7 +504,8 @@ def main(argv=None) -> None:
         md.append(table([r for r in rows if r["workload"] == wl_name]))
     md.append("\n## Compile time against leaf count (leaves of 1,024 params)\n\n")
     md.append(compile_table(compiles))
-    md.append("\n## Targets (issue 6), checked on the gradtx rows\n\n")
+    md.append("\n".join(extras) + "\n")
+    md.append("\n## Targets (issue 13), checked on the gradtx rows\n\n")
     md.append("\n".join(targets(rows, compiles)) + "\n")
     text = "".join(md)
     print(text)

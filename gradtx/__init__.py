@@ -34,6 +34,7 @@ from gradtx._clipping import (
 )
 from gradtx._combine import PartitionState, chain, multi_transform, named_chain, partition
 from gradtx._ema import EmaState, ema
+from gradtx._flatten import flatten
 from gradtx._inject import InjectHyperparamsState, inject_hyperparams, set_hyperparams
 from gradtx._masking import MaskedNode, MaskedState, masked
 from gradtx._momentum import TraceState, trace
@@ -48,9 +49,15 @@ from gradtx._rms import (
 from gradtx._rprop import (
     RPROP_VARIANTS,
     RpropVariant,
-    ScaleByIRpropPlusState,
-    ScaleByRpropState,
     scale_by_rprop,
+)
+from gradtx._rprop_state import (
+    ScaleByIRpropPlusPackedState,
+    ScaleByIRpropPlusState,
+    ScaleByRpropPackedState,
+    ScaleByRpropState,
+    rprop_prev_signs,
+    rprop_step_sizes,
 )
 from gradtx._scaling import ScaleByScheduleState, scale, scale_by_learning_rate, scale_by_schedule
 from gradtx._schedules import (
@@ -95,11 +102,13 @@ __all__ = [
     "PartitionState",
     "RpropVariant",
     "ScalarOrSchedule",
+    "ScaleByIRpropPlusPackedState",
     "ScaleByIRpropPlusState",
     "ScaleByRStdDevState",
     "ScaleByRStdDevWithCountState",
     "ScaleByRmsState",
     "ScaleByRmsWithCountState",
+    "ScaleByRpropPackedState",
     "ScaleByRpropState",
     "ScaleByScheduleState",
     "Schedule",
@@ -121,6 +130,7 @@ __all__ = [
     "cosine_onecycle_schedule",
     "ema",
     "exponential_decay",
+    "flatten",
     "global_norm",
     "identity",
     "inject_hyperparams",
@@ -137,6 +147,8 @@ __all__ = [
     "restore_checkpoint",
     "rmsprop",
     "rprop",
+    "rprop_prev_signs",
+    "rprop_step_sizes",
     "save_checkpoint",
     "scale",
     "scale_by_learning_rate",

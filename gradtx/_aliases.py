@@ -84,6 +84,7 @@ def rprop(
     *,
     maximize: bool = False,
     variant: RpropVariant = "irprop-",
+    accumulator_dtype: Any | None = None,
 ) -> GradientTransformation:
     r"""Rprop with ``torch.optim.Rprop``'s arguments, defaults and numbers.
 
@@ -92,7 +93,7 @@ def rprop(
         chain(
             scale(-1.0),                 # only if maximize
             scale_by_rprop(learning_rate, eta_minus, eta_plus, min_step, max_step,
-                           variant=variant),
+                           variant=variant, accumulator_dtype=accumulator_dtype),
             scale(-1.0),                 # descend
         )
 
@@ -101,7 +102,10 @@ def rprop(
     :func:`gradtx.scale_by_rprop` for their rules. ``"irprop+"`` needs the loss:
     ``update(grads, state, params, value=loss)``; with ``maximize=True`` pass the objective
     being maximised, and a *fall* of it counts as getting worse (the chain hands
-    ``scale_by_rprop`` ``value=-objective``).
+    ``scale_by_rprop`` ``value=-objective``). ``accumulator_dtype`` is the dtype of the
+    step sizes (``None``: the param's); the state packs each step size with its sign, 4
+    bytes per float32 weight (see :func:`gradtx.scale_by_rprop`, and
+    :func:`gradtx.rprop_step_sizes` to read it).
 
     The rule (iRprop-, see :func:`gradtx.scale_by_rprop`), with :math:`\Delta_0` =
     ``learning_rate``, ``etas`` = :math:`(\eta^-, \eta^+)` and ``step_sizes`` =
@@ -124,7 +128,15 @@ def rprop(
     # checked here under the names the caller used; scale_by_rprop checks them again
     check.rprop_etas(("etas", "etas"), eta_minus, eta_plus)
     check.step_size_bounds(("step_sizes", "step_sizes"), min_step, max_step)
-    rule = scale_by_rprop(learning_rate, eta_minus, eta_plus, min_step, max_step, variant=variant)
+    rule = scale_by_rprop(
+        learning_rate,
+        eta_minus,
+        eta_plus,
+        min_step,
+        max_step,
+        variant=variant,
+        accumulator_dtype=accumulator_dtype,
+    )
     if maximize and variant == "irprop+":
         rule = _negated_value(rule)
     blocks = [scale(-1.0)] if maximize else []

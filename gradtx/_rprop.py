@@ -19,34 +19,27 @@ the step size, :math:`\Delta w` the last weight change, :math:`E` the loss.
 from __future__ import annotations
 
 import typing
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from gradtx import _packing as packing
 from gradtx import _validation as check
 from gradtx._base import GradientTransformation
 from gradtx._leafwise import Scalars, leafwise
 from gradtx._numerics import sign
+from gradtx._rprop_state import (
+    ScaleByIRpropPlusPackedState,
+    ScaleByIRpropPlusState,
+    ScaleByRpropPackedState,
+    ScaleByRpropState,
+)
 
 RpropVariant = Literal["irprop-", "rprop-", "rprop+", "irprop+"]
 RPROP_VARIANTS: tuple[RpropVariant, ...] = typing.get_args(RpropVariant)
 """The names ``variant=`` accepts, the default (torch's rule) first."""
-
-
-class ScaleByRpropState(NamedTuple):
-    """The state of ``"irprop-"``, ``"rprop-"`` and ``"rprop+"``: 5 bytes per float32 weight."""
-
-    step_sizes: Any  # Δ, per weight, in the param's dtype; mirrors params
-    prev_signs: Any  # sign of the previous (possibly zeroed) gradient g', int8; mirrors params
-
-
-class ScaleByIRpropPlusState(NamedTuple):
-    """The state of ``"irprop+"``: Rprop's, plus the previous loss :math:`E_{t-1}`."""
-
-    step_sizes: Any  # Δ, per weight, in the param's dtype; mirrors params
-    prev_signs: Any  # sign of g', int8; mirrors params
-    prev_value: jax.Array  # E_{t-1}: a scalar, +inf before the first update
 
 
 # --------------------------------------------------------------------------------------
@@ -158,6 +151,7 @@ def scale_by_rprop(
     max_step_size: float = 50.0,
     *,
     variant: RpropVariant = "irprop-",
+    accumulator_dtype: Any | None = None,
 ) -> GradientTransformation:
     r"""Rprop's sign rule, returning :math:`u_t = -\Delta w_t` (uphill, like a gradient).
 
@@ -192,11 +186,19 @@ def scale_by_rprop(
     variants undo the previous *output of this block*, which is the previous weight change
     when the blocks after it are fixed and linear.
 
-    **State.** :math:`\Delta` in the param's dtype and the *sign* of :math:`g'` as ``int8``:
-    5 bytes per float32 weight for every variant (torch and optax keep 8), plus one scalar
-    :math:`E_{t-1}` for ``"irprop+"`` (float64 when x64 is enabled, else float32). The "+"
-    variants need no stored :math:`\Delta w`: they undo only where :math:`g'_{t-1} \ne 0`,
-    and there :math:`u_{t-1} = \operatorname{sign}(g'_{t-1})\Delta_{t-1}` exactly.
+    **State.** :math:`\Delta` (in ``accumulator_dtype``, default the param's dtype) and the
+    *sign* of :math:`g'`, packed into one unsigned integer per weight: 4 bytes per float32
+    weight for every variant (torch and optax keep 8; 2 per float16/bfloat16, 8 per
+    float64), plus one scalar :math:`E_{t-1}` for ``"irprop+"`` (float64 when x64 is
+    enabled, else float32). Read it with :func:`gradtx.rprop_step_sizes` and
+    :func:`gradtx.rprop_prev_signs`. The "+" variants need no stored :math:`\Delta w`: they
+    undo only where :math:`g'_{t-1} \ne 0`, and there :math:`u_{t-1} =
+    \operatorname{sign}(g'_{t-1})\Delta_{t-1}` exactly. The packing needs
+    ``max_step_size`` below about 1.46e13 (float16 step sizes: 85.25; ``init`` says so,
+    and ``accumulator_dtype=jnp.float32`` lifts it). A larger ``max_step_size``, or one
+    passed as an array (``inject_hyperparams``), keeps step sizes and signs apart
+    (:class:`ScaleByRpropState`, 5 bytes per float32 weight). The initial state holds
+    :math:`\Delta_0` already clipped into the bounds.
 
     **Where it can differ from torch.** torch multiplies :math:`g_t g'_{t-1}` and takes the
     sign of the product; where two tiny gradients' product underflows to 0 (float32:
@@ -207,6 +209,10 @@ def scale_by_rprop(
     gives them even under XLA's flush-to-zero on CPU. ``sign(NaN) = 0`` (torch's
     convention): a NaN gradient leaves its weight and step size unchanged this step and
     gives no sign information to the next, as in torch.
+
+    ``accumulator_dtype`` (optax's name in ``trace``/``sgd``): the dtype of the step sizes,
+    ``None`` for the param's; e.g. ``jnp.float32`` keeps bfloat16 params' step sizes in
+    float32 (the update is rounded to the param's dtype).
 
     Same arguments and defaults as ``optax.scale_by_rprop``, which (0.2.8) differs: it
     returns each step's update one step late (its first update is zero), and it does not
@@ -220,16 +226,73 @@ def scale_by_rprop(
     check.step_size_bounds(("min_step_size", "max_step_size"), min_step_size, max_step_size)
     check.one_of("variant", variant, RPROP_VARIANTS)
 
+    check.float_dtype("accumulator_dtype", accumulator_dtype)
+    if check.concrete(min_step_size) is not None:
+        min_step_size = abs(min_step_size)  # -0.0 -> 0.0: step sizes stay non-negative
+    packed = _packs(max_step_size)
+
     def init_leaf(p):
-        return jnp.full_like(p, learning_rate), jnp.zeros(p.shape, jnp.int8)
+        dtype = jnp.dtype(accumulator_dtype or p.dtype)
+        # Δ0 = learning_rate clipped into the bounds (the first update clips it anyway)
+        step = jnp.abs(
+            jnp.clip(jnp.full(p.shape, learning_rate, dtype), min_step_size, max_step_size)
+        )
+        signs = jnp.zeros(p.shape, jnp.int8)
+        if not packed:
+            return step, signs
+        if not packing.is_packable(dtype):
+            raise ValueError(
+                f"Rprop's step sizes must be floats; got {dtype} (params or accumulator_dtype)."
+            )
+        if not packing.fits(max_step_size, dtype):
+            raise ValueError(
+                f"Invalid max_step_size: {max_step_size!r} (must be <= "
+                f"{packing.packed_limit(dtype):.4g} for {dtype} step sizes, which are packed "
+                f"with their signs; or pass accumulator_dtype=jnp.float32)."
+            )
+        return (packing.encode(step, signs),)
 
     rules = _rules(eta_minus, eta_plus, min_step_size, max_step_size)
+    rule = rules["rprop+" if variant == "irprop+" else variant]  # iRprop+ is Rprop+ given `worse`
+    if packed:
+        rule = _packed(rule, move_from_state=variant in ("irprop-", "rprop-"))
     if variant != "irprop+":
-        return leafwise(rules[variant], state=ScaleByRpropState, init_leaf=init_leaf)
+        state = ScaleByRpropPackedState if packed else ScaleByRpropState
+        return leafwise(rule, state=state, init_leaf=init_leaf)
     return leafwise(
-        rules["rprop+"],
-        state=ScaleByIRpropPlusState,
+        rule,
+        state=ScaleByIRpropPlusPackedState if packed else ScaleByIRpropPlusState,
         init_leaf=init_leaf,
         scalars=_loss_memory(),
         extra_args=("value",),
     )
+
+
+def _packs(max_step_size) -> bool:
+    """The packed layout needs every step size below the packed range; the clip keeps
+    them below ``max_step_size``, which must therefore be known when the transform is
+    built (not an array from ``inject_hyperparams``) and fit float32 and bfloat16.
+    float16 step sizes (85.25 at most) are checked at ``init``."""
+    if not (check.is_python_number(max_step_size) or isinstance(max_step_size, np.generic)):
+        return False  # an array may arrive traced: the layout must not depend on its value
+    high = float(max_step_size)
+    return all(packing.fits(high, d) for d in (jnp.float32, jnp.bfloat16))
+
+
+def _packed(rule, *, move_from_state: bool):
+    """``rule`` on packed state: decode (Δ, sign g'), apply the rule, encode.
+
+    With ``move_from_state`` (the "-" variants, whose move is u = sign(g'_t)·Δ_t) the
+    move is read back from the new code rather than from the old one: the update then
+    reads only the new state, so that XLA can write the state in place in a donated
+    step without first copying the old one."""
+
+    def packed_rule(g, code, **kw):
+        u, (step, s) = rule(g, *packing.decode(code), **kw)
+        code = packing.encode(step, s)
+        if move_from_state:
+            step, s = packing.decode(code)
+            u = s.astype(step.dtype) * step  # the same product, bit for bit
+        return u, (code,)
+
+    return packed_rule

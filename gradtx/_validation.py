@@ -176,8 +176,12 @@ def float_dtype(name: str, value: Any) -> np.dtype | None:
         dtype = jax.numpy.dtype(value)
     except TypeError:
         dtype = None
-    if dtype is None or not jax.numpy.issubdtype(dtype, jax.numpy.floating):
-        _fail(name, value, "None or a real floating dtype, e.g. jnp.float32")
+    if (
+        dtype is None
+        or not jax.numpy.issubdtype(dtype, jax.numpy.floating)
+        or dtype.itemsize not in (2, 4, 8)
+    ):
+        _fail(name, value, "None or float16, bfloat16, float32 or float64")
     return dtype
 
 

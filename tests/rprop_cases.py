@@ -13,19 +13,13 @@ import gradtx
 from tests import _runners
 
 
-def _rprop_state(state):
-    return next(
-        s for s in state if isinstance(s, gradtx.ScaleByRpropState | gradtx.ScaleByIRpropPlusState)
-    )
-
-
 def run_gradtx(tx, w0, grad_fn, steps, *, with_value=True):
     """Params, step sizes and stored signs after every step; ``grad_fn(w, t) -> (E, g)``
     gives the gradient and (``with_value``: iRprop+'s ``value=``) the loss."""
 
     def capture(params, state):
-        st = _rprop_state(state)
-        return np.asarray(params), np.asarray(st.step_sizes), np.asarray(st.prev_signs)
+        sizes, signs = gradtx.rprop_step_sizes(state), gradtx.rprop_prev_signs(state)
+        return np.asarray(params), np.asarray(sizes), np.asarray(signs)
 
     value_fn = (lambda w, t: grad_fn(np.asarray(w), t)[0]) if with_value else None
     grads = lambda w, t: grad_fn(np.asarray(w), t)[1]  # noqa: E731

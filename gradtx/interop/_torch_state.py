@@ -9,15 +9,50 @@ import jax.numpy as jnp
 import numpy as np
 import torch
 
-from gradtx import OptState, ScaleByRmsState, ScaleByRpropState, ScaleByRStdDevState, TraceState
+from gradtx import (
+    OptState,
+    ScaleByIRpropPlusPackedState,
+    ScaleByIRpropPlusState,
+    ScaleByRmsState,
+    ScaleByRpropPackedState,
+    ScaleByRpropState,
+    ScaleByRStdDevState,
+    TraceState,
+    rprop_prev_signs,
+    rprop_step_sizes,
+)
+from gradtx._rprop_state import with_values
 
+_RPROP = {"step_sizes": "step_size", "prev_signs": "prev"}
+RPROP_STATES = (
+    ScaleByRpropState,
+    ScaleByRpropPackedState,
+    ScaleByIRpropPlusState,
+    ScaleByIRpropPlusPackedState,
+)
 FIELDS = {
-    ScaleByRpropState: {"step_sizes": "step_size", "prev_signs": "prev"},
+    **dict.fromkeys(RPROP_STATES, _RPROP),
     ScaleByRmsState: {"nu": "square_avg"},
     ScaleByRStdDevState: {"mu": "grad_avg", "nu": "square_avg"},
     TraceState: {"trace": "momentum_buffer"},
 }
-"""gradtx state type -> {gradtx field: torch state key}."""
+"""gradtx state type -> {gradtx field: torch state key}. Rprop's fields are those of
+its accessors (:func:`gradtx.rprop_step_sizes`, :func:`gradtx.rprop_prev_signs`), whatever
+the layout."""
+
+
+def read(block: Any, field: str) -> Any:
+    """The tree of ``field`` of a block state (Rprop's through its accessors)."""
+    if isinstance(block, RPROP_STATES):
+        return {"step_sizes": rprop_step_sizes, "prev_signs": rprop_prev_signs}[field](block)
+    return getattr(block, field)
+
+
+def replace(block: Any, new: dict) -> Any:
+    """``block`` with the trees in ``new`` ({field: tree}) in place of its own."""
+    if isinstance(block, RPROP_STATES):
+        return with_values(block, new["step_sizes"], new["prev_signs"])
+    return block._replace(**new)
 
 
 def blocks(state: OptState) -> list:
@@ -101,7 +136,7 @@ def fill(template: OptState, per_leaf: list[dict], treedef) -> OptState:
             return block
         new = {}
         for field, key in names.items():
-            leaves = treedef.flatten_up_to(getattr(block, field))
+            leaves = treedef.flatten_up_to(read(block, field))
             out = []
             for leaf, values in zip(leaves, per_leaf):
                 if key not in values:
@@ -112,6 +147,6 @@ def fill(template: OptState, per_leaf: list[dict], treedef) -> OptState:
                     v = np.sign(v)
                 out.append(jnp.asarray(v).astype(leaf.dtype))
             new[field] = treedef.unflatten(out)
-        return block._replace(**new)
+        return replace(block, new)
 
     return fill_block(template)

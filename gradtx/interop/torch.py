@@ -17,8 +17,8 @@ What is converted:
 ================  ==============================  =====================================
 torch             gradtx                          note
 ================  ==============================  =====================================
-Rprop step_size   ScaleByRpropState.step_sizes
-Rprop prev        ScaleByRpropState.prev_signs    gradtx keeps sign(prev) as int8; torch
+Rprop step_size   gradtx.rprop_step_sizes(state)  (packed with the signs in the state)
+Rprop prev        gradtx.rprop_prev_signs(state)  gradtx keeps sign(prev) as int8; torch
                                                   only ever uses sign(grad * prev), so
                                                   to_torch writes the sign as prev
 RMSprop           ScaleByRmsState.nu /
@@ -63,6 +63,7 @@ from gradtx.interop._torch_state import (
     fill,
     from_tensor,
     layout,
+    read,
     to_tensor,
 )
 
@@ -178,8 +179,9 @@ def _probe(tx: GradientTransformation, ref: GradientTransformation, kind: str, h
         grads[1] = np.where(np.arange(n) % 2 == 0, grads[0], -grads[0])  # flips and not
     states = [tx.init(p), ref.init(p)]
     if kind == "Rprop":
-        # also from step sizes far outside any bounds, to reveal min and max
-        big = np.where(np.arange(n) % 2 == 0, 1e-30, 1e30).astype(np.float32)
+        # also from step sizes far outside any bounds, to reveal min and max (1e13: about
+        # the largest step size Rprop's packed state holds)
+        big = np.where(np.arange(n) % 2 == 0, 1e-30, 1e13).astype(np.float32)
         sign = np.sign(grads[2])
         prev = np.where(np.arange(n) % 2 == 0, -sign, sign)
         extreme = [{"step_size": big, "prev": prev}]
@@ -242,7 +244,7 @@ def to_torch(opt_state: OptState, params: Params, optimizer: Any, *, step: int =
     per_leaf: list[dict] = [{} for _ in leaves]
     for block in blocks(opt_state):
         for field, key in FIELDS.get(type(block), {}).items():
-            for i, arr in enumerate(treedef.flatten_up_to(getattr(block, field))):
+            for i, arr in enumerate(treedef.flatten_up_to(read(block, field))):
                 per_leaf[i][key] = to_tensor(np.asarray(arr), tparams[i])
     step_dtype = torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
     ids = [pid for g in groups for pid in g["params"]]

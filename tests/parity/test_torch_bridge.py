@@ -266,10 +266,10 @@ def test_bfloat16_round_trip():
         tensors[0].grad = sign * torch.tensor([1.0, -2.0, 3.0], dtype=torch.bfloat16)
         opt.step()
     state = from_torch(opt.state_dict(), gradtx.rprop(), theta)
-    rprop_state = state[0]
-    assert rprop_state.step_sizes["w"].dtype == jnp.bfloat16
+    step_sizes = gradtx.rprop_step_sizes(state)
+    assert step_sizes["w"].dtype == jnp.bfloat16
     np.testing.assert_array_equal(
-        np.asarray(rprop_state.step_sizes["w"], np.float32),
+        np.asarray(step_sizes["w"], np.float32),
         opt.state[tensors[0]]["step_size"].float().numpy(),
     )
     back = to_torch(state, theta, opt)["state"][0]

@@ -1,0 +1,73 @@
+"""``flatten``: run a transform on one vector holding every leaf (optax's ``flatten``)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from gradtx._base import GradientTransformation, Params, Updates, update_with_extra_args
+
+
+def _ravel(tree: Any) -> jax.Array:
+    """Every leaf of ``tree``, flattened and concatenated in ``jax.tree`` order (dtypes
+    promoted to a common one, as ``jnp.concatenate`` does)."""
+    leaves = jax.tree.leaves(tree)
+    if not leaves:
+        return jnp.zeros((0,))
+    return jnp.concatenate([jnp.reshape(x, (-1,)) for x in leaves])
+
+
+def _unravel(like: Updates, flat: jax.Array) -> Updates:
+    """Cut ``flat`` into leaves shaped (and typed) like those of ``like``."""
+    leaves, treedef = jax.tree.flatten(like)
+    out, start = [], 0
+    for x in leaves:
+        size = math.prod(jnp.shape(x))
+        piece = jax.lax.slice_in_dim(flat, start, start + size)
+        out.append(piece.reshape(jnp.shape(x)).astype(jnp.result_type(x)))
+        start += size
+    return treedef.unflatten(out)
+
+
+def flatten(inner: GradientTransformation) -> GradientTransformation:
+    """Run ``inner`` on one vector: every leaf of the updates (and params) raveled and
+    concatenated, the state that of that vector (``optax.flatten``, same semantics).
+
+    ``init(params) = inner.init(ravel(params))``; ``update`` ravels the updates and
+    params, calls ``inner.update`` (extra arguments such as ``value=`` are passed on) and
+    cuts the result back into the updates' shapes. One difference from optax: each
+    update leaf leaves with its own dtype (optax returns the concatenation's common
+    dtype when the leaves' dtypes differ). Elementwise transforms (Rprop, RMSprop, ...)
+    give the same numbers flattened or not.
+
+    When to use it: with many small leaves. In a full jitted train step (forward,
+    backward, update) XLA fuses the concatenation into the gradient computation, and on
+    CPU a residual MLP with 1,000 leaves of 4K params stepped about 0.7x as long as with
+    the per-leaf optimizer (``benchmarks/many_leaves.py``). Holding the params as one
+    flat buffer that the model slices its layers from (``jax.flatten_util.ravel_pytree``'s
+    ``unravel`` inside the loss) goes further (about 0.3-0.45x): ``ravel`` is then a
+    reshape, and ``flatten`` costs nothing. In a step that only updates (gradients
+    given as separate arrays) the concatenation is a copy, and costs more than it saves.
+
+    >>> import jax.numpy as jnp, gradtx
+    >>> tx = gradtx.flatten(gradtx.rprop(learning_rate=0.1))
+    >>> params = {"w": jnp.ones((2, 2)), "b": jnp.zeros(2)}
+    >>> updates, state = tx.update({"w": jnp.ones((2, 2)), "b": -jnp.ones(2)},
+    ...                            tx.init(params), params)
+    >>> updates["b"]
+    Array([0.1, 0.1], dtype=float32)
+    """
+    inner_update = update_with_extra_args(inner)
+
+    def init(params: Params) -> Any:
+        return inner.init(_ravel(params))
+
+    def update(updates: Updates, state: Any, params: Params | None = None, **extra_args):
+        flat_params = None if params is None else _ravel(params)
+        flat, state = inner_update(_ravel(updates), state, flat_params, **extra_args)
+        return _unravel(updates, flat), state
+
+    return GradientTransformation(init, update)

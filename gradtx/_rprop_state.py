@@ -1,0 +1,110 @@
+"""Rprop's state: its layouts, and accessors that read any of them as floats and signs.
+
+The default layout packs each weight's step size and previous sign into one unsigned
+integer (:mod:`gradtx._packing`): 4 bytes per float32 weight. Where ``max_step_size``
+arrives as an array (``inject_hyperparams``), the packed range cannot be checked when
+the transform is built, and the state keeps step sizes and signs apart.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from gradtx import _packing as packing
+
+
+class ScaleByRpropState(NamedTuple):
+    """Rprop's unpacked state (``max_step_size`` given as an array): 5 B per float32 weight."""
+
+    step_sizes: Any  # Δ, per weight, in the step-size dtype; mirrors params
+    prev_signs: Any  # sign of the previous (possibly zeroed) gradient g', int8; mirrors params
+
+
+class ScaleByIRpropPlusState(NamedTuple):
+    """iRprop+'s unpacked state: Rprop's, plus the previous loss :math:`E_{t-1}`."""
+
+    step_sizes: Any
+    prev_signs: Any
+    prev_value: jax.Array  # E_{t-1}: a scalar, +inf before the first update
+
+
+class ScaleByRpropPackedState(NamedTuple):
+    """Rprop's state: :math:`\\Delta` and :math:`\\operatorname{sign}(g')` packed in one
+    integer per weight (4 B per float32 weight). Read it with :func:`rprop_step_sizes` and
+    :func:`rprop_prev_signs`."""
+
+    packed: Any  # uint32 (float32 steps), uint64, uint16 (float16), int16 (bfloat16)
+
+
+class ScaleByIRpropPlusPackedState(NamedTuple):
+    """iRprop+'s state: Rprop's packed state plus the previous loss :math:`E_{t-1}`."""
+
+    packed: Any
+    prev_value: jax.Array
+
+
+RPROP_STATES = (
+    ScaleByRpropState,
+    ScaleByIRpropPlusState,
+    ScaleByRpropPackedState,
+    ScaleByIRpropPlusPackedState,
+)
+
+
+def find_rprop_state(state: Any) -> Any:
+    """The one Rprop block state inside ``state`` (a block state, a chain's tuple, an
+    ``inject_hyperparams`` state, ...)."""
+    found = jax.tree.leaves(state, is_leaf=lambda x: isinstance(x, RPROP_STATES))
+    found = [s for s in found if isinstance(s, RPROP_STATES)]
+    if len(found) != 1:
+        raise ValueError(
+            f"expected one Rprop state (from scale_by_rprop or rprop) inside the state, "
+            f"found {len(found)}; pass that block's state."
+        )
+    return found[0]
+
+
+def _field(state: Any, which: int) -> Any:
+    block = find_rprop_state(state)
+    if hasattr(block, "packed"):
+        return jax.tree.map(lambda code: packing.decode(code)[which], block.packed)
+    return block.step_sizes if which == 0 else block.prev_signs
+
+
+def rprop_step_sizes(state: Any) -> Any:
+    """The step sizes :math:`\\Delta` of an Rprop state, as a float tree mirroring params.
+
+    ``state`` is the state of :func:`gradtx.scale_by_rprop` or of anything holding one
+    (``gradtx.rprop``'s chain, ``inject_hyperparams``, ...). The dtype is the step sizes'
+    (``accumulator_dtype``, else the param's; complex params have real ones of shape
+    ``(..., 2)``).
+
+    >>> import jax.numpy as jnp, gradtx
+    >>> tx = gradtx.rprop(learning_rate=0.01)
+    >>> gradtx.rprop_step_sizes(tx.init({"w": jnp.zeros(2)}))["w"]
+    Array([0.01, 0.01], dtype=float32)
+    """
+    return _field(state, 0)
+
+
+def rprop_prev_signs(state: Any) -> Any:
+    """The signs of the stored previous gradients :math:`g'` (``int8`` -1, 0 or +1; 0
+    where the last step zeroed it), as a tree mirroring params."""
+    return _field(state, 1)
+
+
+def with_values(block: Any, step_sizes: Any, prev_signs: Any) -> Any:
+    """An Rprop block state of ``block``'s layout holding these step sizes and signs
+    (the torch bridge's way in); the step sizes are cast to the block's dtype."""
+    if not hasattr(block, "packed"):
+        steps = jax.tree.map(lambda new, old: new.astype(old.dtype), step_sizes, block.step_sizes)
+        return block._replace(step_sizes=steps, prev_signs=prev_signs)
+
+    def pack(step, sign, code):
+        step_dtype = packing.decode(code)[0].dtype
+        return packing.encode(jnp.asarray(step).astype(step_dtype), jnp.asarray(sign, jnp.int8))
+
+    return block._replace(packed=jax.tree.map(pack, step_sizes, prev_signs, block.packed))

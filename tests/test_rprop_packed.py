@@ -1,0 +1,150 @@
+"""Rprop's packed state: step size and previous sign in one integer per weight.
+
+The packed and the unpacked layout (the one ``inject_hyperparams`` gets when it passes
+``max_step_size`` as an array) must give the same updates and the same step sizes and
+signs, bit for bit, for every variant; the accessors read both. The encoding itself is a
+private helper (``gradtx._packing``), tested directly here on its boundaries.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import gradtx
+from gradtx import _packing  # private: the encoding's boundaries are tested directly
+
+VARIANTS = gradtx.RPROP_VARIANTS
+STEP_DTYPES = [jnp.float16, jnp.bfloat16, jnp.float32]
+
+
+@pytest.mark.parametrize("dtype", STEP_DTYPES)
+def test_encoding_round_trips_up_to_the_limit(dtype):
+    limit = _packing.packed_limit(dtype)
+    steps = jnp.asarray([0.0, 1e-30, 1e-6, 0.01, 1.0, 50.0, limit], jnp.float32).astype(dtype)
+    for s in (-1, 0, 1):
+        signs = jnp.full(steps.shape, s, jnp.int8)
+        step, sign = _packing.decode(_packing.encode(steps, signs))
+        assert step.dtype == jnp.dtype(dtype) and sign.dtype == jnp.int8
+        np.testing.assert_array_equal(np.asarray(step, np.float32), np.asarray(steps, np.float32))
+        np.testing.assert_array_equal(np.asarray(sign), s)
+
+
+def test_the_next_float_above_the_limit_does_not_pack():
+    """The limit is exact: bits(limit) = K - 1, so the next float would decode wrongly."""
+    limit = np.float32(_packing.packed_limit(jnp.float32))
+    assert limit.view(np.uint32) == 0x55555554
+    assert not _packing.fits(float(np.nextafter(limit, np.float32(np.inf))), jnp.float32)
+
+
+def _run(tx, params, grads):
+    state = tx.init(params)
+    step = jax.jit(lambda g, s, p, e: tx.update(g, s, p, value=e))
+    out = []
+    for t, g in enumerate(grads):
+        u, state = step(g, state, params, jnp.float32(10.0 - t % 3))
+        params = gradtx.apply_updates(params, u)
+        out.append((u, gradtx.rprop_step_sizes(state), gradtx.rprop_prev_signs(state)))
+    return out, state
+
+
+def _problem(dtype=jnp.float32, steps=12):
+    rng = np.random.default_rng(0)
+    params = {"w": jnp.asarray(rng.standard_normal((5, 4)), dtype), "b": jnp.zeros(3, dtype)}
+    grads = [
+        jax.tree.map(lambda p: jnp.asarray(rng.standard_normal(p.shape), p.dtype), params)
+        for _ in range(steps)
+    ]
+    for g in grads[::4]:  # zero gradients too: sign 0
+        g["b"] = jnp.zeros_like(g["b"])
+    return params, grads
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_packed_and_unpacked_layouts_agree_bit_for_bit(variant):
+    params, grads = _problem()
+    hyper = dict(learning_rate=0.02, eta_minus=0.4, eta_plus=1.3, min_step_size=1e-3)
+    packed = gradtx.scale_by_rprop(**hyper, max_step_size=0.1, variant=variant)
+    # max_step_size as an array: the range cannot be checked, the layout is unpacked
+    unpacked = gradtx.scale_by_rprop(**hyper, max_step_size=jnp.float32(0.1), variant=variant)
+    (ours, s_p), (theirs, s_u) = _run(packed, params, grads), _run(unpacked, params, grads)
+    assert isinstance(s_p, gradtx.ScaleByRpropPackedState | gradtx.ScaleByIRpropPlusPackedState)
+    assert isinstance(s_u, gradtx.ScaleByRpropState | gradtx.ScaleByIRpropPlusState)
+    for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(theirs)):
+        assert a.dtype == b.dtype
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_inject_hyperparams_keeps_the_packed_layout_when_the_bounds_are_static():
+    """``rprop``'s ``step_sizes`` is a pair, hence static: injecting ``learning_rate``
+    keeps the packed state; injecting ``scale_by_rprop``'s ``max_step_size`` does not."""
+    params = {"w": jnp.ones(3, jnp.float32)}
+    state = gradtx.inject_hyperparams(gradtx.rprop)(learning_rate=0.1).init(params)
+    assert gradtx.rprop_step_sizes(state)["w"].dtype == jnp.float32
+    assert "ScaleByRpropPackedState" in repr(state)
+    inner = gradtx.inject_hyperparams(gradtx.scale_by_rprop)(0.1, max_step_size=1.0)
+    assert isinstance(inner.init(params).inner_state, gradtx.ScaleByRpropState)
+
+
+def test_a_max_step_size_beyond_the_packed_range_falls_back_to_the_unpacked_layout():
+    state = gradtx.scale_by_rprop(0.1, max_step_size=1e20).init({"w": jnp.ones(2)})
+    assert isinstance(state, gradtx.ScaleByRpropState)
+
+
+def test_float16_step_sizes_above_the_packed_range_raise_at_init():
+    tx = gradtx.scale_by_rprop(0.1, max_step_size=100.0)
+    with pytest.raises(ValueError, match=r"max_step_size.*85.25.*accumulator_dtype"):
+        tx.init({"w": jnp.ones(2, jnp.float16)})
+    tx = gradtx.scale_by_rprop(0.1, max_step_size=100.0, accumulator_dtype=jnp.float32)
+    assert gradtx.rprop_step_sizes(tx.init({"w": jnp.ones(2, jnp.float16)}))["w"].dtype == (
+        jnp.float32
+    )
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_accumulator_dtype_float32_for_bfloat16_params(variant):
+    """float32 step sizes for bfloat16 params: each update is the float32 transform's
+    update on the same gradients (read exactly in float32), rounded to bfloat16."""
+    params, grads = _problem(jnp.bfloat16, steps=8)
+    wide = jax.tree.map(lambda x: x.astype(jnp.float32), params)
+    ours = gradtx.rprop(0.02, variant=variant, accumulator_dtype=jnp.float32)
+    ref = gradtx.rprop(0.02, variant=variant)
+    assert sum(x.nbytes for x in jax.tree.leaves(ours.init(params)) if x.ndim) == 4 * 23
+    s_o, s_r = ours.init(params), ref.init(wide)
+    for t, g in enumerate(grads):
+        e = jnp.float32(5.0 - t % 2)
+        u_o, s_o = ours.update(g, s_o, params, value=e)
+        u_r, s_r = ref.update(jax.tree.map(lambda x: x.astype(jnp.float32), g), s_r, wide, value=e)
+        for a, b in zip(jax.tree.leaves(u_o), jax.tree.leaves(u_r)):
+            assert a.dtype == jnp.bfloat16
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b.astype(jnp.bfloat16)))
+    for a, b in zip(
+        jax.tree.leaves(gradtx.rprop_step_sizes(s_o)), jax.tree.leaves(gradtx.rprop_step_sizes(s_r))
+    ):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+@pytest.mark.parametrize("bad", [jnp.int32, "complex64", "not a dtype"])
+def test_accumulator_dtype_is_validated(bad):
+    with pytest.raises(ValueError, match="Invalid accumulator_dtype"):
+        gradtx.scale_by_rprop(0.1, accumulator_dtype=bad)
+    with pytest.raises(ValueError, match="Invalid accumulator_dtype"):
+        gradtx.rprop(0.1, accumulator_dtype=bad)
+
+
+def test_accessors_read_the_state_through_any_wrapper_and_name_what_they_miss():
+    params = {"w": jnp.ones(2, jnp.float32)}
+    state = gradtx.chain(gradtx.clip(1.0), gradtx.rprop(0.03)).init(params)
+    np.testing.assert_array_equal(np.asarray(gradtx.rprop_step_sizes(state)["w"]), np.float32(0.03))
+    np.testing.assert_array_equal(np.asarray(gradtx.rprop_prev_signs(state)["w"]), 0)
+    with pytest.raises(ValueError, match="found 0"):
+        gradtx.rprop_step_sizes(gradtx.rmsprop().init(params))
+    with pytest.raises(ValueError, match="found 2"):
+        gradtx.rprop_prev_signs((state, state))
+
+
+def test_initial_step_sizes_are_clipped_into_the_bounds():
+    state = gradtx.scale_by_rprop(100.0, max_step_size=50.0).init({"w": jnp.ones(2)})
+    np.testing.assert_array_equal(np.asarray(gradtx.rprop_step_sizes(state)["w"]), 50.0)
