@@ -9,6 +9,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import gradtx
+from tests import _tolerance as h
+
 STEPS = 12
 SHAPES = {
     "m": ((3, 4), np.float64),
@@ -48,3 +51,23 @@ def config_id(kw):
 
 def count_schedule(count):
     return 0.1 / (1.0 + count)
+
+
+def trajectory(tx, steps=30, zero_first=False, nudge=None):
+    """Params after each of ``steps`` updates on g = 0.5 (p - c) + noise (fixed seed);
+    ``zero_first``: the first gradient is zero; ``nudge`` (``_tolerance.NUDGES``): the
+    initial params or every (nonzero) gradient one ulp up."""
+    rng = np.random.default_rng(7)
+    target = random_tree(rng, (-1, 1))
+    noise = [random_tree(rng, (-1, 0)) for _ in range(steps)]
+    p = h.nudge(PARAMS) if nudge == "params" else PARAMS
+    s, out = tx.init(p), []
+    for t, n in enumerate(noise):
+        g = jax.tree.map(lambda p, c, e: 0.5 * (p - c) + e, p, target, n)
+        g = h.nudge(g) if nudge == "grads" else g
+        if zero_first and t == 0:
+            g = jax.tree.map(jnp.zeros_like, g)
+        u, s = tx.update(g, s, p)
+        p = gradtx.apply_updates(p, u)
+        out.append(p)
+    return out

@@ -15,7 +15,15 @@ import pytest
 import gradtx
 from tests import _tolerance as h
 
-from .optax_cases import GRADS, PARAMS, config_id, count_schedule, grid, leaves_of, random_tree
+from .optax_cases import (
+    GRADS,
+    PARAMS,
+    config_id,
+    count_schedule,
+    grid,
+    leaves_of,
+    trajectory,
+)
 from .recipes import optax_rmsprop as rmsprop_like_optax
 
 # ----------------------------------------------------------------------------------------
@@ -34,31 +42,11 @@ RMSPROP_VARIANTS += [{"momentum": 0.9, "nesterov": True, "centered": c} for c in
 RMSPROP_VARIANTS += [{"learning_rate": count_schedule, "decay": 0.5, "eps": 1e-3}]
 
 
-def _trajectory(tx, steps=30, zero_first=False, nudge=None):
-    """Params after each of ``steps`` updates on g = 0.5 (p - c) + noise (fixed seed);
-    ``zero_first``: the first gradient is zero; ``nudge`` (``_tolerance.NUDGES``): the
-    initial params or every (nonzero) gradient one ulp up."""
-    rng = np.random.default_rng(7)
-    target = random_tree(rng, (-1, 1))
-    noise = [random_tree(rng, (-1, 0)) for _ in range(steps)]
-    p = h.nudge(PARAMS) if nudge == "params" else PARAMS
-    s, out = tx.init(p), []
-    for t, n in enumerate(noise):
-        g = jax.tree.map(lambda p, c, e: 0.5 * (p - c) + e, p, target, n)
-        g = h.nudge(g) if nudge == "grads" else g
-        if zero_first and t == 0:
-            g = jax.tree.map(jnp.zeros_like, g)
-        u, s = tx.update(g, s, p)
-        p = gradtx.apply_updates(p, u)
-        out.append(p)
-    return out
-
-
 def _check_trajectories(reference, config, ours, theirs_tx, zero_first=False, steps=30):
     """``ours`` (a trajectory) against ``theirs_tx``'s, within the tolerance that
     ``theirs_tx``'s own conditioning allows."""
-    theirs = _trajectory(theirs_tx, steps, zero_first)
-    nudged = [leaves_of(_trajectory(theirs_tx, steps, zero_first, n)) for n in h.NUDGES]
+    theirs = trajectory(theirs_tx, steps, zero_first)
+    nudged = [leaves_of(trajectory(theirs_tx, steps, zero_first, n)) for n in h.NUDGES]
     dtypes = [x.dtype for x in jax.tree.leaves(PARAMS)]
     h.check_against(reference, config, dtypes, leaves_of(ours), leaves_of(theirs), nudged, steps)
 
@@ -74,7 +62,7 @@ def test_optax_rmsprop_variants(kw):
     own (one rounding apart per step)."""
     kw = {"learning_rate": 0.01, **kw}
     zero = bool(kw.get("centered") and kw.get("bias_correction") and not kw.get("initial_scale"))
-    ours = _trajectory(rmsprop_like_optax(**kw), zero_first=zero)
+    ours = trajectory(rmsprop_like_optax(**kw), zero_first=zero)
     _check_trajectories("optax.rmsprop", config_id(kw), ours, optax.rmsprop(**kw), zero)
 
 
@@ -164,8 +152,8 @@ def test_rmsprop_alias_is_torchs_not_optaxs():
     """gradtx.rmsprop follows torch.optim.RMSprop (alpha=0.99, eps outside the root), not
     optax.rmsprop (decay=0.9, eps inside): same name, different defaults and rule. The
     optax form is recipes.optax_rmsprop; with torch's choices the two coincide."""
-    torch_form = _trajectory(gradtx.rmsprop(0.01))
-    differ = h.scaled_error(leaves_of(torch_form), leaves_of(_trajectory(optax.rmsprop(0.01))))
+    torch_form = trajectory(gradtx.rmsprop(0.01))
+    differ = h.scaled_error(leaves_of(torch_form), leaves_of(trajectory(optax.rmsprop(0.01))))
     assert differ > 1e-3
     same = rmsprop_like_optax(0.01, decay=0.99, eps=1e-8, eps_in_sqrt=False)
     _check_trajectories(

@@ -126,19 +126,21 @@ def test_keras_centered_case_catches_eps_outside_the_root():
 def test_optax_centered_case_catches_a_missing_bias_correction():
     """optax.rmsprop's loosest float32 case (centered, bias-corrected, eps in the root):
     optax's rule against the same chain without the bias correction."""
+    from .optax_cases import PARAMS, leaves_of, trajectory
     from .recipes import optax_rmsprop
-    from .test_optax import PARAMS, _leaves, _trajectory
 
     kw = {"learning_rate": 0.01, "centered": True, "bias_correction": True}
-    theirs = _leaves(_trajectory(optax.rmsprop(**kw), zero_first=True))
-    nudged = [_leaves(_trajectory(optax.rmsprop(**kw), zero_first=True, nudge=n)) for n in h.NUDGES]
+    theirs = leaves_of(trajectory(optax.rmsprop(**kw), zero_first=True))
+    nudged = [
+        leaves_of(trajectory(optax.rmsprop(**kw), zero_first=True, nudge=n)) for n in h.NUDGES
+    ]
     dtypes = [x.dtype for x in jax.tree.leaves(PARAMS)]
     errs = {}
     for name, tx in [
         ("right", optax_rmsprop(**kw)),
         ("no bias correction", optax_rmsprop(**{**kw, "bias_correction": False})),
     ]:
-        ours = _leaves(_trajectory(tx, zero_first=True))
+        ours = leaves_of(trajectory(tx, zero_first=True))
         tol, errs[name] = _tolerance_and_error("float32", theirs, nudged, ours, 30, dtypes)
     assert errs["right"] <= tol
     assert errs["no bias correction"] > 10 * tol, (errs, tol)
