@@ -7,7 +7,7 @@ replicated. Inside the jitted step, ``jax.grad`` of the mean loss over the shard
 makes XLA average the gradients across devices (an all-reduce), and every device then
 applies the same gradtx update to its replica. Nothing in gradtx is specific to this:
 the state follows the params' sharding, so the same code runs FSDP-style by sharding
-the params instead (see README: Scaling), and on several hosts after
+the params instead (see the docs: Scaling), and on several hosts after
 ``jax.distributed.initialize()`` (``examples/multiprocess.py`` runs two processes).
 """
 
@@ -66,7 +66,7 @@ def main(steps: int = 300, batch: int = 256):
     params = jax.device_put(init_mlp(jax.random.PRNGKey(0)), replicated)
     opt_state = jax.jit(tx.init)(params)  # state comes out with the params' sharding
 
-    # Donating params and state lets XLA update them in place (see README: Speed).
+    # Donating params and state lets XLA update them in place (see the docs: Performance).
     @functools.partial(jax.jit, donate_argnums=(0, 1))
     def train_step(params, opt_state, x, y):
         loss, grads = jax.value_and_grad(loss_fn)(params, x, y)  # grads: all-reduced mean
@@ -83,10 +83,11 @@ def main(steps: int = 300, batch: int = 256):
 
     w = params[0]["w"]
     print(
-        f"params stay replicated: {w.sharding.is_fully_replicated}; "
-        f"state sharding: {jax.tree.leaves(opt_state)[1].sharding.spec}"
+        f"summary: {jax.device_count()} devices; params replicated: "
+        f"{w.sharding.is_fully_replicated}, state sharding "
+        f"{jax.tree.leaves(opt_state)[1].sharding.spec}; full-data loss "
+        f"{float(loss_fn(params, x_all, y_all)):.5f}"
     )
-    print(f"full-data loss {float(loss_fn(params, x_all, y_all)):.5f}")
 
 
 if __name__ == "__main__":

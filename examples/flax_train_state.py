@@ -104,6 +104,10 @@ def main(micro_steps: int = 600, batch: int = 64) -> None:
         state, loss = train_step(state, xb, yb)
         if i % 100 == 0 or i == micro_steps - 1:
             print(f"micro-step {i:4d}  loss {float(loss):.4f}")
+    print(
+        f"summary: {micro_steps} micro-steps, resumed from a checkpoint at {half}; "
+        f"last batch loss {float(loss):.4f}"
+    )
 
 
 if __name__ == "__main__":

@@ -73,6 +73,10 @@ def launch():
             log.close()
     if any(codes):
         sys.exit(f"a worker failed: exit codes {codes}")
+    print(
+        f"summary: {N_PROCESSES} processes x {DEVICES_PER_PROCESS} devices trained one FSDP "
+        "run and resumed it from an orbax checkpoint bit-identically (each process's line above)"
+    )
 
 
 def worker(process_id: int, address: str, ckpt_dir: str, steps: int = 40):

@@ -2,7 +2,9 @@
 
 Run: python examples/quickstart.py
 Trains once with gradtx.rprop() (full batch, as Rprop is meant for) and once with
-gradtx.rmsprop(momentum=0.9, centered=True) (mini-batches), printing the loss.
+gradtx.rmsprop(momentum=0.9, centered=True) (mini-batches), printing the loss, and ends
+with a summary line: the full-batch loss each optimizer reached. With matplotlib
+(pip install -e ".[plot]") it also saves the loss curves as examples/quickstart.png.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import itertools
 
 import jax
 import jax.numpy as jnp
+from _plot import save_curves
 
 import gradtx
 
@@ -44,19 +47,21 @@ def loss_fn(params, x, y):
 def fit(tx, params, batches, steps, log_every):
     opt_state = tx.init(params)
 
-    # Donating params and state lets XLA update them in place (see README: Speed).
+    # Donating params and state lets XLA update them in place (see the docs: Performance).
     @functools.partial(jax.jit, donate_argnums=(0, 1))
     def train_step(params, opt_state, x, y):
         loss, grads = jax.value_and_grad(loss_fn)(params, x, y)
         updates, opt_state = tx.update(grads, opt_state, params)
         return gradtx.apply_updates(params, updates), opt_state, loss
 
+    losses = []  # kept on the device: reading one each step would wait for it
     for step in range(steps):
         x, y = batches(step)
         params, opt_state, loss = train_step(params, opt_state, x, y)
+        losses.append(loss)
         if step % log_every == 0 or step == steps - 1:
             print(f"  step {step:4d}  loss {float(loss):.5f}")
-    return params, float(loss)
+    return params, [float(v) for v in losses]
 
 
 def main():
@@ -67,7 +72,9 @@ def main():
 
     print("gradtx.rprop(), full batch:")
     copy = lambda t: jax.tree.map(jnp.array, t)  # noqa: E731  (the step donates its input)
-    p_rprop, _ = fit(gradtx.rprop(), copy(params0), lambda s: (x, y), steps=300, log_every=50)
+    p_rprop, rprop_losses = fit(
+        gradtx.rprop(), copy(params0), lambda s: (x, y), steps=300, log_every=50
+    )
 
     print("gradtx.rmsprop(learning_rate=1e-3, momentum=0.9, centered=True), batches of 64:")
 
@@ -76,8 +83,13 @@ def main():
         return x[i : i + 64], y[i : i + 64]
 
     tx = gradtx.rmsprop(learning_rate=1e-3, momentum=0.9, centered=True)
-    p_rms, _ = fit(tx, copy(params0), batches, steps=600, log_every=100)
+    p_rms, rms_losses = fit(tx, copy(params0), batches, steps=600, log_every=100)
 
+    curves = {
+        "gradtx.rprop() (full batch)": rprop_losses,
+        "gradtx.rmsprop(...) (batches of 64)": rms_losses,
+    }
+    save_curves(__file__, {"a 1-32-32-1 MLP on sin(3x) + x^2/2": curves})
     full_rprop, full_rms = float(loss_fn(p_rprop, x, y)), float(loss_fn(p_rms, x, y))
     print(f"summary: full-batch loss  rprop {full_rprop:.5f}  rmsprop {full_rms:.5f}")
 

@@ -33,9 +33,25 @@ from gradtx._leafwise import Scalars, leafwise
 
 
 def skip_not_finite(updates: Updates, gradient_step: Any, params: Params | None) -> tuple:
-    """``should_skip_update_fn`` for :class:`MultiSteps`: skip a micro-batch whose gradients
-    hold a NaN or an Inf. Returns ``(should_skip, {"should_skip", "num_not_finite"})``, as
-    ``optax.skip_not_finite``."""
+    r"""Reject a micro-batch whose gradients hold a NaN or an Inf (for :class:`MultiSteps`).
+
+    The ``should_skip_update_fn`` of ``optax.skip_not_finite``.
+
+    Args:
+      updates: the micro-batch's gradients.
+      gradient_step: the real steps made so far (unused).
+      params: the params (unused).
+
+    Returns:
+      ``(should_skip, {"should_skip": ..., "num_not_finite": ...})``, as optax.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import gradtx
+      >>> skip, info = gradtx.skip_not_finite({"w": jnp.array([1.0, jnp.inf])}, 0, None)
+      >>> print(skip, info["num_not_finite"])
+      True 1
+    """
     del gradient_step, params
     counts = [jnp.sum(jnp.logical_not(jnp.isfinite(g))) for g in jax.tree.leaves(updates)]
     num_not_finite = jnp.sum(jnp.array(counts))
@@ -44,7 +60,23 @@ def skip_not_finite(updates: Updates, gradient_step: Any, params: Params | None)
 
 
 class MultiStepsState(NamedTuple):
-    """optax's ``MultiStepsState`` layout."""
+    r"""The state of :class:`MultiSteps` (optax's ``MultiStepsState`` layout).
+
+    Attributes:
+      mini_step: ``int32``, the micro-batches accumulated since the last real step.
+      gradient_step: ``int32``, the real steps made (updates of the inner transform).
+      inner_opt_state: the inner transform's state.
+      acc_grads: the running sum of the micro-batch gradients, like the params.
+      skip_state: what ``should_skip_update_fn`` returned last (``()`` without one).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import gradtx
+      >>> gradtx.MultiSteps(gradtx.identity(), every_k_schedule=4).init({"w": jnp.zeros(2)})
+      MultiStepsState(mini_step=Array(0, dtype=int32), gradient_step=Array(0, dtype=int32),
+                      inner_opt_state=EmptyState(),
+                      acc_grads={'w': Array([0., 0.], dtype=float32)}, skip_state=())
+    """
 
     mini_step: jax.Array  # int32: micro-batches accumulated since the last real step
     gradient_step: jax.Array  # int32: real steps made (updates of the inner transform)
@@ -103,6 +135,28 @@ class MultiSteps:
 
     ``MultiSteps(...)`` has ``init`` and ``update`` and can be used wherever a transform
     is expected; :meth:`gradient_transformation` returns the plain pair.
+
+    Args:
+      transform: the transform stepped once per :math:`k` calls.
+      every_k_schedule: :math:`k`, an ``int >= 1`` or a function of ``gradient_step``.
+      use_grad_mean: pass the mean (True) or the sum (False) of the :math:`k` gradients.
+      should_skip_update_fn: ``(updates, gradient_step, params) -> (skip, skip_state)``,
+        e.g. :func:`skip_not_finite`; ``None``: every micro-batch counts.
+      accumulator_dtype: the dtype of the running sum (``None``: each gradient's).
+      reduce: ``"mean"`` or ``"sum"``, another spelling of ``use_grad_mean``.
+
+    Example:
+      Four micro-batches per step of RMSprop:
+
+      >>> import jax.numpy as jnp
+      >>> import gradtx
+      >>> tx = gradtx.MultiSteps(gradtx.rmsprop(1e-2), every_k_schedule=4)
+      >>> params = {"w": jnp.ones(2)}
+      >>> state = tx.init(params)
+      >>> for g in (1.0, 2.0, 3.0, 4.0):
+      ...     updates, state = tx.update({"w": jnp.full(2, g)}, state, params)
+      >>> print(int(state.gradient_step), [round(float(u), 4) for u in updates["w"]])
+      1 [-0.1, -0.1]
     """
 
     def __init__(
@@ -147,7 +201,11 @@ class MultiSteps:
             skip_state = jax.tree.map(
                 jnp.zeros_like, jax.eval_shape(self._skip, params, zero, params)[1]
             )
-        return MultiStepsState(zero, zero, inner, jax.tree.map(zeros, params), skip_state)
+        # two counters in two buffers, not one array twice: a donated step would donate it
+        # twice ("Attempt to donate the same buffer twice")
+        gradient_step = jnp.zeros([], jnp.int32)
+        acc = jax.tree.map(zeros, params)
+        return MultiStepsState(zero, gradient_step, inner, acc, skip_state)
 
     def _accumulate(self, updates, state, params, extra_args):
         k = jnp.asarray(self._every_k(state.gradient_step), jnp.int32)
@@ -214,15 +272,31 @@ class MultiSteps:
 
 
 class ApplyEvery(NamedTuple):
-    """optax's ``ApplyEvery`` layout."""
+    r"""The state of :func:`apply_every` (optax's ``ApplyEvery`` layout).
+
+    Attributes:
+      count: ``int32``, the calls since the last emission, modulo :math:`k`.
+      grad_acc: the running sum, like the params.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import gradtx
+      >>> gradtx.apply_every(3).init({"w": jnp.zeros(2)})
+      ApplyEvery(count=Array(0, dtype=int32), grad_acc={'w': Array([0., 0.], dtype=float32)})
+    """
 
     count: jax.Array  # int32: calls since the last emission, modulo k
     grad_acc: Updates  # the running sum, mirrors params
 
 
 def apply_every(k: int = 1) -> GradientTransformation:
-    r"""Sum the updates of :math:`k` calls; emit the sum on every :math:`k`-th call, zeros
-    on the others.
+    r"""Sum the updates of ``k`` calls; emit the sum on every ``k``-th call, zeros on the others.
+
+    Formula::
+
+        a_t = g_t + (a_(t-1) if c_t != 0 else 0)
+        u_t = a_t if c_t == k - 1 else 0
+        c_(t+1) = (c_t + 1) mod k
 
     .. math::
         a_t = g_t + [c_t \ne 0]\,a_{t-1}, \qquad u_t = [c_t = k-1]\,a_t, \qquad
@@ -231,6 +305,25 @@ def apply_every(k: int = 1) -> GradientTransformation:
     Same argument, state layout (:class:`ApplyEvery`) and numbers as
     ``optax.apply_every``. The blocks around it still step every call; to step a whole
     optimizer once per :math:`k` micro-batches use :class:`MultiSteps`.
+
+    Args:
+      k: the number of calls summed (an ``int >= 1``).
+
+    Returns:
+      A :class:`~gradtx.GradientTransformation` whose state is an :class:`ApplyEvery`.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import gradtx
+      >>> tx = gradtx.apply_every(2)
+      >>> state = tx.init({"w": jnp.zeros(1)})
+      >>> for g in (1.0, 2.0, 3.0, 4.0):
+      ...     updates, state = tx.update({"w": jnp.array([g])}, state)
+      ...     print(updates["w"])
+      [0.]
+      [3.]
+      [0.]
+      [7.]
     """
     if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
         raise ValueError(f"Invalid k: {k!r} (must be an int >= 1).")

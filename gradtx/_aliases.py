@@ -111,6 +111,13 @@ def rprop(
     ``learning_rate``, ``etas`` = :math:`(\eta^-, \eta^+)` and ``step_sizes`` =
     :math:`(\Delta_{\min}, \Delta_{\max})`:
 
+    Formula::
+
+        step_t = clip(step_(t-1) * eta, min_step, max_step)
+                 eta = eta_plus if g_t * g'_(t-1) > 0, eta_minus if < 0, else 1
+        g'_t = 0 if g_t * g'_(t-1) < 0, else g_t
+        theta_t = theta_(t-1) - sign(g'_t) * step_t
+
     .. math::
         \Delta_t = \operatorname{clip}(\Delta_{t-1}\cdot\eta^{\pm\text{ or }1},
             \Delta_{\min}, \Delta_{\max}), \quad
@@ -121,6 +128,31 @@ def rprop(
     bit in float32 and float64 (tests: ``tests/test_rprop_variants.py``). Validation follows
     torch: ``learning_rate >= 0``, ``0 < etas[0] < 1 < etas[1]``, and gradtx also
     requires ``0 <= step_sizes[0] <= step_sizes[1]``; all finite.
+
+    Args:
+      learning_rate: :math:`\Delta_0` (torch's ``lr``), the initial step size of every
+        weight.
+      etas: :math:`(\eta^-, \eta^+)`, the factors after a sign change and while it holds.
+      step_sizes: :math:`(\Delta_{\min}, \Delta_{\max})`, the bounds of the step sizes.
+      maximize: ascend the objective instead of descending it.
+      variant: ``"irprop-"`` (torch's), ``"rprop-"``, ``"rprop+"`` or ``"irprop+"``.
+
+    Returns:
+      A :class:`~gradtx.GradientTransformation`: the chain above.
+
+    Example:
+      >>> import jax
+      >>> import jax.numpy as jnp
+      >>> import gradtx
+      >>> tx = gradtx.rprop(learning_rate=0.1)  # torch.optim.Rprop(params, lr=0.1)
+      >>> params = {"w": jnp.array([3.0, -2.0])}
+      >>> state = tx.init(params)
+      >>> for _ in range(50):
+      ...     grads = jax.grad(lambda p: jnp.sum(p["w"] ** 2))(params)
+      ...     updates, state = tx.update(grads, state, params)
+      ...     params = gradtx.apply_updates(params, updates)
+      >>> print(jnp.abs(params["w"]).max() < 1e-3)
+      True
     """
     check.flag("maximize", maximize)
     eta_minus, eta_plus = check.pair("etas", etas)
@@ -189,6 +221,15 @@ def rmsprop(
     ``learning_rate``, :math:`\alpha`, :math:`\lambda` = ``weight_decay``, :math:`\mu` =
     ``momentum`` and :math:`v_0 = \bar g_0 = b_0 = 0`:
 
+    Formula::
+
+        g_t <- g_t + wd * theta_(t-1)                          (if weight_decay)
+        v_t = alpha * v_(t-1) + (1 - alpha) * g_t**2
+        m_t = alpha * m_(t-1) + (1 - alpha) * g_t               (if centered)
+        v~_t = v_t - m_t**2   if centered,   else v_t
+        b_t = momentum * b_(t-1) + g_t / (sqrt(v~_t) + eps)
+        theta_t = theta_(t-1) - lr * b_t
+
     .. math::
         g_t \leftarrow g_t + \lambda\theta_{t-1}, \quad
         v_t = \alpha v_{t-1} + (1-\alpha) g_t^2, \quad
@@ -211,6 +252,35 @@ def rmsprop(
     per-parameter state :math:`v, \bar g, b`: ``jnp.float32`` keeps bfloat16 or float16
     params' averages in float32 (optax's name, from ``optax.trace``). The averages are
     then computed in float32 and each update still leaves in the param's dtype.
+
+    Args:
+      learning_rate: :math:`\gamma` (torch's ``lr``), a number ``>= 0`` or a schedule.
+      alpha: :math:`\alpha`, the decay of the averages, in ``[0, 1]``.
+      eps: :math:`\epsilon`, added to the root (``>= 0``).
+      weight_decay: :math:`\lambda`, an L2 penalty added to the gradient (``>= 0``).
+      momentum: :math:`\mu` (``>= 0``; 0: no momentum buffer).
+      centered: divide by the estimated standard deviation instead of the RMS.
+      maximize: ascend the objective instead of descending it.
+      clamp_variance: with ``centered``, clamp :math:`\tilde v_t` at 0.
+      accumulator_dtype: the dtype of :math:`v, \bar g, b` (``None``: the param's).
+
+    Returns:
+      A :class:`~gradtx.GradientTransformation`: the chain above, whose state is the
+      tuple of its blocks' states.
+
+    Example:
+      >>> import jax
+      >>> import jax.numpy as jnp
+      >>> import gradtx
+      >>> tx = gradtx.rmsprop(learning_rate=1e-2, momentum=0.9, centered=True)
+      >>> params = {"w": jnp.array([1.0, -1.0])}
+      >>> state = tx.init(params)
+      >>> for _ in range(100):
+      ...     grads = jax.grad(lambda p: jnp.sum(p["w"] ** 2))(params)
+      ...     updates, state = tx.update(grads, state, params)
+      ...     params = gradtx.apply_updates(params, updates)
+      >>> print(jnp.abs(params["w"]).max() < 0.1)
+      True
     """
     for name, value in [
         ("centered", centered),

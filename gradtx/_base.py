@@ -51,11 +51,11 @@ class _Pair(NamedTuple):
 
 
 class GradientTransformation(_Pair):
-    """A pure ``(init, update)`` pair, structurally identical to optax's.
+    r"""A pure ``(init, update)`` pair, structurally identical to optax's.
 
     ``init(params)`` returns the initial state; ``update(updates, state, params=None,
-    **extra_args)`` returns the transformed updates and the new state. Neither
-    mutates its arguments.
+    **extra_args)`` returns the transformed updates and the new state. Neither mutates its
+    arguments, so both can be jitted, differentiated and run under any sharding.
 
     **Recognised by optax as taking extra arguments.** optax's combinators
     (``optax.chain``, ``optax.MultiSteps``, ``optax.inject_hyperparams``, ...) pass
@@ -66,6 +66,24 @@ class GradientTransformation(_Pair):
     ``isinstance``): ``isinstance(tx, optax.GradientTransformationExtraArgs)`` is True,
     ``type(tx)`` is still this class, and gradtx never imports optax. A pair built by hand
     whose ``update`` takes no ``**kwargs`` reports ``optax.GradientTransformation``.
+
+    Attributes:
+      init: ``params -> state``.
+      update: ``(updates, state, params=None, **extra_args) -> (updates, state)``.
+
+    Example:
+      A transform written by hand: halve the updates and count the steps.
+
+      >>> import jax.numpy as jnp
+      >>> import gradtx
+      >>> tx = gradtx.GradientTransformation(
+      ...     init=lambda params: jnp.zeros([], jnp.int32),
+      ...     update=lambda updates, count, params=None: (
+      ...         {k: v / 2 for k, v in updates.items()}, count + 1),
+      ... )
+      >>> updates, count = gradtx.chain(tx).update({"w": jnp.ones(2)}, (tx.init(None),))
+      >>> print(updates["w"], count[0])
+      [0.5 0.5] 1
     """
 
     __slots__ = ()
@@ -92,7 +110,13 @@ transform does, so in gradtx the two names are one class."""
 
 
 class EmptyState(NamedTuple):
-    """The state of a transform that keeps none."""
+    r"""The state of a transform that keeps none: an empty tuple.
+
+    Example:
+      >>> import gradtx
+      >>> gradtx.scale(2.0).init({"w": 1.0})
+      EmptyState()
+    """
 
 
 NO_PARAMS_MSG = "this transform needs the current params: call update(updates, state, params)."
@@ -129,7 +153,18 @@ def init_empty_state(params: Params) -> EmptyState:
 
 
 def identity() -> GradientTransformation:
-    """The transform that returns the updates unchanged and keeps no state."""
+    r"""The transform that returns the updates unchanged and keeps no state.
+
+    Returns:
+      A stateless :class:`GradientTransformation` (its state is :class:`EmptyState`).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import gradtx
+      >>> tx = gradtx.identity()
+      >>> tx.update({"w": jnp.ones(2)}, tx.init(None))
+      ({'w': Array([1., 1.], dtype=float32)}, EmptyState())
+    """
 
     def update(updates, state, params=None, **extra_args):
         del params, extra_args
@@ -169,10 +204,30 @@ def safe_increment(count: jax.Array) -> jax.Array:
 
 
 def apply_updates(params: Params, updates: Updates) -> Params:
-    """Return ``params + updates``, leaf by leaf, each leaf keeping its param's dtype.
+    r"""Add the updates to the params, leaf by leaf, each leaf keeping its param's dtype.
+
+    Formula::
+
+        theta_t = theta_(t-1) + u_t
+
+    .. math:: \theta_t = \theta_{t-1} + u_t
 
     ``None`` entries stay ``None``. The structures and each leaf's shape must match; a
     mismatch raises ``ValueError`` naming the path (optax would broadcast silently).
+
+    Args:
+      params: the params, a pytree of arrays.
+      updates: a pytree of arrays with the params' structure and shapes.
+
+    Returns:
+      The new params, a pytree of the params' structure, shapes and dtypes.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import gradtx
+      >>> params = {"w": jnp.array([1.0, 2.0], jnp.bfloat16)}
+      >>> gradtx.apply_updates(params, {"w": jnp.array([0.5, 0.5])})
+      {'w': Array([1.5, 2.5], dtype=bfloat16)}
     """
     check_same_structure(params, updates, "params", "updates")
     p_leaves, treedef = jax.tree.flatten(params)

@@ -43,12 +43,31 @@ def _flatten(tree: Any) -> tuple[list[str], list[Any], Any]:
 
 
 def save_checkpoint(path: str | os.PathLike, tree: Any) -> None:
-    """Write ``tree`` (a pytree of arrays) to ``path`` as a ``.npz`` file.
+    r"""Write a pytree of arrays (params, optimizer state, both) to one ``.npz`` file.
 
-    The file is written to a temporary name and renamed, so an interrupted save never
-    leaves a half-written checkpoint at ``path``. Call it outside ``jit`` (it reads the
-    arrays to the host). A leaf sharded over several processes raises ``ValueError``:
-    use orbax for those.
+    Each leaf is stored as its raw bytes with its dtype and shape, so restoring is bit for
+    bit for every dtype. The file is written to a temporary name and renamed, so an
+    interrupted save never leaves a half-written checkpoint at ``path``. Call it outside
+    ``jit`` (it reads the arrays to the host). A leaf sharded over several processes
+    raises ``ValueError``: use orbax for those (``examples/multiprocess.py``).
+
+    Args:
+      path: the file to write (conventionally ending in ``.npz``).
+      tree: a pytree of arrays.
+
+    Returns:
+      None.
+
+    Example:
+      >>> import os, tempfile
+      >>> import jax.numpy as jnp
+      >>> import gradtx
+      >>> tx = gradtx.rmsprop(1e-2)
+      >>> params = {"w": jnp.ones(3)}
+      >>> path = os.path.join(tempfile.mkdtemp(), "step_100.npz")
+      >>> gradtx.save_checkpoint(path, {"params": params, "opt_state": tx.init(params)})
+      >>> os.path.exists(path)
+      True
     """
     paths, leaves, treedef = _flatten(tree)
     for p, leaf in zip(paths, leaves):
@@ -82,13 +101,32 @@ def save_checkpoint(path: str | os.PathLike, tree: Any) -> None:
 
 
 def restore_checkpoint(path: str | os.PathLike, like: Any) -> Any:
-    """Read the tree saved at ``path``, checked against ``like``; return a new tree.
+    r"""Read the tree saved at ``path`` into a tree shaped like ``like``, bit for bit.
 
-    ``like`` gives the expected structure, shapes and dtypes (arrays or
-    ``jax.ShapeDtypeStruct`` leaves). A stored tree whose structure, leaf paths, shapes
-    or dtypes differ from ``like``'s raises ``ValueError`` naming the first difference;
-    nothing is modified either way. The restored leaves are ``jax.Array`` with exactly
-    the saved bits.
+    A stored tree whose structure, leaf paths, shapes or dtypes differ from ``like``'s
+    raises ``ValueError`` naming the first difference; nothing is modified either way.
+
+    Args:
+      path: a file written by :func:`save_checkpoint`.
+      like: the expected tree: arrays or ``jax.ShapeDtypeStruct`` leaves (for instance
+        ``tx.init(params)``, or ``jax.eval_shape(tx.init, params)`` to allocate nothing).
+
+    Returns:
+      A new pytree of ``jax.Array`` with exactly the saved bits.
+
+    Example:
+      >>> import os, tempfile
+      >>> import jax
+      >>> import jax.numpy as jnp
+      >>> import gradtx
+      >>> tx = gradtx.rprop()
+      >>> params = {"w": jnp.array([0.5, -1.0])}
+      >>> state = tx.update({"w": jnp.array([1.0, -1.0])}, tx.init(params), params)[1]
+      >>> path = os.path.join(tempfile.mkdtemp(), "state.npz")
+      >>> gradtx.save_checkpoint(path, state)
+      >>> restored = gradtx.restore_checkpoint(path, like=jax.eval_shape(tx.init, params))
+      >>> print(gradtx.rprop_prev_signs(restored)["w"])
+      [ 1 -1]
     """
     want_paths, want_leaves, want_def = _flatten(like)
     with np.load(os.fspath(path), allow_pickle=False) as data:

@@ -25,12 +25,33 @@ def _require_transform(tx: Any, where: str) -> None:
 
 
 def chain(*transforms: Any) -> GradientTransformation:
-    """Apply ``transforms`` in order; the state is the tuple of their states.
+    r"""Apply transforms one after another; the state is the tuple of their states.
+
+    Formula::
+
+        u = f_n( ... f_2(f_1(g)) ... )
+
+    .. math:: u = (f_n \circ \dots \circ f_1)(g)
 
     Each member may be a gradtx or an optax transform (anything with ``init`` and
-    ``update``). Extra keyword arguments of ``update`` (``value=loss``, ...) are passed
-    to every member whose ``update`` takes ``**kwargs``, and not to the others, as in
+    ``update``). Extra keyword arguments of ``update`` (``value=loss``, ...) are passed to
+    every member whose ``update`` takes ``**kwargs``, and not to the others, as in
     ``optax.chain``.
+
+    Args:
+      *transforms: the transforms, in the order they apply.
+
+    Returns:
+      A :class:`~gradtx.GradientTransformation` whose state is the tuple of the members'
+      states.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import gradtx
+      >>> tx = gradtx.chain(gradtx.clip(1.0), gradtx.scale_by_learning_rate(0.1))
+      >>> updates, _ = tx.update({"w": jnp.array([5.0, -0.5])}, tx.init(None))
+      >>> print(updates["w"])
+      [-0.1   0.05]
     """
     for i, tx in enumerate(transforms):
         _require_transform(tx, f"chain: argument {i}")
@@ -55,9 +76,25 @@ def chain(*transforms: Any) -> GradientTransformation:
 
 
 def named_chain(*transforms: tuple[str, Any]) -> GradientTransformation:
-    """:func:`chain` with a name for each member: ``named_chain(("clip", tx1), ("rms",
-    tx2))``; the state is an ``OrderedDict`` ``{name: state}`` in that order (``state["rms"]``).
-    Names must be unique. Same as ``optax.named_chain``."""
+    r""":func:`chain` with a name for each member; the state is ``{name: state}``.
+
+    The state is an ``OrderedDict`` in the members' order (``state["rms"]``). Names must be
+    unique. Same as ``optax.named_chain``.
+
+    Args:
+      *transforms: ``(name, transform)`` pairs, in the order they apply.
+
+    Returns:
+      A :class:`~gradtx.GradientTransformation` whose state is an ``OrderedDict``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import gradtx
+      >>> tx = gradtx.named_chain(("clip", gradtx.clip(1.0)), ("momentum", gradtx.trace(0.9)))
+      >>> state = tx.init({"w": jnp.zeros(2)})
+      >>> list(state), state["momentum"]
+      (['clip', 'momentum'], TraceState(trace={'w': Array([0., 0.], dtype=float32)}))
+    """
     names = [name for name, _ in transforms]
     if len(names) != len(set(names)):
         raise ValueError(f"Invalid names: {names!r} (must be unique).")
@@ -79,25 +116,53 @@ def named_chain(*transforms: tuple[str, Any]) -> GradientTransformation:
 
 
 class PartitionState(NamedTuple):
+    r"""The state of :func:`partition`: one inner state per label.
+
+    Attributes:
+      inner_states: ``{label: state}``, each over that label's leaves only.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import gradtx
+      >>> transforms = {"a": gradtx.trace(0.9), "b": gradtx.identity()}
+      >>> tx = gradtx.partition(transforms, {"w": "a", "b": "b"})
+      >>> tx.init({"w": jnp.zeros(1), "b": jnp.zeros(1)}).inner_states["a"]
+      MaskedState(inner_state=TraceState(trace={'b': MaskedNode(),
+                                                'w': Array([0.], dtype=float32)}))
+    """
+
     inner_states: dict[Any, Any]  # label -> the state of that label's transform
 
 
 def partition(transforms: dict[Any, Any], param_labels: Any) -> GradientTransformation:
-    """Apply a different transform to each group of parameters: torch's param groups.
+    r"""Apply a different transform to each group of parameters: torch's param groups.
 
-    ``param_labels`` gives each leaf (or subtree) a label: a pytree of labels with the
-    params' structure or a prefix of it, or a function ``params -> labels``.
-    ``transforms`` maps each label to the transform for the leaves with that label. Each
-    transform sees only its own leaves (the others are empty :class:`MaskedNode`), so it
-    keeps state for those alone. The state is :class:`PartitionState` ``(inner_states)``,
-    one entry per label. A label with no transform raises ``ValueError`` naming it.
-
+    Each transform sees only its own leaves (the others are empty :class:`MaskedNode`), so it
+    keeps state for those alone. A label with no transform raises ``ValueError`` naming it.
     Same name (as ``optax.transforms.partition``; ``multi_transform`` is its alias),
-    arguments and state layout as optax. Per-group learning rates, weight decay, even a
-    different optimizer per group::
+    arguments and state layout as optax.
 
-        partition({"decay": rmsprop(1e-2, weight_decay=1e-4), "no_decay": rmsprop(1e-2)},
-                  lambda p: {k: "no_decay" if k == "b" else "decay" for k in p})
+    Args:
+      transforms: ``{label: transform}``.
+      param_labels: each leaf's (or subtree's) label: a pytree of labels with the params'
+        structure or a prefix of it, or a function ``params -> labels``.
+
+    Returns:
+      A :class:`~gradtx.GradientTransformation` whose state is a :class:`PartitionState`.
+
+    Example:
+      Per-group learning rates, weight decay, even a different optimizer per group:
+
+      >>> import jax.numpy as jnp
+      >>> import gradtx
+      >>> tx = gradtx.partition(
+      ...     {"fast": gradtx.rmsprop(1e-1), "slow": gradtx.rmsprop(1e-3)},
+      ...     lambda params: {k: "slow" if k == "b" else "fast" for k in params},
+      ... )
+      >>> params = {"w": jnp.zeros(1), "b": jnp.zeros(1)}
+      >>> updates, _ = tx.update({"w": jnp.ones(1), "b": jnp.ones(1)}, tx.init(params), params)
+      >>> print(updates["w"].round(3), updates["b"].round(3))
+      [-1.] [-0.01]
     """
     for label, tx in transforms.items():
         _require_transform(tx, f"partition: transforms[{label!r}]")

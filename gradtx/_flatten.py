@@ -33,8 +33,9 @@ def _unravel(like: Updates, flat: jax.Array) -> Updates:
 
 
 def flatten(inner: GradientTransformation) -> GradientTransformation:
-    """Run ``inner`` on one vector: every leaf of the updates (and params) raveled and
-    concatenated, the state that of that vector (``optax.flatten``, same semantics).
+    """Run ``inner`` on one vector: all leaves of the updates and params, concatenated.
+
+    The state is that of the vector (``optax.flatten``, same semantics).
 
     ``init(params) = inner.init(ravel(params))``; ``update`` ravels the updates and
     params, calls ``inner.update`` (extra arguments such as ``value=`` are passed on) and
@@ -51,6 +52,14 @@ def flatten(inner: GradientTransformation) -> GradientTransformation:
     ``unravel`` inside the loss) goes further (about 0.3-0.45x): ``ravel`` is then a
     reshape, and ``flatten`` costs nothing. In a step that only updates (gradients
     given as separate arrays) the concatenation is a copy, and costs more than it saves.
+
+    Args:
+      inner: the transform to run on the flat vector.
+
+    Returns:
+      A :class:`~gradtx.GradientTransformation` whose state is ``inner``'s over one vector.
+
+    Example:
 
     >>> import jax.numpy as jnp, gradtx
     >>> tx = gradtx.flatten(gradtx.rprop(learning_rate=0.1))

@@ -27,7 +27,22 @@ from gradtx._base import (
 
 
 class InjectHyperparamsState(NamedTuple):
-    """optax's ``InjectHyperparamsState`` layout."""
+    """The state of :func:`inject_hyperparams` (optax's ``InjectHyperparamsState`` layout).
+
+    Attributes:
+      count: an ``int32`` scalar, the updates made so far (the schedules' argument).
+      hyperparams: ``{name: array}``, the value each hyperparameter had at the last update.
+      inner_state: the inner transform's state.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import gradtx
+      >>> tx = gradtx.inject_hyperparams(gradtx.scale_by_learning_rate)(learning_rate=0.1)
+      >>> tx.init({"w": jnp.zeros(2)})
+      InjectHyperparamsState(count=Array(0, dtype=int32),
+                             hyperparams={'learning_rate': Array(0.1, dtype=float32)},
+                             inner_state=EmptyState())
+    """
 
     count: jax.Array  # int32 scalar: updates made so far (the schedules' argument)
     hyperparams: dict[str, jax.Array]  # the value each hyperparameter had at the last update
@@ -107,6 +122,33 @@ def inject_hyperparams(
     nothing, as a torch ``lr_scheduler`` attached to ``Rprop`` moves nothing. Rprop's
     ``etas`` and ``step_sizes`` are pairs, hence static; inject
     :func:`gradtx.scale_by_rprop` to schedule ``eta_minus``, ``min_step_size``, ....
+
+    Args:
+      inner_factory: a function returning a transform, e.g. :func:`gradtx.rmsprop`.
+      static_args: names of arguments never to inject (passed as given).
+      hyperparam_dtype: the dtype of the injected floating values (``None``: the
+        widest floating dtype of the params).
+
+    Returns:
+      A function with ``inner_factory``'s signature that returns a
+      :class:`~gradtx.GradientTransformation` whose state is an
+      :class:`InjectHyperparamsState`.
+
+    Example:
+      A learning rate that follows a schedule, and a momentum changed by hand:
+
+      >>> import jax.numpy as jnp
+      >>> import gradtx
+      >>> schedule = gradtx.linear_schedule(0.1, 0.0, transition_steps=10)
+      >>> tx = gradtx.inject_hyperparams(gradtx.rmsprop)(learning_rate=schedule, momentum=0.9)
+      >>> params = {"w": jnp.ones(2)}
+      >>> state = tx.init(params)
+      >>> state = gradtx.set_hyperparams(state, momentum=0.5)
+      >>> for _ in range(3):
+      ...     _, state = tx.update({"w": jnp.ones(2)}, state, params)
+      >>> hp = state.hyperparams  # learning rate: the schedule's value at the last update
+      >>> print(round(float(hp["learning_rate"]), 4), float(hp["momentum"]))
+      0.08 0.5
     """
     static = {static_args} if isinstance(static_args, str) else set(static_args)
     signature = inspect.signature(inner_factory)
@@ -170,15 +212,31 @@ def inject_hyperparams(
 
 
 def set_hyperparams(state: InjectHyperparamsState, **values: Any) -> InjectHyperparamsState:
-    """A copy of ``state`` with hyperparameters replaced, each cast to the dtype and shape
-    it has in the state, so that a jitted step taking the new state does not retrace.
+    r"""A copy of ``state`` with some hyperparameters replaced, without recompiling.
 
-    ``state = set_hyperparams(state, learning_rate=1e-3)`` is torch's
-    ``for g in opt.param_groups: g["lr"] = 1e-3``. Unknown names raise ``ValueError``,
-    and so does a concrete value that gradtx's blocks would refuse under that name
-    (``learning_rate=-5.0``; see :func:`gradtx._validation.hyperparameter`). A Python
-    number put in ``state.hyperparams`` directly (optax's idiom) is accepted.
-    A scheduled hyperparameter is overwritten by its schedule at the next update.
+    Each value is cast to the dtype and shape it has in the state, so that a jitted step
+    taking the new state does not retrace. ``state = set_hyperparams(state,
+    learning_rate=1e-3)`` is torch's ``for g in opt.param_groups: g["lr"] = 1e-3``. Unknown
+    names raise ``ValueError``, and so does a concrete value that gradtx's blocks would
+    refuse under that name (``learning_rate=-5.0``). A Python number put in
+    ``state.hyperparams`` directly (optax's idiom) is accepted. A scheduled hyperparameter
+    is overwritten by its schedule at the next update.
+
+    Args:
+      state: the state of a transform built by :func:`inject_hyperparams`.
+      **values: ``name=value`` for each hyperparameter to replace.
+
+    Returns:
+      A new :class:`InjectHyperparamsState`; ``state`` is unchanged.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import gradtx
+      >>> tx = gradtx.inject_hyperparams(gradtx.rmsprop)(learning_rate=1e-2)
+      >>> state = tx.init({"w": jnp.zeros(2)})
+      >>> state = gradtx.set_hyperparams(state, learning_rate=1e-3)
+      >>> state.hyperparams["learning_rate"]
+      Array(0.001, dtype=float32)
     """
     unknown = sorted(set(values) - set(state.hyperparams))
     if unknown:

@@ -21,11 +21,35 @@ from gradtx._base import (
 
 
 class MaskedNode(NamedTuple):
-    """Stands in for a leaf a transform does not own: an empty pytree node, so the
-    transform's state holds nothing for it (optax's ``MaskedNode``)."""
+    r"""An empty pytree node standing in for a leaf a transform does not own.
+
+    A transform restricted by :func:`masked` or :func:`partition` sees ``MaskedNode()`` in
+    place of the leaves outside its group, so its state holds nothing for them (optax's
+    ``MaskedNode``).
+
+    Example:
+      >>> import jax
+      >>> import gradtx
+      >>> jax.tree.leaves({"w": 1.0, "b": gradtx.MaskedNode()})
+      [1.0]
+    """
 
 
 class MaskedState(NamedTuple):
+    r"""The state of :func:`masked`: the inner transform's state over the leaves it owns.
+
+    Attributes:
+      inner_state: the inner state; masked-out leaves are :class:`MaskedNode`.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import gradtx
+      >>> tx = gradtx.masked(gradtx.trace(0.9), {"w": True, "b": False})
+      >>> tx.init({"w": jnp.zeros(2), "b": jnp.zeros(1)})
+      MaskedState(inner_state=TraceState(trace={'b': MaskedNode(),
+                                                'w': Array([0., 0.], dtype=float32)}))
+    """
+
     inner_state: Any
 
 
@@ -51,20 +75,33 @@ def mask_tree(tree: Any, mask: Any) -> Any:
 
 
 def masked(inner: Any, mask: Any) -> GradientTransformation:
-    """Apply ``inner`` to the leaves where ``mask`` is True; pass the others unchanged.
+    r"""Apply a transform to the leaves where a mask is True; pass the others unchanged.
 
-    ``mask`` is a pytree of bools with the params' structure (or a prefix of it, one
-    bool per subtree), or a function ``params -> mask``. ``inner`` sees only the leaves
-    it owns: the others are replaced by an empty :class:`MaskedNode`, so they have no
-    state (a masked-out leaf costs no memory and cannot be touched by ``inner``). The
-    mask must be static (Python bools), as in ``optax.masked``, whose name, arguments,
-    state layout (:class:`MaskedState`) and behaviour these are.
+    ``inner`` sees only the leaves it owns: the others are replaced by an empty
+    :class:`MaskedNode`, so they have no state (a masked-out leaf costs no memory and cannot
+    be touched by ``inner``). The mask must be static (Python bools), as in
+    ``optax.masked``, whose name, arguments, state layout (:class:`MaskedState`) and
+    behaviour these are.
 
-    Typical use, torch's "weight decay on weights but not biases"::
+    Args:
+      inner: the transform to apply (gradtx or optax).
+      mask: a pytree of bools with the params' structure (or a prefix of it, one bool per
+        subtree), or a function ``params -> mask``.
 
-        chain(masked(add_decayed_weights(1e-4), lambda p: {k: k != "b" for k in p}), ...)
+    Returns:
+      A :class:`~gradtx.GradientTransformation` whose state is a :class:`MaskedState`.
 
-    (or ``add_decayed_weights(1e-4, mask=...)``, which does the same).
+    Example:
+      Weight decay on the weights but not the biases (torch's usual param groups; the same
+      as ``add_decayed_weights(1e-1, mask=...)``):
+
+      >>> import jax.numpy as jnp
+      >>> import gradtx
+      >>> tx = gradtx.masked(gradtx.add_decayed_weights(1e-1), lambda p: {k: k != "b" for k in p})
+      >>> params = {"w": jnp.array([1.0]), "b": jnp.array([1.0])}
+      >>> updates, _ = tx.update({"w": jnp.zeros(1), "b": jnp.zeros(1)}, tx.init(params), params)
+      >>> print(updates["w"], updates["b"])
+      [0.1] [0.]
     """
     inner_update = update_with_extra_args(inner)
 

@@ -36,20 +36,76 @@ from gradtx._numerics import one_minus_power
 
 
 class ScaleByRmsState(NamedTuple):
+    r"""The state of :func:`scale_by_rms` (without bias correction).
+
+    Attributes:
+      nu: the moving average of the squared gradients, like the params.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import gradtx
+      >>> gradtx.scale_by_rms().init({"w": jnp.zeros(2)})
+      ScaleByRmsState(nu={'w': Array([0., 0.], dtype=float32)})
+    """
+
     nu: Any  # EMA of g**2, mirrors params
 
 
 class ScaleByRmsWithCountState(NamedTuple):
+    r"""The state of :func:`scale_by_rms` with ``bias_correction=True``.
+
+    Attributes:
+      count: an ``int32`` scalar, the updates made so far (for the bias correction).
+      nu: the moving average of the squared gradients, like the params.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import gradtx
+      >>> gradtx.scale_by_rms(bias_correction=True).init({"w": jnp.zeros(2)})
+      ScaleByRmsWithCountState(count=Array(0, dtype=int32),
+                                 nu={'w': Array([0., 0.], dtype=float32)})
+    """
+
     count: jax.Array  # int32 scalar, updates made so far
     nu: Any
 
 
 class ScaleByRStdDevState(NamedTuple):
+    r"""The state of :func:`scale_by_stddev` (without bias correction).
+
+    Attributes:
+      mu: the moving average of the gradients, like the params.
+      nu: the moving average of the squared gradients, like the params.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import gradtx
+      >>> gradtx.scale_by_stddev().init({"w": jnp.zeros(2)})
+      ScaleByRStdDevState(mu={'w': Array([0., 0.], dtype=float32)},
+                            nu={'w': Array([0., 0.], dtype=float32)})
+    """
+
     mu: Any  # EMA of g, mirrors params
     nu: Any  # EMA of g**2, mirrors params
 
 
 class ScaleByRStdDevWithCountState(NamedTuple):
+    r"""The state of :func:`scale_by_stddev` with ``bias_correction=True``.
+
+    Attributes:
+      count: an ``int32`` scalar, the updates made so far (for the bias correction).
+      mu: the moving average of the gradients, like the params.
+      nu: the moving average of the squared gradients, like the params.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import gradtx
+      >>> gradtx.scale_by_stddev(bias_correction=True).init({"w": jnp.zeros(2)})
+      ScaleByRStdDevWithCountState(count=Array(0, dtype=int32),
+                                     mu={'w': Array([0., 0.], dtype=float32)},
+                                     nu={'w': Array([0., 0.], dtype=float32)})
+    """
+
     count: jax.Array
     mu: Any
     nu: Any
@@ -114,23 +170,50 @@ def scale_by_rms(
 ) -> GradientTransformation:
     r"""Divide updates by the root of an exponential moving average of their squares.
 
+    Formula::
+
+        nu_t = decay * nu_(t-1) + (1 - decay) * g_t**2           nu_0 = initial_scale
+        nu^_t = nu_t / (1 - decay**t)   if bias_correction,   else nu_t
+        u_t = g_t / sqrt(nu^_t + eps)     if eps_in_sqrt
+        u_t = g_t / (sqrt(nu^_t) + eps)   otherwise (torch's RMSprop)
+
     .. math::
         \nu_t = \beta\,\nu_{t-1} + (1-\beta)\,g_t^2, \qquad
         \hat\nu_t = \nu_t / (1-\beta^t) \text{ if bias_correction else } \nu_t, \\
         u_t = g_t / \sqrt{\hat\nu_t + \epsilon} \text{ (eps_in_sqrt)} \quad\text{or}\quad
         u_t = g_t / (\sqrt{\hat\nu_t} + \epsilon),
 
-    with :math:`\beta` = ``decay`` and :math:`\nu_0` = ``initial_scale``.
-    ``accumulator_dtype`` sets the dtype of :math:`\nu` (default ``None``: the param's);
-    the update keeps the param's dtype.
+    with :math:`\beta` = ``decay`` and :math:`\nu_0` = ``initial_scale``. Same arguments,
+    defaults and numbers as ``optax.scale_by_rms`` (optax 0.2.8), which has no
+    ``accumulator_dtype``. A complex leaf is normalised as two reals (torch's convention).
 
-    Same arguments, defaults and numbers as ``optax.scale_by_rms`` (optax 0.2.8), which
-    has no ``accumulator_dtype``.
+    Args:
+      decay: :math:`\beta`, in ``[0, 1]``.
+      eps: :math:`\epsilon` (``>= 0``).
+      initial_scale: :math:`\nu_0` (``>= 0``).
+      eps_in_sqrt: add :math:`\epsilon` inside the root (optax's default) or outside it
+        (torch's RMSprop).
+      bias_correction: divide :math:`\nu_t` by :math:`1-\beta^t`.
+      accumulator_dtype: the dtype of :math:`\nu` (``None``: the param's); the update keeps
+        the param's dtype.
 
-    Example (bfloat16 params, float32 state)::
+    Returns:
+      A :class:`~gradtx.GradientTransformation` whose state is a :class:`ScaleByRmsState`
+      (a :class:`ScaleByRmsWithCountState` with ``bias_correction``).
 
-        tx = gradtx.scale_by_rms(accumulator_dtype=jnp.float32)
-        state = tx.init({"w": jnp.ones(3, jnp.bfloat16)})  # state.nu["w"]: float32
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import gradtx
+      >>> tx = gradtx.scale_by_rms(decay=0.99, eps_in_sqrt=False)
+      >>> updates, state = tx.update({"w": jnp.array([0.5, -2.0])}, tx.init({"w": jnp.zeros(2)}))
+      >>> print(updates["w"].round(4))  # first step: g / sqrt(0.01 g**2) = 10 sign(g)
+      [ 10. -10.]
+
+      bfloat16 params with a float32 average:
+
+      >>> tx = gradtx.scale_by_rms(accumulator_dtype=jnp.float32)
+      >>> tx.init({"w": jnp.ones(2, jnp.bfloat16)}).nu["w"].dtype
+      dtype('float32')
     """
     _check(decay, eps, initial_scale, eps_in_sqrt=eps_in_sqrt, bias_correction=bias_correction)
     acc_dtype = check.float_dtype("accumulator_dtype", accumulator_dtype)
@@ -165,6 +248,13 @@ def scale_by_stddev(
 ) -> GradientTransformation:
     r"""Divide updates by a running estimate of their standard deviation (centered RMSprop).
 
+    Formula::
+
+        mu_t = decay * mu_(t-1) + (1 - decay) * g_t              mu_0 = 0
+        nu_t = decay * nu_(t-1) + (1 - decay) * g_t**2           nu_0 = initial_scale
+        u_t = g_t / sqrt(nu^_t - mu^_t**2 + eps)      if eps_in_sqrt
+        u_t = g_t / (sqrt(nu^_t - mu^_t**2) + eps)    otherwise (torch's centered RMSprop)
+
     .. math::
         \mu_t = \beta\,\mu_{t-1} + (1-\beta)\,g_t, \qquad
         \nu_t = \beta\,\nu_{t-1} + (1-\beta)\,g_t^2, \\
@@ -172,17 +262,40 @@ def scale_by_stddev(
         \quad\text{or}\quad u_t = g_t / (\sqrt{\hat\nu_t - \hat\mu_t^2} + \epsilon),
 
     with hats the bias-corrected moments when ``bias_correction`` (else the moments),
-    :math:`\mu_0 = 0` and :math:`\nu_0` = ``initial_scale``.
+    :math:`\mu_0 = 0` and :math:`\nu_0` = ``initial_scale``. Same arguments, defaults and
+    numbers as ``optax.scale_by_stddev`` (optax 0.2.8); ``torch.optim.RMSprop(centered=True)``
+    is ``decay=alpha, eps_in_sqrt=False``.
 
-    Same arguments, defaults and numbers as ``optax.scale_by_stddev`` (optax 0.2.8).
-    ``torch.optim.RMSprop(centered=True)`` is ``decay=alpha, eps_in_sqrt=False``.
+    In floating point :math:`\nu - \mu^2` can cancel to a tiny negative number, whose square
+    root is NaN (torch and optax both let that happen); ``clamp_variance=True`` (off by
+    default, for parity) clamps the variance at zero first.
 
-    In floating point :math:`\nu - \mu^2` can cancel to a tiny negative number, whose
-    square root is NaN (torch and optax both let that happen). ``clamp_variance=True``
-    (off by default, for parity) clamps the variance at zero first.
+    Args:
+      decay: :math:`\beta`, in ``[0, 1]``.
+      eps: :math:`\epsilon` (``>= 0``).
+      initial_scale: :math:`\nu_0` (``>= 0``).
+      eps_in_sqrt: add :math:`\epsilon` inside the root (optax's default) or outside it
+        (torch's RMSprop).
+      bias_correction: divide both moments by :math:`1-\beta^t`.
+      clamp_variance: clamp :math:`\hat\nu_t - \hat\mu_t^2` at 0.
+      accumulator_dtype: the dtype of :math:`\mu` and :math:`\nu` (``None``: the param's);
+        the update keeps the param's dtype.
 
-    ``accumulator_dtype`` sets the dtype of :math:`\mu` and :math:`\nu` (default
-    ``None``: the param's); the update keeps the param's dtype.
+    Returns:
+      A :class:`~gradtx.GradientTransformation` whose state is a
+      :class:`ScaleByRStdDevState` (a :class:`ScaleByRStdDevWithCountState` with
+      ``bias_correction``).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import gradtx
+      >>> tx = gradtx.scale_by_stddev(decay=0.5, eps=0.0)
+      >>> state = tx.init({"w": jnp.zeros(1)})
+      >>> for g in (1.0, 3.0):
+      ...     updates, state = tx.update({"w": jnp.array([g])}, state)
+      ...     print(updates["w"])
+      [2.]
+      [2.309401]
     """
     _check(
         decay,

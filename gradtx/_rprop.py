@@ -218,6 +218,34 @@ def scale_by_rprop(
     returns each step's update one step late (its first update is zero), and it does not
     clip :math:`\Delta` when :math:`g_t g'_{t-1} = 0`, so a ``learning_rate`` outside the
     bounds is used as is on the first step. optax and torch offer only iRprop-.
+
+    Args:
+      learning_rate: :math:`\Delta_0`, the initial step size (``>= 0``), clipped into the
+        bounds.
+      eta_minus: :math:`\eta^-`, the factor after a sign change (in ``(0, 1)``).
+      eta_plus: :math:`\eta^+`, the factor while the sign holds (``> 1``).
+      min_step_size: :math:`\Delta_{\min}` (``>= 0``).
+      max_step_size: :math:`\Delta_{\max}` (``>= min_step_size``).
+      variant: ``"irprop-"`` (torch's, the default), ``"rprop-"``, ``"rprop+"`` or
+        ``"irprop+"`` (which needs ``value=loss`` at each update).
+
+    Returns:
+      A :class:`~gradtx.GradientTransformation` whose update is :math:`u_t = -\Delta w_t`.
+
+    Example:
+      Three steps of iRprop-: the step size grows while a sign holds, shrinks (and the
+      weight waits) where it flips, and stays where the gradient is zero:
+
+      >>> import jax.numpy as jnp
+      >>> import gradtx
+      >>> tx = gradtx.scale_by_rprop(learning_rate=0.1)
+      >>> state = tx.init({"w": jnp.zeros(3)})
+      >>> for g in ([1.0, 1.0, -1.0], [1.0, -1.0, -1.0], [1.0, 1.0, 0.0]):
+      ...     updates, state = tx.update({"w": jnp.array(g)}, state)
+      ...     print([round(float(u), 4) for u in updates["w"]])
+      [0.1, 0.1, -0.1]
+      [0.12, 0.0, -0.12]
+      [0.144, 0.05, 0.0]
     """
     if callable(learning_rate):  # a schedule: its value at step 0 seeds Δ_0 (and only that)
         learning_rate = learning_rate(jnp.zeros([], jnp.int32))

@@ -17,14 +17,41 @@ from gradtx import _packing as packing
 
 
 class ScaleByRpropState(NamedTuple):
-    """Rprop's unpacked state (``max_step_size`` given as an array): 5 B per float32 weight."""
+    r"""Rprop's unpacked state (``max_step_size`` given as an array): 5 B per float32 weight.
+
+    Attributes:
+      step_sizes: :math:`\Delta` per weight, in the step-size dtype, like the params.
+      prev_signs: the sign of the previous (possibly zeroed) gradient :math:`g'`, ``int8``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import gradtx
+      >>> inject = gradtx.inject_hyperparams(gradtx.scale_by_rprop)
+      >>> tx = inject(learning_rate=0.01, max_step_size=50.0)
+      >>> type(tx.init({"w": jnp.zeros(2)}).inner_state).__name__
+      'ScaleByRpropState'
+    """
 
     step_sizes: Any  # Δ, per weight, in the step-size dtype; mirrors params
     prev_signs: Any  # sign of the previous (possibly zeroed) gradient g', int8; mirrors params
 
 
 class ScaleByIRpropPlusState(NamedTuple):
-    """iRprop+'s unpacked state: Rprop's, plus the previous loss :math:`E_{t-1}`."""
+    r"""iRprop+'s unpacked state: Rprop's, plus the previous loss :math:`E_{t-1}`.
+
+    Attributes:
+      step_sizes: :math:`\Delta` per weight, like the params.
+      prev_signs: the sign of :math:`g'`, ``int8``, like the params.
+      prev_value: :math:`E_{t-1}`, a scalar, ``+inf`` before the first update.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import gradtx
+      >>> tx = gradtx.inject_hyperparams(gradtx.scale_by_rprop, static_args="variant")(
+      ...     learning_rate=0.01, max_step_size=50.0, variant="irprop+")
+      >>> type(tx.init({"w": jnp.zeros(2)}).inner_state).__name__
+      'ScaleByIRpropPlusState'
+    """
 
     step_sizes: Any
     prev_signs: Any
@@ -32,15 +59,40 @@ class ScaleByIRpropPlusState(NamedTuple):
 
 
 class ScaleByRpropPackedState(NamedTuple):
-    """Rprop's state: :math:`\\Delta` and :math:`\\operatorname{sign}(g')` packed in one
-    integer per weight (4 B per float32 weight). Read it with :func:`rprop_step_sizes` and
-    :func:`rprop_prev_signs`."""
+    r"""Rprop's state: step size and previous sign packed in one integer per weight.
+
+    4 B per float32 weight. Read it with :func:`rprop_step_sizes` and
+    :func:`rprop_prev_signs`.
+
+    Attributes:
+      packed: per weight, :math:`\Delta` and :math:`\operatorname{sign}(g')` in one unsigned
+      integer (``uint32`` for float32 step sizes).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import gradtx
+      >>> state = gradtx.scale_by_rprop(0.01).init({"w": jnp.zeros(2)})
+      >>> type(state).__name__, state.packed["w"].dtype
+      ('ScaleByRpropPackedState', dtype('uint32'))
+    """
 
     packed: Any  # uint32 (float32 steps), uint64, uint16 (float16), int16 (bfloat16)
 
 
 class ScaleByIRpropPlusPackedState(NamedTuple):
-    """iRprop+'s state: Rprop's packed state plus the previous loss :math:`E_{t-1}`."""
+    r"""iRprop+'s state: Rprop's packed state plus the previous loss :math:`E_{t-1}`.
+
+    Attributes:
+      packed: as in :class:`ScaleByRpropPackedState`.
+      prev_value: :math:`E_{t-1}`, a scalar, ``+inf`` before the first update.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import gradtx
+      >>> state = gradtx.scale_by_rprop(0.01, variant="irprop+").init({"w": jnp.zeros(2)})
+      >>> type(state).__name__, float(state.prev_value)
+      ('ScaleByIRpropPlusPackedState', inf)
+    """
 
     packed: Any
     prev_value: jax.Array
@@ -75,24 +127,45 @@ def _field(state: Any, which: int) -> Any:
 
 
 def rprop_step_sizes(state: Any) -> Any:
-    """The step sizes :math:`\\Delta` of an Rprop state, as a float tree mirroring params.
+    r"""The step sizes :math:`\Delta` of an Rprop state, as a float tree mirroring the params.
 
-    ``state`` is the state of :func:`gradtx.scale_by_rprop` or of anything holding one
-    (``gradtx.rprop``'s chain, ``inject_hyperparams``, ...). The dtype is the step sizes'
-    (``accumulator_dtype``, else the param's; complex params have real ones of shape
-    ``(..., 2)``).
+    The dtype is the step sizes' (``accumulator_dtype``, else the param's; complex params
+    have real ones of shape ``(..., 2)``).
 
-    >>> import jax.numpy as jnp, gradtx
-    >>> tx = gradtx.rprop(learning_rate=0.01)
-    >>> gradtx.rprop_step_sizes(tx.init({"w": jnp.zeros(2)}))["w"]
-    Array([0.01, 0.01], dtype=float32)
+    Args:
+      state: the state of :func:`gradtx.scale_by_rprop` or of anything holding one
+        (:func:`gradtx.rprop`'s chain, :func:`gradtx.inject_hyperparams`, ...).
+
+    Returns:
+      A tree of float arrays like the params.
+
+    Example:
+      >>> import jax.numpy as jnp, gradtx
+      >>> tx = gradtx.rprop(learning_rate=0.01)
+      >>> gradtx.rprop_step_sizes(tx.init({"w": jnp.zeros(2)}))["w"]
+      Array([0.01, 0.01], dtype=float32)
     """
     return _field(state, 0)
 
 
 def rprop_prev_signs(state: Any) -> Any:
-    """The signs of the stored previous gradients :math:`g'` (``int8`` -1, 0 or +1; 0
-    where the last step zeroed it), as a tree mirroring params."""
+    r"""The signs of the stored previous gradients :math:`g'` of an Rprop state.
+
+    Args:
+      state: the state of :func:`gradtx.scale_by_rprop` or of anything holding one.
+
+    Returns:
+      A tree of ``int8`` arrays (-1, 0 or +1; 0 where the last step zeroed :math:`g'`) like
+      the params.
+
+    Example:
+      >>> import jax.numpy as jnp, gradtx
+      >>> tx = gradtx.rprop()
+      >>> params = {"w": jnp.zeros(3)}
+      >>> _, state = tx.update({"w": jnp.array([2.0, -1.0, 0.0])}, tx.init(params), params)
+      >>> gradtx.rprop_prev_signs(state)["w"]
+      Array([ 1, -1,  0], dtype=int8)
+    """
     return _field(state, 1)
 
 

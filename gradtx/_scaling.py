@@ -13,6 +13,18 @@ from gradtx._leafwise import counter, leafwise
 
 
 class ScaleByScheduleState(NamedTuple):
+    r"""The state of :func:`scale_by_schedule`: the number of updates made so far.
+
+    Attributes:
+      count: an ``int32`` scalar, 0 before the first update.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import gradtx
+      >>> gradtx.scale_by_schedule(lambda t: 0.1).init({"w": jnp.zeros(2)})
+      ScaleByScheduleState(count=Array(0, dtype=int32))
+    """
+
     count: jax.Array  # int32 scalar, updates made so far
 
 
@@ -22,18 +34,65 @@ def _times(factor, g):
 
 
 def scale(step_size: float) -> GradientTransformation:
-    r""":math:`u_t = s\,g_t` for a fixed scalar :math:`s` = ``step_size``.
+    r"""Multiply the updates by a fixed number.
 
-    Same as ``optax.scale``; ``scale(-1.0)`` turns an ascent direction into descent
-    (and is what ``maximize=True`` prepends in the aliases).
+    Formula::
+
+        u_t = step_size * g_t
+
+    .. math:: u_t = s\,g_t, \qquad s = \texttt{step\_size}
+
+    Same as ``optax.scale``; ``scale(-1.0)`` turns an ascent direction into descent (and is
+    what ``maximize=True`` prepends in the aliases).
+
+    Args:
+      step_size: the factor (finite).
+
+    Returns:
+      A stateless :class:`~gradtx.GradientTransformation`.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import gradtx
+      >>> tx = gradtx.scale(-0.5)
+      >>> updates, _ = tx.update({"w": jnp.array([1.0, -2.0])}, tx.init(None))
+      >>> print(updates["w"])
+      [-0.5  1. ]
     """
     check.finite("step_size", step_size)
     return leafwise(lambda g: (_times(step_size, g), ()))
 
 
 def scale_by_schedule(step_size_fn) -> GradientTransformation:
-    r""":math:`u_t = s(t)\,g_t` where :math:`s` is a function of the step count :math:`t`
-    (0 on the first update). Same as ``optax.scale_by_schedule``."""
+    r"""Multiply the updates by a function of the step count.
+
+    Formula::
+
+        u_t = s(t) * g_t          t = 0 on the first update
+
+    .. math:: u_t = s(t)\,g_t
+
+    Same as ``optax.scale_by_schedule``.
+
+    Args:
+      step_size_fn: a schedule: a function from the ``int32`` step count to a scalar.
+
+    Returns:
+      A :class:`~gradtx.GradientTransformation` whose state is a
+      :class:`ScaleByScheduleState`.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import gradtx
+      >>> tx = gradtx.scale_by_schedule(lambda t: 1.0 / (t + 1))
+      >>> state = tx.init({"w": jnp.zeros(1)})
+      >>> for _ in range(3):
+      ...     updates, state = tx.update({"w": jnp.ones(1)}, state)
+      ...     print(updates["w"])
+      [1.]
+      [0.5]
+      [0.33333334]
+    """
 
     def update_leaf(g, *, step_size):
         return _times(step_size, g), ()
@@ -48,10 +107,34 @@ def scale_by_schedule(step_size_fn) -> GradientTransformation:
 def scale_by_learning_rate(
     learning_rate: ScalarOrSchedule | None = None, *, flip_sign: bool = True
 ) -> GradientTransformation:
-    r""":math:`u_t = -\gamma_t\,g_t` (or :math:`+\gamma_t g_t` when ``flip_sign=False``).
+    r"""Multiply the updates by minus the learning rate (a number or a schedule).
 
-    :math:`\gamma` = ``learning_rate`` is a scalar or a schedule of the step count;
-    ``None`` means no scaling. Same as ``optax.scale_by_learning_rate``.
+    Formula::
+
+        u_t = -lr(t) * g_t           (+lr(t) * g_t with flip_sign=False)
+
+    .. math::
+        u_t = -\gamma_t\,g_t \quad (\text{or } +\gamma_t\,g_t \text{ with }
+        \texttt{flip\_sign=False})
+
+    Same as ``optax.scale_by_learning_rate``.
+
+    Args:
+      learning_rate: :math:`\gamma`, a number ``>= 0`` or a schedule of the step count;
+        ``None`` means no scaling.
+      flip_sign: negate, turning a gradient into a descent step (the default).
+
+    Returns:
+      A :class:`~gradtx.GradientTransformation`, stateless for a number, with a
+      :class:`ScaleByScheduleState` for a schedule.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import gradtx
+      >>> tx = gradtx.scale_by_learning_rate(0.1)
+      >>> updates, _ = tx.update({"w": jnp.array([1.0, -2.0])}, tx.init(None))
+      >>> print(updates["w"])
+      [-0.1  0.2]
     """
     check.flag("flip_sign", flip_sign)
     if learning_rate is None:

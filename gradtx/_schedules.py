@@ -26,7 +26,27 @@ from gradtx._base import Scalar, Schedule
 
 
 def constant_schedule(value: Scalar) -> Schedule:
-    r""":math:`s(t) = v` for every :math:`t`. Same as ``optax.constant_schedule``."""
+    r"""The same value at every step.
+
+    Formula::
+
+        s(t) = value
+
+    .. math:: s(t) = v
+
+    Same as ``optax.constant_schedule``.
+
+    Args:
+      value: the value (a number or a scalar array).
+
+    Returns:
+      A schedule, a function of the step count.
+
+    Example:
+      >>> import gradtx
+      >>> gradtx.constant_schedule(0.1)(1000)
+      0.1
+    """
 
     def schedule(count):
         del count
@@ -42,15 +62,36 @@ def polynomial_schedule(
     transition_steps: int,
     transition_begin: int = 0,
 ) -> Schedule:
-    r"""From :math:`I` = ``init_value`` to :math:`E` = ``end_value`` along a polynomial:
+    r"""From ``init_value`` to ``end_value`` along a polynomial of the step count.
+
+    Formula::
+
+        s(t) = (I - E) * (1 - tau/T)**P + E,    tau = clip(t - B, 0, T)
 
     .. math::
         s(t) = (I - E)\,\big(1 - \tau / T\big)^{P} + E, \qquad
         \tau = \operatorname{clip}(t - B, 0, T),
 
-    with :math:`T` = ``transition_steps``, :math:`B` = ``transition_begin`` and
-    :math:`P` = ``power``. As in ``optax.polynomial_schedule``, ``transition_steps <= 0``
-    gives the constant :math:`I` and a negative ``transition_begin`` counts as 0.
+    with :math:`I` = ``init_value``, :math:`E` = ``end_value``, :math:`P` = ``power``,
+    :math:`T` = ``transition_steps`` and :math:`B` = ``transition_begin``. As in
+    ``optax.polynomial_schedule``, ``transition_steps <= 0`` gives the constant :math:`I` and
+    a negative ``transition_begin`` counts as 0.
+
+    Args:
+      init_value: the value up to step ``transition_begin``.
+      end_value: the value from step ``transition_begin + transition_steps`` on.
+      power: the exponent of the polynomial (1: linear).
+      transition_steps: the number of steps of the transition.
+      transition_begin: the step at which the transition starts.
+
+    Returns:
+      A schedule, a function of the step count.
+
+    Example:
+      >>> import gradtx
+      >>> schedule = gradtx.polynomial_schedule(1.0, 0.0, power=2, transition_steps=10)
+      >>> [round(float(schedule(t)), 2) for t in (0, 5, 10, 20)]
+      [1.0, 0.25, 0.0, 0.0]
     """
     if transition_steps <= 0:
         return constant_schedule(init_value)
@@ -67,19 +108,62 @@ def polynomial_schedule(
 def linear_schedule(
     init_value: Scalar, end_value: Scalar, transition_steps: int, transition_begin: int = 0
 ) -> Schedule:
-    r"""Linear from ``init_value`` to ``end_value`` over ``transition_steps`` updates after
-    ``transition_begin``: :func:`polynomial_schedule` with ``power=1``. Same as
-    ``optax.linear_schedule`` (and torch's ``LinearLR``, counted in updates)."""
+    r"""Linear from ``init_value`` to ``end_value`` over ``transition_steps`` steps.
+
+    Formula::
+
+        s(t) = I + (E - I) * clip(t - B, 0, T) / T
+
+    .. math:: s(t) = I + (E - I)\,\operatorname{clip}(t - B, 0, T) / T
+
+    :func:`polynomial_schedule` with ``power=1``. Same as ``optax.linear_schedule`` (and
+    torch's ``LinearLR``, counted in updates).
+
+    Args:
+      init_value: :math:`I`, the value up to step ``transition_begin``.
+      end_value: :math:`E`, the value from step ``transition_begin + transition_steps`` on.
+      transition_steps: :math:`T`, the number of steps of the transition.
+      transition_begin: :math:`B`, the step at which the transition starts.
+
+    Returns:
+      A schedule, a function of the step count.
+
+    Example:
+      >>> import gradtx
+      >>> schedule = gradtx.linear_schedule(0.0, 1.0, transition_steps=4)
+      >>> [float(schedule(t)) for t in range(6)]
+      [0.0, 0.25, 0.5, 0.75, 1.0, 1.0]
+    """
     return polynomial_schedule(init_value, end_value, 1, transition_steps, transition_begin)
 
 
 def piecewise_constant_schedule(
     init_value: Scalar, boundaries_and_scales: dict[int, float] | None = None
 ) -> Schedule:
-    r""":math:`s(t) = I \prod_{b_i \le t} f_i` for ``boundaries_and_scales`` =
-    :math:`\{b_i: f_i\}`: the value is multiplied by :math:`f_i` from update
-    :math:`b_i` on. Same as ``optax.piecewise_constant_schedule`` (torch's
-    ``MultiStepLR`` with ``gamma`` = each :math:`f_i`). The scales must be ``>= 0``.
+    r"""A value multiplied by a factor at each of some steps.
+
+    Formula::
+
+        s(t) = I * product of f_i over the boundaries b_i <= t
+
+    .. math:: s(t) = I \prod_{b_i \le t} f_i
+
+    for ``boundaries_and_scales`` = :math:`\{b_i: f_i\}`: the value is multiplied by
+    :math:`f_i` from step :math:`b_i` on. Same as ``optax.piecewise_constant_schedule``
+    (torch's ``MultiStepLR``, with ``gamma`` = each :math:`f_i`).
+
+    Args:
+      init_value: :math:`I`, the value before the first boundary.
+      boundaries_and_scales: ``{step: factor}``; the factors must be ``>= 0``.
+
+    Returns:
+      A schedule, a function of the step count.
+
+    Example:
+      >>> import gradtx
+      >>> schedule = gradtx.piecewise_constant_schedule(1.0, {2: 0.5, 4: 0.1})
+      >>> [round(float(schedule(t)), 3) for t in range(6)]
+      [1.0, 1.0, 0.5, 0.5, 0.05, 0.05]
     """
     items = sorted((boundaries_and_scales or {}).items())
     for boundary, factor in items:
@@ -106,14 +190,38 @@ def exponential_decay(
     staircase: bool = False,
     end_value: Scalar | None = None,
 ) -> Schedule:
-    r""":math:`s(t) = I\,r^{(t - B)/T}` for :math:`t > B`, else :math:`I`.
+    r"""Exponential decay of the value, by ``decay_rate`` every ``transition_steps`` steps.
 
-    :math:`I` = ``init_value``, :math:`r` = ``decay_rate``, :math:`T` =
-    ``transition_steps``, :math:`B` = ``transition_begin``; ``staircase`` floors the
+    Formula::
+
+        s(t) = I * r**((t - B) / T)   for t > B,   else I
+
+    .. math::
+        s(t) = \begin{cases} I\,r^{(t - B)/T} & t > B \\ I & \text{otherwise,} \end{cases}
+
+    with :math:`I` = ``init_value``, :math:`r` = ``decay_rate``, :math:`T` =
+    ``transition_steps`` and :math:`B` = ``transition_begin``. ``staircase`` floors the
     exponent; ``end_value`` bounds the result (below if :math:`r < 1`, above otherwise).
     Same as ``optax.exponential_decay``, including its degenerate cases
-    (``transition_steps <= 0`` or ``decay_rate == 0``: the constant :math:`I`).
-    torch's ``ExponentialLR(gamma)`` is ``transition_steps=1, decay_rate=gamma``.
+    (``transition_steps <= 0`` or ``decay_rate == 0``: the constant :math:`I`). torch's
+    ``ExponentialLR(gamma)`` is ``transition_steps=1, decay_rate=gamma``.
+
+    Args:
+      init_value: :math:`I`, the value up to step ``transition_begin``.
+      transition_steps: :math:`T`, the steps over which the value is multiplied by ``decay_rate``.
+      decay_rate: :math:`r`.
+      transition_begin: :math:`B`, the step at which the decay starts.
+      staircase: decay in steps of ``transition_steps`` instead of continuously.
+      end_value: the bound the value does not pass, or ``None``.
+
+    Returns:
+      A schedule, a function of the step count.
+
+    Example:
+      >>> import gradtx
+      >>> schedule = gradtx.exponential_decay(1.0, transition_steps=1, decay_rate=0.5)
+      >>> [float(schedule(t)) for t in range(4)]
+      [1.0, 0.5, 0.25, 0.125]
     """
     check.flag("staircase", staircase)
     if transition_steps <= 0 or decay_rate == 0:
@@ -135,15 +243,34 @@ def exponential_decay(
 def cosine_decay_schedule(
     init_value: Scalar, decay_steps: int, alpha: Scalar = 0.0, exponent: Scalar = 1.0
 ) -> Schedule:
-    r"""Cosine decay (Loshchilov & Hutter, 2017) from :math:`I` = ``init_value`` to
-    :math:`\alpha I` over :math:`T` = ``decay_steps`` updates, then constant:
+    r"""Cosine decay (Loshchilov & Hutter, 2017) from ``init_value`` to ``alpha * init_value``.
+
+    Formula::
+
+        s(t) = I * ((1 - alpha) * (0.5 * (1 + cos(pi * min(t, T) / T)))**p + alpha)
 
     .. math::
         s(t) = I\,\Big((1-\alpha)\big[\tfrac12\big(1 + \cos(\pi \min(t, T)/T)\big)\big]^{p}
             + \alpha\Big),
 
-    with :math:`p` = ``exponent``. Same as ``optax.cosine_decay_schedule`` (torch's
-    ``CosineAnnealingLR`` with ``T_max = T`` and ``eta_min`` = :math:`\alpha I`).
+    with :math:`I` = ``init_value``, :math:`T` = ``decay_steps`` and :math:`p` =
+    ``exponent``; constant after :math:`T`. Same as ``optax.cosine_decay_schedule``
+    (torch's ``CosineAnnealingLR`` with ``T_max = T`` and ``eta_min`` = :math:`\alpha I`).
+
+    Args:
+      init_value: :math:`I`, the value at step 0.
+      decay_steps: :math:`T`, the steps of the decay (``> 0``).
+      alpha: the final value as a fraction of ``init_value``.
+      exponent: :math:`p`, the power of the cosine factor.
+
+    Returns:
+      A schedule, a function of the step count.
+
+    Example:
+      >>> import gradtx
+      >>> schedule = gradtx.cosine_decay_schedule(1.0, decay_steps=4)
+      >>> [round(float(schedule(t)), 3) for t in range(6)]
+      [1.0, 0.854, 0.5, 0.146, 0.0, 0.0]
     """
     check.positive("decay_steps", decay_steps)
     steps = float(decay_steps)
@@ -158,10 +285,31 @@ def cosine_decay_schedule(
 
 
 def join_schedules(schedules: Sequence[Schedule], boundaries: Sequence[int]) -> Schedule:
-    r"""Run ``schedules[i]`` from ``boundaries[i-1]`` to ``boundaries[i]``, each seeing the
-    count since its own start: :math:`s(t) = s_i(t - b_{i-1})` for
-    :math:`b_{i-1} \le t < b_i`. Same as ``optax.join_schedules`` (torch's
-    ``SequentialLR``, counted in updates)."""
+    r"""Run several schedules one after the other, each counting from its own start.
+
+    Formula::
+
+        s(t) = s_i(t - b_(i-1))   for b_(i-1) <= t < b_i      (b_(-1) = 0)
+
+    .. math:: s(t) = s_i(t - b_{i-1}) \quad \text{for } b_{i-1} \le t < b_i
+
+    Same as ``optax.join_schedules`` (torch's ``SequentialLR``, counted in updates).
+
+    Args:
+      schedules: the schedules, in order.
+      boundaries: the steps at which each schedule after the first takes over
+        (``len(schedules) - 1`` of them).
+
+    Returns:
+      A schedule, a function of the step count.
+
+    Example:
+      >>> import gradtx
+      >>> warmup = gradtx.linear_schedule(0.0, 1.0, transition_steps=2)
+      >>> schedule = gradtx.join_schedules([warmup, gradtx.constant_schedule(0.5)], [3])
+      >>> [float(schedule(t)) for t in range(5)]
+      [0.0, 0.5, 1.0, 0.5, 0.5]
+    """
     if len(boundaries) != len(schedules) - 1:
         raise ValueError(
             f"Invalid boundaries: {list(boundaries)!r} (need len(schedules) - 1 = "
@@ -178,8 +326,30 @@ def join_schedules(schedules: Sequence[Schedule], boundaries: Sequence[int]) -> 
 
 
 def warmup_constant_schedule(init_value: Scalar, peak_value: Scalar, warmup_steps: int) -> Schedule:
-    r"""Linear warm-up from ``init_value`` to ``peak_value`` over ``warmup_steps`` updates,
-    then constant. Same as ``optax.warmup_constant_schedule``."""
+    r"""Linear warm-up from ``init_value`` to ``peak_value``, then constant.
+
+    Formula::
+
+        s(t) = I + (P - I) * min(t, W) / W
+
+    .. math:: s(t) = I + (P - I)\,\min(t, W) / W
+
+    with :math:`W` = ``warmup_steps``. Same as ``optax.warmup_constant_schedule``.
+
+    Args:
+      init_value: :math:`I`, the value at step 0.
+      peak_value: :math:`P`, the value from step ``warmup_steps`` on.
+      warmup_steps: :math:`W`, the steps of the warm-up.
+
+    Returns:
+      A schedule, a function of the step count.
+
+    Example:
+      >>> import gradtx
+      >>> schedule = gradtx.warmup_constant_schedule(0.0, 1.0, warmup_steps=2)
+      >>> [float(schedule(t)) for t in range(4)]
+      [0.0, 0.5, 1.0, 1.0]
+    """
     return linear_schedule(init_value, peak_value, warmup_steps)
 
 
@@ -191,9 +361,40 @@ def warmup_cosine_decay_schedule(
     end_value: Scalar = 0.0,
     exponent: Scalar = 1.0,
 ) -> Schedule:
-    r"""Linear warm-up to ``peak_value`` over ``warmup_steps``, then cosine decay to
-    ``end_value`` at update ``decay_steps`` (which includes the warm-up). Same as
-    ``optax.warmup_cosine_decay_schedule``."""
+    r"""Linear warm-up to ``peak_value``, then cosine decay to ``end_value``.
+
+    Formula::
+
+        s(t) = I + (P - I) * t / W                                      for t < W
+        s(t) = E + (P - E) * (0.5 * (1 + cos(pi * min(t - W, D - W) / (D - W))))**p   after
+
+    .. math::
+        s(t) = \begin{cases}
+          I + (P - I)\,t / W & t < W, \\
+          E + (P - E)\big[\tfrac12\big(1 + \cos\frac{\pi \min(t - W,\, D - W)}{D - W}\big)\big]^{p}
+            & t \ge W,
+        \end{cases}
+
+    with :math:`W` = ``warmup_steps`` and :math:`D` = ``decay_steps`` (which includes the
+    warm-up). Same as ``optax.warmup_cosine_decay_schedule``.
+
+    Args:
+      init_value: :math:`I`, the value at step 0.
+      peak_value: :math:`P`, the value at the end of the warm-up.
+      warmup_steps: :math:`W`.
+      decay_steps: :math:`D`, the step at which the value reaches ``end_value``.
+      end_value: :math:`E`.
+      exponent: :math:`p`, the power of the cosine factor.
+
+    Returns:
+      A schedule, a function of the step count.
+
+    Example:
+      >>> import gradtx
+      >>> schedule = gradtx.warmup_cosine_decay_schedule(0.0, 1.0, warmup_steps=2, decay_steps=6)
+      >>> [round(float(schedule(t)), 3) for t in range(8)]
+      [0.0, 0.5, 1.0, 0.854, 0.5, 0.146, 0.0, 0.0]
+    """
     alpha = 0.0 if peak_value == 0.0 else end_value / peak_value
     return join_schedules(
         [

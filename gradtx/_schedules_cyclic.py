@@ -41,12 +41,33 @@ def piecewise_interpolate_schedule(
 ) -> Schedule:
     r"""Interpolate between values scaled at the boundaries.
 
-    With boundaries :math:`b_1 < \dots < b_n` (:math:`b_0 = 0`) and scales
-    :math:`s_i`, the value at :math:`b_i` is :math:`v_i = I \prod_{j \le i} s_j`
-    (:math:`I` = ``init_value``), and between :math:`b_{i-1}` and :math:`b_i` the schedule
-    moves from :math:`v_{i-1}` to :math:`v_i` linearly or along half a cosine
-    (``interpolate_type`` ``"linear"`` or ``"cosine"``); after :math:`b_n` it stays at
-    :math:`v_n`. Same as ``optax.piecewise_interpolate_schedule``; scales must be >= 0.
+    Formula::
+
+        v_i = I * s_1 * ... * s_i                         the value at boundary b_i (b_0 = 0)
+        s(t) = interp(v_(i-1), v_i, (t - b_(i-1)) / (b_i - b_(i-1)))   for b_(i-1) <= t < b_i
+        s(t) = v_n                                        for t >= b_n
+
+    .. math::
+        v_i = I \prod_{j \le i} s_j, \qquad
+        s(t) = \operatorname{interp}\Big(v_{i-1}, v_i, \frac{t - b_{i-1}}{b_i - b_{i-1}}\Big)
+        \quad (b_{i-1} \le t < b_i),
+
+    with :math:`I` = ``init_value``, ``interp`` linear or along half a cosine, and
+    :math:`v_n` after the last boundary. Same as ``optax.piecewise_interpolate_schedule``.
+
+    Args:
+      interpolate_type: ``"linear"`` or ``"cosine"``.
+      init_value: :math:`I`, the value at step 0.
+      boundaries_and_scales: ``{b_i: s_i}``, the scales ``>= 0``.
+
+    Returns:
+      A schedule, a function of the step count.
+
+    Example:
+      >>> import gradtx
+      >>> schedule = gradtx.piecewise_interpolate_schedule("linear", 1.0, {4: 0.5})
+      >>> [float(schedule(t)) for t in (0, 2, 4, 8)]
+      [1.0, 0.75, 0.5, 0.5]
     """
     check.one_of("interpolate_type", interpolate_type, ("linear", "cosine"))
     interpolate = _linear_interpolate if interpolate_type == "linear" else _cosine_interpolate
@@ -83,11 +104,30 @@ def linear_onecycle_schedule(
     div_factor: float = 25.0,
     final_div_factor: float = 1e4,
 ) -> Schedule:
-    r"""One cycle in three linear phases (Smith & Topin 2017, "Super-convergence"): from
-    :math:`p/d` (:math:`p` = ``peak_value``, :math:`d` = ``div_factor``) up to :math:`p` at
-    ``pct_start * transition_steps``, back to :math:`p/d` at ``pct_final *
+    r"""One cycle in three linear phases (Smith & Topin 2017, "Super-convergence").
+
+    From :math:`p/d` (:math:`p` = ``peak_value``, :math:`d` = ``div_factor``) up to
+    :math:`p` at ``pct_start * transition_steps``, back to :math:`p/d` at ``pct_final *
     transition_steps``, then to :math:`p/(d\,f)` (:math:`f` = ``final_div_factor``) at
-    ``transition_steps``. Same as ``optax.linear_onecycle_schedule``."""
+    ``transition_steps``. Same as ``optax.linear_onecycle_schedule``.
+
+    Args:
+      transition_steps: the length of the cycle (an ``int > 0``).
+      peak_value: :math:`p`.
+      pct_start: the fraction of the cycle spent rising.
+      pct_final: the fraction of the cycle at whose end the value is back at :math:`p/d`.
+      div_factor: :math:`d`.
+      final_div_factor: :math:`f`.
+
+    Returns:
+      A schedule, a function of the step count.
+
+    Example:
+      >>> import gradtx
+      >>> schedule = gradtx.linear_onecycle_schedule(100, peak_value=1.0)
+      >>> [round(float(schedule(t)), 3) for t in (0, 30, 85, 100)]
+      [0.04, 1.0, 0.04, 0.0]
+    """
     _check_onecycle(transition_steps)
     return piecewise_interpolate_schedule(
         "linear",
@@ -107,10 +147,28 @@ def cosine_onecycle_schedule(
     div_factor: float = 25.0,
     final_div_factor: float = 1e4,
 ) -> Schedule:
-    r"""One cycle along half cosines: from :math:`p/d` up to :math:`p` = ``peak_value`` at
-    ``pct_start * transition_steps``, then down to :math:`p/(d\,f)` at ``transition_steps``
-    (:math:`d` = ``div_factor``, :math:`f` = ``final_div_factor``); torch's ``OneCycleLR``.
-    Same as ``optax.cosine_onecycle_schedule``."""
+    r"""One cycle along half cosines: up to ``peak_value``, then down (torch's ``OneCycleLR``).
+
+    From :math:`p/d` up to :math:`p` = ``peak_value`` at ``pct_start * transition_steps``,
+    then down to :math:`p/(d\,f)` at ``transition_steps`` (:math:`d` = ``div_factor``,
+    :math:`f` = ``final_div_factor``). Same as ``optax.cosine_onecycle_schedule``.
+
+    Args:
+      transition_steps: the length of the cycle (an ``int > 0``).
+      peak_value: :math:`p`.
+      pct_start: the fraction of the cycle spent rising.
+      div_factor: :math:`d`.
+      final_div_factor: :math:`f`.
+
+    Returns:
+      A schedule, a function of the step count.
+
+    Example:
+      >>> import gradtx
+      >>> schedule = gradtx.cosine_onecycle_schedule(100, peak_value=1.0)
+      >>> [round(float(schedule(t)), 3) for t in (0, 15, 30, 100)]
+      [0.04, 0.52, 1.0, 0.0]
+    """
     _check_onecycle(transition_steps)
     return piecewise_interpolate_schedule(
         "cosine",
@@ -132,9 +190,36 @@ def warmup_exponential_decay_schedule(
     staircase: bool = False,
     end_value: Scalar | None = None,
 ) -> Schedule:
-    r"""Linear warm-up from ``init_value`` to ``peak_value`` over ``warmup_steps``, then
-    :func:`gradtx.exponential_decay` from ``peak_value`` (its count restarting at 0).
-    Same as ``optax.warmup_exponential_decay_schedule``."""
+    r"""Linear warm-up to ``peak_value``, then exponential decay from it.
+
+    Formula::
+
+        s(t) = I + (P - I) * t / W                  for t < W
+        s(t) = exponential_decay(P, ...)(t - W)     after
+
+    :func:`gradtx.linear_schedule` over ``warmup_steps``, then
+    :func:`gradtx.exponential_decay` from ``peak_value`` (its count restarting at 0). Same
+    as ``optax.warmup_exponential_decay_schedule``.
+
+    Args:
+      init_value: :math:`I`, the value at step 0.
+      peak_value: :math:`P`, the value at the end of the warm-up.
+      warmup_steps: :math:`W`.
+      transition_steps: see :func:`gradtx.exponential_decay`.
+      decay_rate: see :func:`gradtx.exponential_decay`.
+      transition_begin: see :func:`gradtx.exponential_decay`.
+      staircase: see :func:`gradtx.exponential_decay`.
+      end_value: see :func:`gradtx.exponential_decay`.
+
+    Returns:
+      A schedule, a function of the step count.
+
+    Example:
+      >>> import gradtx
+      >>> schedule = gradtx.warmup_exponential_decay_schedule(0.0, 1.0, 2, 1, 0.5)
+      >>> [float(schedule(t)) for t in range(5)]
+      [0.0, 0.5, 1.0, 0.5, 0.25]
+    """
     return join_schedules(
         [
             linear_schedule(init_value, peak_value, warmup_steps),
@@ -147,11 +232,27 @@ def warmup_exponential_decay_schedule(
 
 
 def sgdr_schedule(cosine_kwargs: Iterable[dict[str, Any]]) -> Schedule:
-    r"""SGD with warm restarts (Loshchilov & Hutter 2017): cycles of
-    :func:`gradtx.warmup_cosine_decay_schedule`, one per dict of its keyword arguments,
-    each lasting its ``decay_steps``. torch's ``CosineAnnealingWarmRestarts`` with
-    ``T_mult=1`` is cycles of equal ``decay_steps`` and ``warmup_steps=0``.
-    Same as ``optax.sgdr_schedule``."""
+    r"""SGD with warm restarts (Loshchilov & Hutter 2017): cosine cycles one after another.
+
+    Cycles of :func:`gradtx.warmup_cosine_decay_schedule`, one per dict of its keyword
+    arguments, each lasting its ``decay_steps``. torch's ``CosineAnnealingWarmRestarts``
+    with ``T_mult=1`` is cycles of equal ``decay_steps`` and ``warmup_steps=0``. Same as
+    ``optax.sgdr_schedule``.
+
+    Args:
+      cosine_kwargs: one dict of :func:`gradtx.warmup_cosine_decay_schedule` arguments
+        per cycle.
+
+    Returns:
+      A schedule, a function of the step count.
+
+    Example:
+      >>> import gradtx
+      >>> cycle = dict(init_value=1.0, peak_value=1.0, warmup_steps=0, decay_steps=4)
+      >>> schedule = gradtx.sgdr_schedule([cycle, cycle])
+      >>> [round(float(schedule(t)), 3) for t in range(8)]
+      [1.0, 0.854, 0.5, 0.146, 1.0, 0.854, 0.5, 0.146]
+    """
     boundaries, schedules, step = [], [], 0
     for kwargs in cosine_kwargs:
         schedules.append(warmup_cosine_decay_schedule(**kwargs))

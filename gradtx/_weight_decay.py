@@ -31,21 +31,55 @@ from gradtx._masking import masked
 
 
 class WeightDecayScheduleState(NamedTuple):
+    r"""The state of :func:`add_decayed_weights` with a scheduled decay: the update count.
+
+    Attributes:
+      count: an ``int32`` scalar, 0 before the first update.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import gradtx
+      >>> gradtx.add_decayed_weights(lambda t: 1e-4).init({"w": jnp.zeros(2)})
+      WeightDecayScheduleState(count=Array(0, dtype=int32))
+    """
+
     count: jax.Array  # int32 scalar
 
 
 def add_decayed_weights(
     weight_decay: ScalarOrSchedule = 0.0, mask: Any | None = None
 ) -> GradientTransformation:
-    r"""Add the params, scaled: :math:`u_t = g_t + \lambda\,\theta_{t-1}`.
+    r"""Add the params, scaled by the weight decay, to the updates.
 
-    :math:`\lambda` = ``weight_decay`` is a scalar or a schedule of the step count.
-    Placed before a normaliser (as in ``torch.optim.RMSprop(weight_decay=...)``) this is
-    an L2 penalty; placed after it, decoupled weight decay (see the module docstring).
-    Needs ``params``. ``mask`` (a pytree of bools like the params, or a function
-    ``params -> mask``) limits the decay to the leaves where it is True, the others
-    passing unchanged and keeping no state (:func:`gradtx.masked`).
-    Same arguments, defaults and numbers as ``optax.add_decayed_weights``.
+    Formula::
+
+        u_t = g_t + wd * theta_(t-1)
+
+    .. math:: u_t = g_t + \lambda\,\theta_{t-1}, \qquad \lambda = \texttt{weight\_decay}
+
+    Placed before a normaliser (as in ``torch.optim.RMSprop(weight_decay=...)``) this is an
+    L2 penalty; placed after it, decoupled weight decay (see the module docstring). Needs
+    ``params``. Same arguments, defaults and numbers as ``optax.add_decayed_weights``.
+
+    Args:
+      weight_decay: :math:`\lambda`, a number ``>= 0`` or a schedule of the step count.
+      mask: a pytree of bools like the params, or a function ``params -> mask``: only the
+        leaves where it is True decay, the others pass unchanged and keep no state
+        (:func:`gradtx.masked`). ``None``: every leaf.
+
+    Returns:
+      A :class:`~gradtx.GradientTransformation`, stateless for a number, with a
+      :class:`WeightDecayScheduleState` for a schedule.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import gradtx
+      >>> tx = gradtx.add_decayed_weights(0.1, mask={"w": True, "b": False})
+      >>> params = {"w": jnp.array([2.0]), "b": jnp.array([2.0])}
+      >>> grads = {"w": jnp.array([1.0]), "b": jnp.array([1.0])}
+      >>> updates, _ = tx.update(grads, tx.init(params), params)
+      >>> print(updates["w"], updates["b"])
+      [1.2] [1.]
     """
     check.non_negative("weight_decay", weight_decay)
     if mask is not None:

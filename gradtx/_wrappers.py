@@ -34,7 +34,22 @@ from gradtx._base import (
 
 
 class ApplyIfFiniteState(NamedTuple):
-    """optax's ``ApplyIfFiniteState`` layout."""
+    """The state of :func:`apply_if_finite` (optax's ``ApplyIfFiniteState`` layout).
+
+    Attributes:
+      notfinite_count: ``int32``, the non-finite updates in a row so far.
+      last_finite: ``bool``, whether the last update was finite.
+      total_notfinite: ``int32``, the non-finite updates in all.
+      inner_state: the guarded transform's state.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import gradtx
+      >>> gradtx.apply_if_finite(gradtx.identity(), 3).init({"w": jnp.zeros(2)})
+      ApplyIfFiniteState(notfinite_count=Array(0, dtype=int32),
+                         last_finite=Array(True, dtype=bool),
+                         total_notfinite=Array(0, dtype=int32), inner_state=EmptyState())
+    """
 
     notfinite_count: jax.Array  # int32: consecutive non-finite updates so far
     last_finite: jax.Array  # bool: whether the last update was finite
@@ -55,6 +70,12 @@ def apply_if_finite(inner: Any, max_consecutive_errors: int) -> GradientTransfor
     the update is passed to ``inner`` anyway (and its NaNs through). A finite update
     resets the consecutive count. Formally, with :math:`n_t` the consecutive count,
 
+    Formula::
+
+        n_t = 0 if g_t is finite, else n_(t-1) + 1
+        (u_t, s_t) = inner(g_t, s_(t-1))   if g_t is finite or n_t > max_consecutive_errors
+        (u_t, s_t) = (0, s_(t-1))          otherwise
+
     .. math::
         n_t = \begin{cases} 0 & g_t \text{ finite} \\ n_{t-1} + 1 & \text{otherwise}
         \end{cases}, \qquad
@@ -62,7 +83,28 @@ def apply_if_finite(inner: Any, max_consecutive_errors: int) -> GradientTransfor
         n_t > N \\ (0, s_{t-1}) & \text{otherwise.} \end{cases}
 
     Same arguments, state layout (:class:`ApplyIfFiniteState`) and behaviour as
-    ``optax.apply_if_finite``. ``max_consecutive_errors`` is an ``int >= 0``.
+    ``optax.apply_if_finite``.
+
+    Args:
+      inner: the transform to guard.
+      max_consecutive_errors: :math:`N`, the non-finite updates in a row that are skipped
+        before one is passed on (an ``int >= 0``).
+
+    Returns:
+      A :class:`~gradtx.GradientTransformation` whose state is an
+      :class:`ApplyIfFiniteState`.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import gradtx
+      >>> tx = gradtx.apply_if_finite(gradtx.scale_by_learning_rate(0.1), 3)
+      >>> state = tx.init({"w": jnp.zeros(2)})
+      >>> updates, state = tx.update({"w": jnp.array([1.0, jnp.nan])}, state)
+      >>> print(updates["w"], int(state.notfinite_count), int(state.total_notfinite))
+      [0. 0.] 1 1
+      >>> updates, state = tx.update({"w": jnp.array([1.0, 2.0])}, state)
+      >>> print(updates["w"], int(state.notfinite_count), int(state.total_notfinite))
+      [-0.1 -0.2] 0 1
     """
     if isinstance(max_consecutive_errors, bool) or not isinstance(
         max_consecutive_errors, numbers.Integral
@@ -78,8 +120,9 @@ def apply_if_finite(inner: Any, max_consecutive_errors: int) -> GradientTransfor
 
     @abstract_aware
     def init(params: Params) -> ApplyIfFiniteState:
-        zero = jnp.zeros([], jnp.int32)
-        return ApplyIfFiniteState(zero, jnp.array(True), zero, inner.init(params))
+        # distinct buffers, not one array twice: a donated step would donate it twice
+        notfinite, total = jnp.zeros([], jnp.int32), jnp.zeros([], jnp.int32)
+        return ApplyIfFiniteState(notfinite, jnp.array(True), total, inner.init(params))
 
     def update(updates: Updates, state: ApplyIfFiniteState, params=None, **extra_args):
         finite = _all_finite(updates)

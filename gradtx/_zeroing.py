@@ -12,28 +12,66 @@ from gradtx._leafwise import leafwise
 
 
 def set_to_zero() -> GradientTransformation:
-    r""":math:`u_t = 0`: the params do not move. Keeps no state.
+    r"""Replace the updates by zeros, so the params do not move. Keeps no state.
 
-    With :func:`gradtx.partition` or :func:`gradtx.masked`, this freezes part of the
-    params (torch's ``requires_grad=False``). Same as ``optax.set_to_zero``.
+    With :func:`gradtx.partition` or :func:`gradtx.masked`, this freezes part of the params
+    (torch's ``requires_grad=False``). Same as ``optax.set_to_zero``.
+
+    Returns:
+      A stateless :class:`~gradtx.GradientTransformation`.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import gradtx
+      >>> tx = gradtx.partition({"train": gradtx.rmsprop(1e-2), "frozen": gradtx.set_to_zero()},
+      ...                       {"w": "train", "b": "frozen"})
+      >>> params = {"w": jnp.ones(1), "b": jnp.ones(1)}
+      >>> updates, _ = tx.update({"w": jnp.ones(1), "b": jnp.ones(1)}, tx.init(params), params)
+      >>> print(round(float(updates["w"][0]), 4), float(updates["b"][0]))
+      -0.1 0.0
     """
     return leafwise(lambda g: (jnp.zeros_like(g), ()), complex_as_real=False)
 
 
 class ZeroNansState(NamedTuple):
-    """optax's ``ZeroNansState``: per leaf, a bool scalar, whether the last update had a
-    NaN there (for monitoring; the block does not read it)."""
+    r"""The state of :func:`zero_nans` (optax's ``ZeroNansState``).
+
+    Attributes:
+      found_nan: per leaf, a bool scalar: whether the last update had a NaN there (for
+        monitoring; the block does not read it).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import gradtx
+      >>> gradtx.zero_nans().init({"w": jnp.zeros(2)})
+      ZeroNansState(found_nan={'w': Array(False, dtype=bool)})
+    """
 
     found_nan: Any
 
 
 def zero_nans() -> GradientTransformation:
-    r""":math:`u = 0` where :math:`g` is NaN, :math:`g` elsewhere; the state records, per
-    leaf, whether any NaN was seen at the last update.
+    r"""Replace NaN updates by zeros, recording per leaf whether there was any.
+
+    Formula::
+
+        u = 0 where g is NaN, g elsewhere
+
+    .. math:: u = \begin{cases} 0 & g = \mathrm{NaN} \\ g & \text{otherwise} \end{cases}
 
     Same as ``optax.zero_nans`` (state layout :class:`ZeroNansState`). Its state is one
-    scalar per leaf, not an array mirroring the leaf, so it is mapped here directly
-    rather than through the per-leaf engine.
+    scalar per leaf, not an array mirroring the leaf.
+
+    Returns:
+      A :class:`~gradtx.GradientTransformation` whose state is a :class:`ZeroNansState`.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import gradtx
+      >>> tx = gradtx.zero_nans()
+      >>> updates, state = tx.update({"w": jnp.array([1.0, jnp.nan])}, tx.init({"w": jnp.zeros(2)}))
+      >>> print(updates["w"], state.found_nan["w"])
+      [1. 0.] True
     """
 
     @abstract_aware

@@ -142,8 +142,26 @@ def _alias(kind: str, hp: dict) -> GradientTransformation:
 
 
 def alias_from_torch(state_dict_or_optimizer: Any) -> GradientTransformation:
-    """The gradtx alias (``rprop`` or ``rmsprop``) with the hyperparameters of a torch
-    Rprop/RMSprop optimizer or of its ``state_dict()``."""
+    r"""The gradtx alias with the hyperparameters of a torch Rprop/RMSprop optimizer.
+
+    Args:
+      state_dict_or_optimizer: a ``torch.optim.Rprop`` or ``RMSprop``, or its
+        ``state_dict()``. All param groups must share their hyperparameters.
+
+    Returns:
+      :func:`gradtx.rprop` or :func:`gradtx.rmsprop` with the optimizer's ``lr``
+      (as ``learning_rate``), ``etas``, ``step_sizes``, ``alpha``, ``eps``,
+      ``weight_decay``, ``momentum``, ``centered`` and ``maximize``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import torch
+      >>> from gradtx.interop.torch import alias_from_torch
+      >>> opt = torch.optim.RMSprop([torch.zeros(2)], lr=1e-2, momentum=0.9)
+      >>> tx = alias_from_torch(opt)  # gradtx.rmsprop(1e-2, momentum=0.9)
+      >>> [type(s).__name__ for s in tx.init({"w": jnp.zeros(2)})]
+      ['ScaleByRmsState', 'TraceState', 'EmptyState']
+    """
     sd = state_dict_or_optimizer
     groups = sd.state_dict()["param_groups"] if hasattr(sd, "state_dict") else sd["param_groups"]
     return _alias(*_hyperparameters(groups))
@@ -227,6 +245,19 @@ def to_torch(opt_state: OptState, params: Params, optimizer: Any, *, step: int =
     Returns:
       ``{"state": {i: {...}}, "param_groups": optimizer.state_dict()["param_groups"]}``
       with ``prev`` written as ``sign(prev)`` (see the module docstring).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import torch
+      >>> import gradtx
+      >>> from gradtx.interop.torch import to_torch
+      >>> params = {"w": jnp.array([1.0, -1.0])}
+      >>> tx = gradtx.rmsprop(1e-2)
+      >>> _, opt_state = tx.update({"w": jnp.array([0.5, 0.5])}, tx.init(params), params)
+      >>> opt = torch.optim.RMSprop([torch.tensor([1.0, -1.0])], lr=1e-2)
+      >>> opt.load_state_dict(to_torch(opt_state, params, opt, step=1))
+      >>> opt.state_dict()["state"][0]["square_avg"]
+      tensor([0.0025, 0.0025])
     """
     sd = optimizer.state_dict()
     groups = sd["param_groups"]
@@ -268,6 +299,20 @@ def from_torch(state_dict: dict, tx: GradientTransformation, params: Params) -> 
 
     Returns:
       ``tx``'s state; params torch has not stepped yet keep ``tx.init``'s values.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import torch
+      >>> from gradtx.interop.torch import alias_from_torch, from_torch
+      >>> w = torch.tensor([1.0, -1.0], requires_grad=True)
+      >>> opt = torch.optim.RMSprop([w], lr=1e-2, momentum=0.9)
+      >>> (w**2).sum().backward()
+      >>> opt.step()
+      >>> sd = opt.state_dict()
+      >>> tx = alias_from_torch(sd)  # gradtx.rmsprop(1e-2, momentum=0.9)
+      >>> opt_state = from_torch(sd, tx, {"w": jnp.asarray(w.detach().numpy())})
+      >>> print(opt_state[0].nu["w"])
+      [0.04 0.04]
     """
     if not isinstance(state_dict, dict) or not {"state", "param_groups"} <= set(state_dict):
         raise ValueError("state_dict must be a torch optimizer's state_dict().")
