@@ -125,7 +125,7 @@ def rprop(
 
     where :math:`\eta^+` applies when :math:`g_t g'_{t-1} > 0`, :math:`\eta^-` when it is
     negative (and then :math:`g'_t = 0`, no move), 1 otherwise. Matches torch bit for
-    bit in float32 and float64 (tests: ``tests/test_rprop_variants.py``). Validation follows
+    bit in float32 and float64 (tests: ``tests/parity/test_torch_rprop.py``). Validation follows
     torch: ``learning_rate >= 0``, ``0 < etas[0] < 1 < etas[1]``, and gradtx also
     requires ``0 <= step_sizes[0] <= step_sizes[1]``; all finite.
 

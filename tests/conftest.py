@@ -1,6 +1,6 @@
 """Test-wide set-up: float64 is enabled so float64 parity can be tested; and the parity
 report (every comparison with an outside reference that went through
-``tests/parity/_harness.check``: its error and its tolerance, side by side) at the end of
+``tests/_tolerance.check``: its error and its tolerance, side by side) at the end of
 the session.
 
 Tests state every dtype they use explicitly; nothing relies on the default dtype.
@@ -53,7 +53,7 @@ def pytest_runtest_call(item):
 
 
 def pytest_terminal_summary(terminalreporter):
-    from tests.parity import _harness as h
+    from tests import _tolerance as h
 
     if not h.REPORT:
         return

@@ -3,6 +3,7 @@ references written from the published pseudo-code (tests/reference.py)."""
 
 from __future__ import annotations
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -11,9 +12,9 @@ import torch
 from jax.flatten_util import ravel_pytree
 
 import gradtx
+from tests import _tolerance as h
 from tests import reference
-from tests.parity import _harness as h
-from tests.torch_ref import check, run_gradtx, run_torch
+from tests._runners import run_gradtx, run_torch, torch_optimizer
 
 # ---------------------------------------------------------------------------------------
 # Objectives: a random quadratic (indefinite directions are avoided; Rprop overshoots and
@@ -60,7 +61,8 @@ PROBLEMS = {"quadratic": quadratic_problem, "mlp": mlp_problem}
 def grad_fn_of(loss, maximize):
     # With maximize, the objective handed to both optimizers is -loss, which they climb.
     objective = (lambda p: -loss(p)) if maximize else loss
-    return jax.jit(jax.grad(objective))
+    grad = jax.jit(jax.grad(objective))
+    return lambda p, t=0: grad(p)
 
 
 RPROP_CONFIGS = [
@@ -108,17 +110,17 @@ DTYPE_STEPS = [(np.float64, 100), (np.float32, 20)]
 def test_rprop_matches_torch_bit_for_bit(problem, dtype, steps, cfg):
     params, loss = PROBLEMS[problem](dtype)
     grad_fn = grad_fn_of(loss, cfg.get("maximize", False))
-    theirs = run_torch(torch.optim.Rprop, cfg, params, grad_fn, steps)
-    ours = run_gradtx(gradtx.rprop(**to_gradtx_kwargs(cfg)), params, grad_fn, steps)
+    theirs = run_torch(torch_optimizer(torch.optim.Rprop, **cfg), params, grad_fn, steps)
+    ours, _ = run_gradtx(gradtx.rprop(**to_gradtx_kwargs(cfg)), params, grad_fn, steps)
     for a, b in zip(ours, theirs):
-        jax.tree.map(np.testing.assert_array_equal, a, b)
+        chex.assert_trees_all_equal(a, b)
 
 
 @pytest.mark.parametrize("problem", PROBLEMS)
 @pytest.mark.parametrize("dtype,steps", DTYPE_STEPS, ids=["float64", "float32"])
 @pytest.mark.parametrize("cfg", RMSPROP_CONFIGS, ids=_ids(RMSPROP_CONFIGS))
 def test_rmsprop_matches_torch(problem, dtype, steps, cfg):
-    """Within the tolerance torch's own conditioning allows (``_harness.tolerance``). The
+    """Within the tolerance torch's own conditioning allows (``_tolerance.tolerance``). The
     MLP runs are chaotic: centered with ``eps=1e-6`` in float32 (the centered variance
     nu - mu^2 cancels) torch moves ~3e-7 against itself with its gradients one ulp up, and
     gradtx lands ~2e-6 from torch, more or less with the host's ISA (XLA's CPU code and its
@@ -126,10 +128,13 @@ def test_rmsprop_matches_torch(problem, dtype, steps, cfg):
     sqrt, which is not correctly rounded (1 ulp off on ~17% of inputs; XLA's is exact)."""
     params, loss = PROBLEMS[problem](dtype)
     grad_fn = grad_fn_of(loss, cfg.get("maximize", False))
-    theirs = run_torch(torch.optim.RMSprop, cfg, params, grad_fn, steps)
-    nudged = [run_torch(torch.optim.RMSprop, cfg, params, grad_fn, steps, n) for n in h.NUDGES]
-    ours = run_gradtx(gradtx.rmsprop(**to_gradtx_kwargs(cfg)), params, grad_fn, steps)
-    check(
+    theirs = run_torch(torch_optimizer(torch.optim.RMSprop, **cfg), params, grad_fn, steps)
+    nudged = [
+        run_torch(torch_optimizer(torch.optim.RMSprop, **cfg), params, grad_fn, steps, nudge=n)
+        for n in h.NUDGES
+    ]
+    ours, _ = run_gradtx(gradtx.rmsprop(**to_gradtx_kwargs(cfg)), params, grad_fn, steps)
+    h.check_trajectories(
         "torch.optim.RMSprop (test_aliases)",
         f"{problem} {_ids([cfg])[0]}",
         ours,
@@ -173,14 +178,14 @@ def _flat_problem(dtype):
     params, loss = quadratic_problem(dtype, seed=3)
     flat, unravel = ravel_pytree(params)
     grad = jax.jit(jax.grad(lambda x: loss(unravel(x))))
-    return np.asarray(flat, dtype), grad
+    return np.asarray(flat, dtype), lambda x, t=0: grad(x)
 
 
 @pytest.mark.parametrize("cfg", RPROP_CONFIGS, ids=_ids(RPROP_CONFIGS))
 def test_rprop_matches_numpy_reference_exactly(cfg):
     x0, grad = _flat_problem(np.float64)
     theirs = reference.rprop(x0, lambda x, t: np.asarray(grad(x)), 60, **cfg)
-    ours = run_gradtx(gradtx.rprop(**to_gradtx_kwargs(cfg)), x0, grad, 60)
+    ours, _ = run_gradtx(gradtx.rprop(**to_gradtx_kwargs(cfg)), x0, grad, 60)
     np.testing.assert_array_equal(np.stack(ours), np.stack(theirs))
 
 
@@ -193,9 +198,11 @@ def test_rmsprop_matches_numpy_reference(cfg):
         step = h.nudge if nudge == "grads" else np.asarray
         return reference.rmsprop(x, lambda x, t: step(np.asarray(grad(x))), 60, **cfg)
 
-    ours = run_gradtx(gradtx.rmsprop(**to_gradtx_kwargs(cfg)), x0, grad, 60)
+    ours, _ = run_gradtx(gradtx.rmsprop(**to_gradtx_kwargs(cfg)), x0, grad, 60)
     nudged = [run_reference(n) for n in h.NUDGES]
-    check("NumPy RMSprop (torch docs)", _ids([cfg])[0], ours, run_reference(), nudged, 60)
+    h.check_trajectories(
+        "NumPy RMSprop (torch docs)", _ids([cfg])[0], ours, run_reference(), nudged, 60
+    )
 
 
 # ---------------------------------------------------------------------------------------
@@ -210,7 +217,7 @@ def test_complex_params_match_torch(name, dtype):
     params = {"z": (rng.normal(size=(3, 2)) + 1j * rng.normal(size=(3, 2))).astype(dtype)}
     target = (rng.normal(size=(3, 2)) + 1j * rng.normal(size=(3, 2))).astype(dtype)
 
-    def grad_fn(p):  # the Wirtinger-style gradient torch uses for |z - t|^2: 2 (z - t)
+    def grad_fn(p, t=0):  # the Wirtinger-style gradient torch uses for |z - t|^2: 2 (z - t)
         return {"z": 2 * (jnp.asarray(p["z"]) - target) * (1 + 0.5j * jnp.cos(p["z"].real))}
 
     steps = 50 if dtype == np.complex128 else 20
@@ -220,10 +227,13 @@ def test_complex_params_match_torch(name, dtype):
         else (torch.optim.RMSprop, gradtx.rmsprop(momentum=0.5, centered=True))
     )
     kwargs = {"momentum": 0.5, "centered": True} if name == "rmsprop" else {}
-    theirs = run_torch(opt_cls, kwargs, params, grad_fn, steps)
-    nudged = [run_torch(opt_cls, kwargs, params, grad_fn, steps, n) for n in h.NUDGES]
-    ours = run_gradtx(tx, params, grad_fn, steps)
-    check(
+    theirs = run_torch(torch_optimizer(opt_cls, **kwargs), params, grad_fn, steps)
+    nudged = [
+        run_torch(torch_optimizer(opt_cls, **kwargs), params, grad_fn, steps, nudge=n)
+        for n in h.NUDGES
+    ]
+    ours, _ = run_gradtx(tx, params, grad_fn, steps)
+    h.check_trajectories(
         "torch.optim (test_aliases, complex)",
         f"{name} {np.dtype(dtype).name}",
         ours,

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from absl.testing import parameterized
 
 import gradtx
 
@@ -66,8 +68,8 @@ def grads_like(params, seed=0):
     )
 
 
-def run(tx, params, steps=3, jit=True):
-    update = jax.jit(tx.update) if jit else tx.update
+def run(tx, params, steps=3, jit=True, update=None):
+    update = update or (jax.jit(tx.update) if jit else tx.update)
     state = tx.init(params)
     for i in range(steps):
         updates, state = update(grads_like(params, i), state, params)
@@ -119,17 +121,20 @@ def test_empty_tree(name):
         assert jax.tree.structure(updates) == jax.tree.structure(empty)
 
 
-@pytest.mark.parametrize("name", TRANSFORMS)
-def test_jit_and_eager_agree(name):
-    tx = TRANSFORMS[name]
-    params = nested_params(jnp.float64)
-    eager, s1 = run(tx, params, jit=False)
-    jitted, s2 = run(tx, params, jit=True)
-    # XLA fuses multiply-adds inside one compiled computation; eager runs op by op.
-    jax.tree.map(
-        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-14, atol=1e-15), eager, jitted
-    )
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-14, atol=1e-15), s1, s2)
+class TestJitAndEagerAgree(chex.TestCase):
+    """Every public transform under ``chex.variants``: jitted and not, three steps equal
+    the op-by-op run (XLA fuses multiply-adds inside one compiled computation, eager runs
+    op by op: within a few float64 roundings)."""
+
+    @chex.variants(with_jit=True, without_jit=True)
+    @parameterized.named_parameters(*((name, name) for name in TRANSFORMS))
+    def test_three_steps(self, name):
+        tx = TRANSFORMS[name]
+        params = nested_params(jnp.float64)
+        eager, s1 = run(tx, params, jit=False)
+        ours, s2 = run(tx, params, update=self.variant(tx.update))
+        chex.assert_trees_all_close(eager, ours, rtol=1e-14, atol=1e-15)
+        chex.assert_trees_all_close(s1, s2, rtol=1e-14, atol=1e-15)
 
 
 @pytest.mark.parametrize("name", TRANSFORMS)
@@ -150,11 +155,7 @@ def test_vmap_over_independent_problems(name):
     for i in range(4):
         row = lambda tree, i=i: jax.tree.map(lambda x: x[i], tree)  # noqa: E731
         single = two_steps(row(batch), row(grads))
-        jax.tree.map(
-            lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7),
-            row(batched),
-            single,
-        )
+        chex.assert_trees_all_close(row(batched), single, rtol=1e-6, atol=1e-7)
 
 
 @pytest.mark.parametrize("name", TRANSFORMS)
@@ -169,7 +170,7 @@ def test_update_does_not_mutate_inputs(name, kind):
     tx.update(grads, state, params)
     jax.jit(tx.update)(grads, state, params)
     after = jax.tree.map(np.array, (params, grads, state))
-    jax.tree.map(np.testing.assert_array_equal, before, after)
+    chex.assert_trees_all_equal(before, after)
 
 
 @pytest.mark.parametrize("name", TRANSFORMS)

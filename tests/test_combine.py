@@ -2,6 +2,7 @@
 optax.masked / optax.partition wrapping the same inner transforms, and the weight-decay
 forms (coupled, decoupled, masked) against NumPy references from their published rules."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,8 +11,8 @@ import pytest
 import torch
 
 import gradtx
-from tests.parity import _harness as h
-from tests.torch_ref import check, scaled_error
+from tests import _tolerance as h
+from tests._runners import run_gradtx, run_torch
 
 RNG = np.random.default_rng(1)
 X = RNG.standard_normal((16, 3))
@@ -22,44 +23,20 @@ def params0(dtype=np.float64):
     return {"w": np.linspace(-1, 1, 6).reshape(3, 2).astype(dtype), "b": np.full(2, 0.3, dtype)}
 
 
-def grad_fn(p):
+def grad_fn(p, t=0):
     """Gradient of 0.5 * mean ||x w + b - y||^2."""
     r = X @ p["w"] + p["b"] - Y
     return {"w": X.T @ r / len(X), "b": r.mean(0)}
 
 
-def run_torch(groups, opt_cls, steps, dtype=np.float64, nudge=None, **defaults):
-    """``groups``: list of (names, options) as torch param groups; ``nudge``
-    (``_harness.NUDGES``): the initial params, or every gradient, one ulp up."""
-    p0 = h.nudge(params0(dtype)) if nudge == "params" else params0(dtype)
-    t = {k: torch.tensor(v.copy(), requires_grad=True) for k, v in p0.items()}
-    opt = opt_cls([{"params": [t[n] for n in names], **o} for names, o in groups], **defaults)
-    out = []
-    for _ in range(steps):
-        g = grad_fn({k: v.detach().numpy() for k, v in t.items()})
-        g = {k: np.asarray(x, dtype) for k, x in g.items()}
-        for k, v in t.items():
-            v.grad = torch.tensor(h.nudge(g[k]) if nudge == "grads" else g[k])
-        opt.step()
-        out.append({k: v.detach().numpy().copy() for k, v in t.items()})
-    return out
+def groups(opt_cls, groups, **defaults):
+    """``make_opt`` for ``run_torch``: ``groups`` is a list of (names, options), as torch
+    param groups."""
+    return lambda t: opt_cls([{"params": [t[n] for n in ns], **o} for ns, o in groups], **defaults)
 
 
-def run_gradtx(tx, steps, dtype=np.float64):
-    p = jax.tree.map(jnp.asarray, params0(dtype))
-    s = tx.init(p)
-
-    @jax.jit
-    def step(p, s):
-        g = jax.tree.map(lambda x: x.astype(dtype), grad_fn(p))
-        u, s = tx.update(g, s, p)
-        return gradtx.apply_updates(p, u), s
-
-    out = []
-    for _ in range(steps):
-        p, s = step(p, s)
-        out.append(jax.tree.map(np.asarray, p))
-    return out, s
+def run(tx, steps, dtype=np.float64):
+    return run_gradtx(tx, params0(dtype), grad_fn, steps)
 
 
 def labels(p):
@@ -67,13 +44,9 @@ def labels(p):
 
 
 def test_weight_decay_on_weights_not_biases_matches_torch():
-    torch_run = run_torch(
-        [(["w"], {"weight_decay": 0.1}), (["b"], {"weight_decay": 0.0})],
-        torch.optim.RMSprop,
-        20,
-        lr=0.01,
-        momentum=0.9,
-    )
+    groups_ = [(["w"], {"weight_decay": 0.1}), (["b"], {"weight_decay": 0.0})]
+    make_opt = groups(torch.optim.RMSprop, groups_, lr=0.01, momentum=0.9)
+    torch_run = run_torch(make_opt, params0(), grad_fn, 20)
     by_partition = gradtx.partition(
         {
             "decay": gradtx.rmsprop(0.01, momentum=0.9, weight_decay=0.1),
@@ -88,13 +61,14 @@ def test_weight_decay_on_weights_not_biases_matches_torch():
         gradtx.scale_by_learning_rate(0.01),
     )
     for tx in (by_partition, by_mask):
-        ours, _ = run_gradtx(tx, 20)
-        assert scaled_error(ours, torch_run) < 1e-14
+        ours, _ = run(tx, 20)
+        assert h.scaled_error(ours, torch_run) < 1e-14
 
 
 def test_a_learning_rate_per_group_matches_torch():
+    groups_ = [(["w"], {"lr": 0.05}), (["b"], {"lr": 0.002})]
     torch_run = run_torch(
-        [(["w"], {"lr": 0.05}), (["b"], {"lr": 0.002})], torch.optim.RMSprop, 20, centered=True
+        groups(torch.optim.RMSprop, groups_, centered=True), params0(), grad_fn, 20
     )
     tx = gradtx.partition(
         {
@@ -103,8 +77,8 @@ def test_a_learning_rate_per_group_matches_torch():
         },
         {"w": "decay", "b": "no_decay"},  # labels as a pytree
     )
-    ours, _ = run_gradtx(tx, 20)
-    assert scaled_error(ours, torch_run) < 1e-14
+    ours, _ = run(tx, 20)
+    assert h.scaled_error(ours, torch_run) < 1e-14
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -121,21 +95,24 @@ def test_a_group_with_lr_1e_28_is_untouched(dtype):
         tx = gradtx.partition(
             {"frozen": make(1e-28, **extra), "moving": make(1e-2)}, {"w": "moving", "b": "frozen"}
         )
-        ours, _ = run_gradtx(tx, 15, dtype)
-        groups = [(["b"], {"lr": 1e-28, **extra}), (["w"], {"lr": 1e-2})]
-        theirs = run_torch(groups, torch_cls, 15, dtype)
+        ours, _ = run(tx, 15, dtype)
+        make_opt = groups(torch_cls, [(["b"], {"lr": 1e-28, **extra}), (["w"], {"lr": 1e-2})])
+        theirs = run_torch(make_opt, p0, grad_fn, 15)
         for a, b in zip(ours, theirs):
             np.testing.assert_array_equal(a["b"], p0["b"])
             np.testing.assert_array_equal(b["b"], p0["b"])
         assert not np.array_equal(ours[-1]["w"], p0["w"])
-        nudged = [run_torch(groups, torch_cls, 15, dtype, n) for n in h.NUDGES]
-        check(f"torch.optim.{torch_cls.__name__} (groups)", "lr 1e-28", ours, theirs, nudged, 15)
+        nudged = [run_torch(make_opt, p0, grad_fn, 15, nudge=n) for n in h.NUDGES]
+        h.check_trajectories(
+            f"torch.optim.{torch_cls.__name__} (groups)", "lr 1e-28", ours, theirs, nudged, 15
+        )
     # with Rprop's default minimum step the "frozen" group does move, in torch and here
     tx = gradtx.partition({"f": gradtx.rprop(1e-28), "m": gradtx.rprop(1e-2)}, {"w": "m", "b": "f"})
-    ours, _ = run_gradtx(tx, 3, dtype)
-    theirs = run_torch([(["b"], {"lr": 1e-28}), (["w"], {"lr": 1e-2})], torch.optim.Rprop, 3, dtype)
+    ours, _ = run(tx, 3, dtype)
+    make_opt = groups(torch.optim.Rprop, [(["b"], {"lr": 1e-28}), (["w"], {"lr": 1e-2})])
+    theirs = run_torch(make_opt, p0, grad_fn, 3)
     assert np.all(ours[-1]["b"] != p0["b"])
-    assert scaled_error(ours, theirs) == 0.0
+    assert h.scaled_error(ours, theirs) == 0.0
 
 
 def test_masked_and_partition_give_optax_numbers_and_keep_no_state_for_others():
@@ -149,13 +126,13 @@ def test_masked_and_partition_give_optax_numbers_and_keep_no_state_for_others():
         ),
     ]
     for ours, theirs in pairs:
-        a, sa = run_gradtx(ours, 10)
-        b, sb = run_gradtx(theirs, 10)
-        assert scaled_error(a, b) == 0.0
+        a, sa = run(ours, 10)
+        b, sb = run(theirs, 10)
+        assert h.scaled_error(a, b) == 0.0
         # the same state arrays (optax uses its own MaskedNode class for the holes)
         for x, y in zip(jax.tree.leaves(sa), jax.tree.leaves(sb), strict=True):
             np.testing.assert_array_equal(x, y)
-    _, state = run_gradtx(gradtx.masked(inner, mask), 1)
+    _, state = run(gradtx.masked(inner, mask), 1)
     nu = state.inner_state[0].nu
     assert isinstance(nu["b"], gradtx.MaskedNode) and nu["w"].shape == (3, 2)
     # masked-out leaves pass through unchanged
@@ -175,7 +152,7 @@ def test_decoupled_weight_decay_matches_its_published_rule():
         gradtx.add_decayed_weights(wd, mask=lambda p: {k: k == "w" for k in p}),
         gradtx.scale_by_learning_rate(lr),
     )
-    ours, _ = run_gradtx(tx, 15)
+    ours, _ = run(tx, 15)
     p = params0()
     v = {k: np.zeros_like(x) for k, x in p.items()}
     for t in range(15):
@@ -204,8 +181,7 @@ def test_under_jit_vmap_and_with_none_leaves():
     g = jax.tree.map(jnp.asarray, grad_fn(params0()))
     eager, _ = tx.update(g, tx.init(p), p)
     jitted, _ = jax.jit(tx.update)(g, tx.init(p), p)
-    for a, b in zip(jax.tree.leaves(eager), jax.tree.leaves(jitted)):
-        np.testing.assert_allclose(a, b, rtol=1e-15)
+    chex.assert_trees_all_close(eager, jitted, rtol=1e-15, atol=0)
     batched = jax.vmap(lambda g: tx.update(g, tx.init(p), p)[0])(
         jax.tree.map(lambda x: jnp.stack([x, 2 * x]), g)
     )

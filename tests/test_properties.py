@@ -15,7 +15,7 @@ from jax.flatten_util import ravel_pytree
 
 import gradtx
 from tests import reference
-from tests.torch_ref import scaled_error
+from tests._tolerance import scaled_error
 
 SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -30,6 +30,8 @@ trees = st.recursive(
     ),
     max_leaves=6,
 )
+TREE_AND_SEED = {"spec": trees, "seed": st.integers(0, 2**16)}
+"""Every property draws a params tree shape and the seed of its values and gradients."""
 
 
 def build(spec, rng, dtype):
@@ -64,8 +66,7 @@ def grad_fn_for(seed):
 
 @SETTINGS
 @given(
-    spec=trees,
-    seed=st.integers(0, 2**16),
+    **TREE_AND_SEED,
     lr=st.floats(1e-4, 0.5),
     eta_minus=st.floats(0.1, 0.9),
     eta_plus=st.floats(1.05, 2.0),
@@ -96,8 +97,7 @@ def test_rprop_on_any_tree_equals_reference(spec, seed, lr, eta_minus, eta_plus,
 
 @SETTINGS
 @given(
-    spec=trees,
-    seed=st.integers(0, 2**16),
+    **TREE_AND_SEED,
     lr=st.floats(1e-4, 0.1),
     alpha=st.floats(0.5, 0.999),
     eps=st.sampled_from([1e-8, 1e-6, 1e-3]),
@@ -136,8 +136,7 @@ def test_rmsprop_on_any_tree_equals_reference(
 
 @SETTINGS
 @given(
-    spec=trees,
-    seed=st.integers(0, 2**16),
+    **TREE_AND_SEED,
     dtype=st.sampled_from([jnp.float16, jnp.bfloat16, jnp.float32, jnp.float64, jnp.complex64]),
     which=st.sampled_from(["rprop", "rmsprop", "rmsprop_full"]),
 )

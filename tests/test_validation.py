@@ -76,20 +76,17 @@ def _message_names(excinfo, name, kwargs):
     assert any(s in msg for s in shown), msg
 
 
-@pytest.mark.parametrize("kwargs,name,torch_rejects", RMSPROP_BAD, ids=repr)
-def test_rmsprop_rejects(kwargs, name, torch_rejects):
+@pytest.mark.parametrize(
+    "alias,torch_cls,kwargs,name,torch_rejects",
+    [(gradtx.rmsprop, torch.optim.RMSprop, *case) for case in RMSPROP_BAD]
+    + [(gradtx.rprop, torch.optim.Rprop, *case) for case in RPROP_BAD],
+    ids=lambda v: getattr(v, "__name__", repr(v)),
+)
+def test_aliases_reject(alias, torch_cls, kwargs, name, torch_rejects):
     with pytest.raises(ValueError) as excinfo:
-        gradtx.rmsprop(**kwargs)
+        alias(**kwargs)
     _message_names(excinfo, name, kwargs)
-    assert _torch_rejects(torch.optim.RMSprop, kwargs) == torch_rejects
-
-
-@pytest.mark.parametrize("kwargs,name,torch_rejects", RPROP_BAD, ids=repr)
-def test_rprop_rejects(kwargs, name, torch_rejects):
-    with pytest.raises(ValueError) as excinfo:
-        gradtx.rprop(**kwargs)
-    _message_names(excinfo, name, kwargs)
-    assert _torch_rejects(torch.optim.Rprop, kwargs) == torch_rejects
+    assert _torch_rejects(torch_cls, kwargs) == torch_rejects
 
 
 @pytest.mark.parametrize(

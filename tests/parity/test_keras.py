@@ -4,7 +4,7 @@ Keras's RMSprop is the TensorFlow convention: eps inside the square root and the
 rate inside the momentum buffer. ``recipes.keras_rmsprop`` reproduces it with gradtx
 blocks; here both run 40 steps on float32 and float64 variables.
 
-Tolerances come from Keras's own conditioning (``_harness.tolerance``): float32 with
+Tolerances come from Keras's own conditioning (``_tolerance.tolerance``): float32 with
 ``centered=True`` gets looser ones, measured, not argued: Keras divides by ``sqrt`` where
 gradtx multiplies by ``rsqrt`` (one rounding apart in the update), and the centered
 variance ``v - a^2`` of a slowly varying gradient cancels in float32 (``v`` ~ 1e4 here,
@@ -26,7 +26,9 @@ import pytest
 # with another backend, fail loudly rather than skip.
 assert keras.backend.backend() == "jax", keras.backend.backend()
 
-from . import _harness as h  # noqa: E402
+from tests import _runners as r  # noqa: E402
+from tests import _tolerance as h  # noqa: E402
+
 from .recipes import keras_rmsprop  # noqa: E402
 
 STEPS = 40
@@ -54,10 +56,10 @@ def run_keras(kwargs, prob, steps):
     "kwargs", CONFIGS, ids=lambda kw: ",".join(f"{k}={v}" for k, v in kw.items())
 )
 def test_keras_rmsprop(kwargs):
-    prob = h.small_problem(STEPS)
+    prob = r.small_problem(STEPS)
     theirs = run_keras(kwargs, prob, STEPS)
     nudged = [run_keras(kwargs, prob.nudged(n), STEPS) for n in h.NUDGES]
     lr = float(np.float32(0.01))  # Keras holds the learning rate in a float32 variable
-    ours = h.run_gradtx_eager(keras_rmsprop(lr, **kwargs), prob, STEPS)
+    ours = r.run_gradtx_eager(keras_rmsprop(lr, **kwargs), prob, STEPS)
     ref = "keras.optimizers.RMSprop"
     h.check_against(ref, str(kwargs), prob.dtypes, ours, theirs, nudged, STEPS)

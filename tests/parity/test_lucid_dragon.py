@@ -3,8 +3,8 @@ them, reproduced by the gradtx chains of ``recipes.py``.
 
 Neither library installs here (``lucid-dl`` needs Python >= 3.12 and Apple's MLX;
 ``seeta-dragon`` has no wheel for this platform), so each is a NumPy reference written
-from its page, step by step, in the params' dtype. Where a page leaves a choice open the
-docstring says what fills it.
+from its page (``tests/reference.py``), step by step, in the params' dtype. Where a page
+leaves a choice open the docstring says what fills it.
 """
 
 from __future__ import annotations
@@ -13,33 +13,21 @@ import numpy as np
 import pytest
 
 import gradtx
+from tests import _runners as r
+from tests import _tolerance as h
+from tests import reference
 
-from . import _harness as h
 from .recipes import dragon_rmsprop, lucid_rmsprop, lucid_rprop
 
 STEPS = 40
 
 
-def _run_numpy(step_fn, prob, steps, **kw):
-    """Run ``step_fn(theta, g, state, **kw) -> (theta, state)`` leaf by leaf (each leaf
-    its own state dict), gradients as in ``_harness``; list over steps of leaf lists."""
-    thetas = [x.copy() for x in prob.leaves["theta"]]
-    states = [{} for _ in thetas]
-    out = []
-    for t in range(steps):
-        for i, theta in enumerate(thetas):
-            g = prob.grad(i, theta, t)
-            thetas[i], states[i] = step_fn(theta, g, states[i], theta.dtype.type, **kw)
-        out.append([x.copy() for x in thetas])
-    return out
-
-
-def _check(reference, kw, prob, ours, step_fn, **extra):
+def _check(name, kw, prob, ours, step_fn, **extra):
     """``ours`` against the page's NumPy form, within the tolerance that the reference's
     own conditioning allows (its runs with params, then gradients, one ulp up)."""
-    theirs = _run_numpy(step_fn, prob, STEPS, **kw, **extra)
-    nudged = [_run_numpy(step_fn, prob.nudged(n), STEPS, **kw) for n in h.NUDGES]
-    h.check_against(reference, str(kw), prob.dtypes, ours, theirs, nudged, STEPS)
+    theirs = reference.run_per_leaf(step_fn, prob, STEPS, **kw, **extra)
+    nudged = [reference.run_per_leaf(step_fn, prob.nudged(n), STEPS, **kw) for n in h.NUDGES]
+    h.check_against(name, str(kw), prob.dtypes, ours, theirs, nudged, STEPS)
     return theirs
 
 
@@ -48,52 +36,17 @@ def _check(reference, kw, prob, ours, step_fn, **extra):
 # ----------------------------------------------------------------------------------------
 
 
-def lucid_rprop_page(theta, g, st, dt, lr=1e-2, etas=(0.5, 1.2), step_sizes=(1e-6, 50.0)):
-    """lucid.optim.Rprop's page: Delta_t = min(Delta eta+, max) if g_t g_{t-1} > 0,
-    max(Delta eta-, min) if < 0, Delta_{t-1} otherwise; theta -= sign(g_t) Delta_t.
-    g_{t-1} is the previous gradient as received (the page zeroes nothing); Delta_0 = lr."""
-    step = st.get("step", np.full_like(theta, dt(lr)))
-    prev = st.get("prev", np.zeros_like(theta))
-    prod = np.sign(g * prev)
-    step = np.where(prod > 0, np.minimum(step * dt(etas[1]), dt(step_sizes[1])), step)
-    step = np.where(prod < 0, np.maximum(step * dt(etas[0]), dt(step_sizes[0])), step)
-    return theta - np.sign(g) * step, {"step": step, "prev": g}
-
-
-def lucid_rmsprop_page(
-    theta, g, st, dt, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False
-):
-    """lucid.optim.RMSprop's page: E[g^2]_t = alpha E[g^2]_{t-1} + (1 - alpha) g^2, L2
-    weight decay added to the gradient, a velocity (momentum buffer) v_t, and with
-    ``centered`` the mean of the gradients subtracted. The page's formulas did not
-    survive in the seed; the two choices they leave open are taken from Lucid's source
-    (ChanLumerico/lucid, lucid/optim/prop.py): eps inside the root, and
-    v_t = momentum v_{t-1} + g / sqrt(avg + eps), theta -= lr v_t."""
-    if weight_decay:
-        g = g + dt(weight_decay) * theta
-    sq = dt(alpha) * st.get("sq", np.zeros_like(theta)) + dt(1 - alpha) * g * g
-    new = {"sq": sq}
-    avg = sq
-    if centered:
-        new["ga"] = dt(alpha) * st.get("ga", np.zeros_like(theta)) + dt(1 - alpha) * g
-        avg = sq - new["ga"] ** 2
-    d = g / np.sqrt(avg + dt(eps))
-    if momentum:
-        d = new["buf"] = dt(momentum) * st.get("buf", np.zeros_like(theta)) + d
-    return theta - dt(lr) * d, new
-
-
 LUCID_RPROP = [{}, {"lr": 2e-4}, {"etas": (0.4, 1.5), "step_sizes": (1e-4, 0.5)}]
 
 
 @pytest.mark.parametrize("kw", LUCID_RPROP, ids=str)
 def test_lucid_rprop(kw):
-    prob = h.small_problem(STEPS)
-    ours = h.run_gradtx_eager(lucid_rprop(**kw), prob, STEPS)
-    theirs = _check("Lucid Rprop (page: Rprop-)", kw, prob, ours, lucid_rprop_page)
+    prob = r.small_problem(STEPS)
+    ours = r.run_gradtx_eager(lucid_rprop(**kw), prob, STEPS)
+    theirs = _check("Lucid Rprop (page: Rprop-)", kw, prob, ours, reference.lucid_rprop_page)
     # and the variant matters: torch's rule (gradtx's default) is another trajectory
     torch_kw = {("learning_rate" if k == "lr" else k): v for k, v in kw.items()}
-    torch_rule = h.run_gradtx_eager(gradtx.rprop(**torch_kw), prob, STEPS)
+    torch_rule = r.run_gradtx_eager(gradtx.rprop(**torch_kw), prob, STEPS)
     assert h.scaled_error(torch_rule, theirs) > 1e-3
 
 
@@ -108,48 +61,14 @@ LUCID_RMSPROP = [
 
 @pytest.mark.parametrize("kw", LUCID_RMSPROP, ids=str)
 def test_lucid_rmsprop(kw):
-    prob = h.small_problem(STEPS)
-    ours = h.run_gradtx_eager(lucid_rmsprop(**kw), prob, STEPS)
-    _check("Lucid RMSprop", kw, prob, ours, lucid_rmsprop_page)
+    prob = r.small_problem(STEPS)
+    ours = r.run_gradtx_eager(lucid_rmsprop(**kw), prob, STEPS)
+    _check("Lucid RMSprop", kw, prob, ours, reference.lucid_rmsprop_page)
 
 
 # ----------------------------------------------------------------------------------------
 # Dragon
 # ----------------------------------------------------------------------------------------
-
-
-def dragon_rmsprop_page(
-    theta,
-    g,
-    st,
-    dt,
-    lr=0.01,
-    alpha=0.99,
-    eps=1e-8,
-    weight_decay=0.0,
-    momentum=0.0,
-    scale=1.0,
-    clip_norm=0.0,
-    clipped=None,
-):
-    """dragon.vm.torch.optim.RMSprop's page: RMSprop(g) = -m_t with
-    v_t = alpha v_{t-1} + (1 - alpha) g^2, m_t = momentum m_{t-1} + lr g / (sqrt(v_t) + eps).
-    ``scale``: "the scaling factor to gradient"; ``clip_norm``: "the maximum L2 norm to
-    clip gradient"; ``weight_decay``: "the L2 penalty factor to weight". The page gives no
-    order or scope; Dragon's UpdateOpBase::TransformGrad scales, then clips each
-    parameter's gradient by its own norm, and its kernel then adds wd * theta: so here."""
-    g = g * dt(scale)
-    if clip_norm > 0:
-        norm = np.sqrt(np.sum(g * g))
-        if norm > clip_norm:
-            g = g * (dt(clip_norm) / norm)
-            if clipped is not None:
-                clipped.append(1)
-    if weight_decay:
-        g = g + dt(weight_decay) * theta
-    v = dt(alpha) * st.get("v", np.zeros_like(theta)) + dt(1 - alpha) * g * g
-    m = dt(momentum) * st.get("m", np.zeros_like(theta)) + dt(lr) * g / (np.sqrt(v) + dt(eps))
-    return theta - m, {"v": v, "m": m}
 
 
 DRAGON = [
@@ -170,10 +89,10 @@ DRAGON = [
 
 @pytest.mark.parametrize("kw", DRAGON, ids=str)
 def test_dragon_rmsprop(kw):
-    prob = h.small_problem(STEPS)
+    prob = r.small_problem(STEPS)
     clipped = []
-    ours = h.run_gradtx_eager(dragon_rmsprop(**kw), prob, STEPS)
-    _check("Dragon RMSprop", kw, prob, ours, dragon_rmsprop_page, clipped=clipped)
+    ours = r.run_gradtx_eager(dragon_rmsprop(**kw), prob, STEPS)
+    _check("Dragon RMSprop", kw, prob, ours, reference.dragon_rmsprop_page, clipped=clipped)
     if kw.get("clip_norm"):
         assert len(clipped) > STEPS, "the clip must act on some steps, for the test to bite"
 
@@ -183,7 +102,7 @@ def test_dragon_lr_is_inside_the_buffer():
     old steps keep their old lr (torch's buffer would rescale them by the new one). The
     chain does the same: lr is halved after one step by continuing the first chain's
     state with a second chain of the same layout."""
-    prob = h.small_problem(4)
+    prob = r.small_problem(4)
     p = prob.tree("theta")
     first, second = dragon_rmsprop(lr=0.1, momentum=0.9), dragon_rmsprop(lr=0.05, momentum=0.9)
     g = prob.tree("s")

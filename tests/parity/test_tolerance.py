@@ -1,4 +1,4 @@
-"""The tolerance of every parity test (``_harness.tolerance``): its arithmetic, its nudge,
+"""The tolerance of every parity test (``_tolerance.tolerance``): its arithmetic, its nudge,
 and that it stays tight enough to catch real bugs on the least well conditioned cases of
 the suite, where it is loosest."""
 
@@ -12,9 +12,9 @@ import pytest
 import torch
 
 import gradtx
-from tests.torch_ref import run_gradtx, run_torch
-
-from . import _harness as h
+from tests import _runners as r
+from tests import _tolerance as h
+from tests._runners import run_gradtx, run_torch, torch_optimizer
 
 
 def test_tolerance_is_factor_times_d_self_above_the_floor():
@@ -69,8 +69,11 @@ def test_torch_mlp_case_catches_eps_inside_the_root_and_no_centering():
     assert cfg["eps"] == 1e-6 and cfg["centered"]
     params, loss = mlp_problem(np.float32)
     grad_fn = grad_fn_of(loss, False)
-    theirs = run_torch(torch.optim.RMSprop, cfg, params, grad_fn, 20)
-    nudged = [run_torch(torch.optim.RMSprop, cfg, params, grad_fn, 20, n) for n in h.NUDGES]
+    theirs = run_torch(torch_optimizer(torch.optim.RMSprop, **cfg), params, grad_fn, 20)
+    nudged = [
+        run_torch(torch_optimizer(torch.optim.RMSprop, **cfg), params, grad_fn, 20, nudge=n)
+        for n in h.NUDGES
+    ]
 
     def chain(eps_in_sqrt, centered=True):
         normaliser = gradtx.scale_by_stddev if centered else gradtx.scale_by_rms
@@ -88,7 +91,7 @@ def test_torch_mlp_case_catches_eps_inside_the_root_and_no_centering():
         ("eps inside the root", chain(True)),
         ("not centered", chain(False, centered=False)),
     ]:
-        ours = run_gradtx(tx, params, grad_fn, 20)
+        ours, _ = run_gradtx(tx, params, grad_fn, 20)
         tol, errs[name] = _tolerance_and_error(
             "float32", _flat(theirs), [_flat(n) for n in nudged], _flat(ours), 20, dtypes
         )
@@ -104,7 +107,7 @@ def test_keras_centered_case_catches_eps_outside_the_root():
     from .test_keras import STEPS, run_keras
 
     kw = {"rho": 0.5, "epsilon": 1e-2, "centered": True}
-    prob = h.small_problem(STEPS)
+    prob = r.small_problem(STEPS)
     theirs = run_keras(kw, prob, STEPS)
     nudged = [run_keras(kw, prob.nudged(n), STEPS) for n in h.NUDGES]
     lr = float(np.float32(0.01))
@@ -114,7 +117,7 @@ def test_keras_centered_case_catches_eps_outside_the_root():
     )
     errs = {}
     for name, tx in [("right", keras_rmsprop(lr, **kw)), ("eps outside the root", outside)]:
-        ours = h.run_gradtx_eager(tx, prob, STEPS)
+        ours = r.run_gradtx_eager(tx, prob, STEPS)
         tol, errs[name] = _tolerance_and_error("float32", theirs, nudged, ours, STEPS, prob.dtypes)
     assert errs["right"] <= tol
     assert errs["eps outside the root"] > 10 * tol, (errs, tol)
@@ -123,19 +126,21 @@ def test_keras_centered_case_catches_eps_outside_the_root():
 def test_optax_centered_case_catches_a_missing_bias_correction():
     """optax.rmsprop's loosest float32 case (centered, bias-corrected, eps in the root):
     optax's rule against the same chain without the bias correction."""
+    from .optax_cases import PARAMS, leaves_of, trajectory
     from .recipes import optax_rmsprop
-    from .test_optax import PARAMS, _leaves, _trajectory
 
     kw = {"learning_rate": 0.01, "centered": True, "bias_correction": True}
-    theirs = _leaves(_trajectory(optax.rmsprop(**kw), zero_first=True))
-    nudged = [_leaves(_trajectory(optax.rmsprop(**kw), zero_first=True, nudge=n)) for n in h.NUDGES]
+    theirs = leaves_of(trajectory(optax.rmsprop(**kw), zero_first=True))
+    nudged = [
+        leaves_of(trajectory(optax.rmsprop(**kw), zero_first=True, nudge=n)) for n in h.NUDGES
+    ]
     dtypes = [x.dtype for x in jax.tree.leaves(PARAMS)]
     errs = {}
     for name, tx in [
         ("right", optax_rmsprop(**kw)),
         ("no bias correction", optax_rmsprop(**{**kw, "bias_correction": False})),
     ]:
-        ours = _leaves(_trajectory(tx, zero_first=True))
+        ours = leaves_of(trajectory(tx, zero_first=True))
         tol, errs[name] = _tolerance_and_error("float32", theirs, nudged, ours, 30, dtypes)
     assert errs["right"] <= tol
     assert errs["no bias correction"] > 10 * tol, (errs, tol)

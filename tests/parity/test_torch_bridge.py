@@ -3,13 +3,14 @@
 50 steps in torch, ``from_torch``, 50 steps in gradtx must equal 100 steps in torch; and
 50 steps in gradtx, ``to_torch`` + ``load_state_dict``, 50 steps in torch must equal 100
 steps in gradtx. Params mix float32/float64, real/complex, a scalar, a zero-size array, a
-matrix and a nested dict (``_harness.SHAPES``).
+matrix and a nested dict (``_runners.SHAPES``).
 """
 
 from __future__ import annotations
 
 import copy
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -18,8 +19,8 @@ import torch
 
 import gradtx
 from gradtx.interop.torch import alias_from_torch, from_torch, to_torch
-
-from . import _harness as h
+from tests import _runners as r
+from tests import _tolerance as h
 
 HALF = 50
 CONFIGS = [
@@ -44,20 +45,20 @@ def _tx(i):
 
 
 def _prob(name):
-    return h.problem("rprop" if name == "Rprop" else "rms", 2 * HALF)
+    return r.problem("rprop" if name == "Rprop" else "rms", 2 * HALF)
 
 
 def _continue_torch(opt, params, prob, nudge=None):
     """The last HALF steps in torch, from ``opt`` and ``params`` as they stand; with
-    ``nudge``, in a copy of both nudged (``_harness.NUDGES``), ``opt`` left as it was."""
+    ``nudge``, in a copy of both nudged (``_tolerance.NUDGES``), ``opt`` left as it was."""
     if nudge is None:
-        return h.run_torch(opt, params, prob, HALF, HALF)
+        return r.run_torch_problem(opt, params, prob, HALF, HALF)
     p = prob.nudged(nudge)
     leaves = [x.detach().numpy().copy() for x in params]
-    copies = h.torch_tensors(h.nudge(leaves) if nudge == "params" else leaves)
+    copies = r.torch_tensors(h.nudge(leaves) if nudge == "params" else leaves)
     twin = type(opt)(copies, **opt.defaults)
     twin.load_state_dict(copy.deepcopy(opt.state_dict()))
-    return h.run_torch(twin, copies, p, HALF, HALF)
+    return r.run_torch_problem(twin, copies, p, HALF, HALF)
 
 
 def _nudged(name, opt, params, prob):
@@ -76,14 +77,14 @@ def test_torch_then_gradtx_equals_torch(i):
     name, kwargs = CONFIGS[i]
     prob = _prob(name)
     cls = getattr(torch.optim, name)
-    params = h.torch_tensors(prob.leaves["theta"])
+    params = r.torch_tensors(prob.leaves["theta"])
     opt = cls(params, **kwargs)
-    h.run_torch(opt, params, prob, 0, HALF)
+    r.run_torch_problem(opt, params, prob, 0, HALF)
     sd = opt.state_dict()
     theta = prob.treedef.unflatten([jnp.asarray(p.detach().numpy().copy()) for p in params])
     tx = _tx(i)  # == alias_from_torch(sd), built once per configuration
     state = from_torch(sd, tx, theta)
-    ours, _, _ = h.run_gradtx_from(tx, prob, theta, state, HALF, HALF)
+    ours, _, _ = r.run_gradtx_scan_from(tx, prob, theta, state, HALF, HALF)
     nudged = _nudged(name, opt, params, prob)
     theirs = _continue_torch(opt, params, prob)  # the same torch run, continued
     _check(name, kwargs, prob, ours, theirs, nudged, "torch->gradtx")
@@ -97,10 +98,10 @@ def test_gradtx_then_torch_equals_gradtx(i):
     tx = _tx(i)
     theta0 = prob.tree("theta")
     # init outside the scan, so both halves (and the other direction) share one compile
-    first, theta, state = h.run_gradtx_from(tx, prob, theta0, tx.init(theta0), 0, HALF)
-    second, _, _ = h.run_gradtx_from(tx, prob, theta, state, HALF, HALF)
+    first, theta, state = r.run_gradtx_scan_from(tx, prob, theta0, tx.init(theta0), 0, HALF)
+    second, _, _ = r.run_gradtx_scan_from(tx, prob, theta, state, HALF, HALF)
     whole = first + second  # 100 steps of gradtx
-    params = h.torch_tensors([np.asarray(x) for x in jax.tree.leaves(theta)])
+    params = r.torch_tensors([np.asarray(x) for x in jax.tree.leaves(theta)])
     opt = cls(params, **kwargs)
     opt.load_state_dict(to_torch(state, theta, opt, step=HALF))
     assert all(float(s["step"]) == HALF for s in opt.state.values())
@@ -116,8 +117,8 @@ def test_state_round_trips_exactly():
     tx = _tx(3)
     prob = _prob(name)
     theta0 = prob.tree("theta")
-    _, theta, state = h.run_gradtx_from(tx, prob, theta0, tx.init(theta0), 0, HALF)
-    opt = torch.optim.RMSprop(h.torch_tensors(jax.tree.leaves(theta)), **kwargs)
+    _, theta, state = r.run_gradtx_scan_from(tx, prob, theta0, tx.init(theta0), 0, HALF)
+    opt = torch.optim.RMSprop(r.torch_tensors(jax.tree.leaves(theta)), **kwargs)
     back = from_torch(to_torch(state, theta, opt), tx, theta)
     assert jax.tree.structure(back) == jax.tree.structure(state)
     for a, b in zip(jax.tree.leaves(back), jax.tree.leaves(state)):
@@ -244,8 +245,7 @@ def test_unstepped_params_keep_init_state(small):
     opt = torch.optim.Rprop(tensors, lr=0.03)
     state = from_torch(opt.state_dict(), gradtx.rprop(0.03), theta)
     init = gradtx.rprop(0.03).init(theta)
-    for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(init)):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    chex.assert_trees_all_equal(state, init)
 
 
 def test_core_does_not_import_torch():

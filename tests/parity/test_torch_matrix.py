@@ -9,11 +9,11 @@ The configurations are the ones torch's own optimizer tests run
 * float32 and float64, real and complex, and a scalar, a zero-size array, a matrix and a
   nested dict of mixed shapes, all leaves of one params tree (torch gets them in
   ``jax.tree_util`` leaf order), plus bare single-array trees;
-* 100 steps of a problem whose gradients change sign often (``_harness``), where the
+* 100 steps of a problem whose gradients change sign often (``tests/_runners.py``), where the
   Rprop runs are asserted to have hit both step-size bounds and to have seen sign flips.
 
 Rprop must match bit for bit (error 0); RMSprop within the tolerance that torch's own
-conditioning allows (``_harness.tolerance``: 16 times how far torch moves against itself
+conditioning allows (``_tolerance.tolerance``: 16 times how far torch moves against itself
 when its params or gradients are nudged by one ulp, at least one ulp per step).
 
 Flags that torch offers and how each is covered:
@@ -47,8 +47,8 @@ import torch
 from torch.testing._internal.common_optimizers import optim_db
 
 import gradtx
-
-from . import _harness as h
+from tests import _runners as r
+from tests import _tolerance as h
 
 STEPS = 100
 IMPLS = {
@@ -95,13 +95,13 @@ def gradtx_for(name: str, kwargs: dict) -> gradtx.GradientTransformation:
 
 
 def _compare(name, desc, kwargs, prob, steps, rprop_stats=False):
-    ours, _, _ = h.run_gradtx(gradtx_for(name, kwargs), prob, steps)
+    ours, _, _ = r.run_gradtx_scan(gradtx_for(name, kwargs), prob, steps)
     cls = getattr(torch.optim, name)
 
     def run(impl_kw, nudge=None, stats=None):
         p = prob.nudged(nudge)
-        params = h.torch_tensors(p.leaves["theta"])
-        return h.run_torch(cls(params, **kwargs, **impl_kw), params, p, 0, steps, stats)
+        params = r.torch_tensors(p.leaves["theta"])
+        return r.run_torch_problem(cls(params, **kwargs, **impl_kw), params, p, 0, steps, stats)
 
     # Rprop: bit for bit, as documented. RMSprop: the tolerance torch's own conditioning
     # allows, measured on its single-tensor loop (the implementations share their math).
@@ -119,7 +119,7 @@ def _compare(name, desc, kwargs, prob, steps, rprop_stats=False):
 
 @pytest.mark.parametrize("desc,kwargs", RPROP_CONFIGS, ids=[d for d, _ in RPROP_CONFIGS])
 def test_rprop_matches_torch(desc, kwargs):
-    _compare("Rprop", desc, kwargs, h.problem("rprop", STEPS), STEPS, rprop_stats=True)
+    _compare("Rprop", desc, kwargs, r.problem("rprop", STEPS), STEPS, rprop_stats=True)
 
 
 @pytest.mark.parametrize(
@@ -128,7 +128,7 @@ def test_rprop_matches_torch(desc, kwargs):
     ids=[d for d, _ in RMSPROP_CONFIGS + RMSPROP_EXTRA],
 )
 def test_rmsprop_matches_torch(desc, kwargs):
-    _compare("RMSprop", desc, kwargs, h.problem("rms", STEPS), STEPS)
+    _compare("RMSprop", desc, kwargs, r.problem("rms", STEPS), STEPS)
 
 
 def test_configurations_come_from_torch_suite():
@@ -148,6 +148,6 @@ BARE = [((), np.float32), ((0,), np.complex128), ((3, 4), np.complex64), ((2, 3)
 @pytest.mark.parametrize("name", ["Rprop", "RMSprop"])
 def test_bare_array_params(name, shape, dtype):
     """A params 'tree' that is one array (the root is a leaf)."""
-    prob = h.Problem((shape, dtype), 30, far={"Rprop": 1e4, "RMSprop": 3.0}[name], seed=1)
+    prob = r.Problem((shape, dtype), 30, far={"Rprop": 1e4, "RMSprop": 3.0}[name], seed=1)
     kwargs = {"momentum": 0.5, "centered": True} if name == "RMSprop" else {}
     _compare(name, f"bare {np.dtype(dtype).name}{list(shape)}", kwargs, prob, 30)
