@@ -72,6 +72,7 @@ MODULE_GROUPS = {
     "gradtx._flatten": "wrappers",
     "gradtx._schedules_cyclic": "schedules",
     "gradtx._schedules": "schedules",
+    "gradtx._schedules_joined": "schedules",
     "gradtx._checkpoint": "checkpoints",
     "gradtx._base": "protocol",
 }

@@ -64,12 +64,9 @@ from gradtx._schedules import (
     constant_schedule,
     cosine_decay_schedule,
     exponential_decay,
-    join_schedules,
     linear_schedule,
     piecewise_constant_schedule,
     polynomial_schedule,
-    warmup_constant_schedule,
-    warmup_cosine_decay_schedule,
 )
 from gradtx._schedules_cyclic import (
     cosine_onecycle_schedule,
@@ -77,6 +74,11 @@ from gradtx._schedules_cyclic import (
     piecewise_interpolate_schedule,
     sgdr_schedule,
     warmup_exponential_decay_schedule,
+)
+from gradtx._schedules_joined import (
+    join_schedules,
+    warmup_constant_schedule,
+    warmup_cosine_decay_schedule,
 )
 from gradtx._weight_decay import WeightDecayScheduleState, add_decayed_weights
 from gradtx._wrappers import ApplyIfFiniteState, apply_if_finite

@@ -16,14 +16,9 @@ from typing import Any
 import jax.numpy as jnp
 
 from gradtx import _validation as check
-from gradtx._base import Schedule
-from gradtx._schedules import (
-    Scalar,
-    exponential_decay,
-    join_schedules,
-    linear_schedule,
-    warmup_cosine_decay_schedule,
-)
+from gradtx._base import Scalar, Schedule
+from gradtx._schedules import exponential_decay, linear_schedule
+from gradtx._schedules_joined import join_schedules, warmup_cosine_decay_schedule
 
 
 def _linear_interpolate(start, end, pct):

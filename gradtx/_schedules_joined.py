@@ -1,0 +1,132 @@
+"""Schedules joined from others: :func:`join_schedules` (torch's ``SequentialLR``) and the
+warm-up schedules built on it. Names, arguments and numbers are optax's."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax.numpy as jnp
+
+from gradtx._base import Scalar, Schedule
+from gradtx._schedules import cosine_decay_schedule, linear_schedule
+
+
+def join_schedules(schedules: Sequence[Schedule], boundaries: Sequence[int]) -> Schedule:
+    r"""Run several schedules one after the other, each counting from its own start.
+
+    Formula::
+
+        s(t) = s_i(t - b_(i-1))   for b_(i-1) <= t < b_i      (b_(-1) = 0)
+
+    .. math:: s(t) = s_i(t - b_{i-1}) \quad \text{for } b_{i-1} \le t < b_i
+
+    Same as ``optax.join_schedules`` (torch's ``SequentialLR``, counted in updates).
+
+    Args:
+      schedules: the schedules, in order.
+      boundaries: the steps at which each schedule after the first takes over
+        (``len(schedules) - 1`` of them).
+
+    Returns:
+      A schedule, a function of the step count.
+
+    Example:
+      >>> import gradtx
+      >>> warmup = gradtx.linear_schedule(0.0, 1.0, transition_steps=2)
+      >>> schedule = gradtx.join_schedules([warmup, gradtx.constant_schedule(0.5)], [3])
+      >>> [float(schedule(t)) for t in range(5)]
+      [0.0, 0.5, 1.0, 0.5, 0.5]
+    """
+    if len(boundaries) != len(schedules) - 1:
+        raise ValueError(
+            f"Invalid boundaries: {list(boundaries)!r} (need len(schedules) - 1 = "
+            f"{len(schedules) - 1} boundaries)."
+        )
+
+    def schedule(count):
+        value = schedules[0](count)
+        for boundary, later in zip(boundaries, schedules[1:]):
+            value = jnp.where(count < boundary, value, later(count - boundary))
+        return value
+
+    return schedule
+
+
+def warmup_constant_schedule(init_value: Scalar, peak_value: Scalar, warmup_steps: int) -> Schedule:
+    r"""Linear warm-up from ``init_value`` to ``peak_value``, then constant.
+
+    Formula::
+
+        s(t) = I + (P - I) * min(t, W) / W
+
+    .. math:: s(t) = I + (P - I)\,\min(t, W) / W
+
+    with :math:`W` = ``warmup_steps``. Same as ``optax.warmup_constant_schedule``.
+
+    Args:
+      init_value: :math:`I`, the value at step 0.
+      peak_value: :math:`P`, the value from step ``warmup_steps`` on.
+      warmup_steps: :math:`W`, the steps of the warm-up.
+
+    Returns:
+      A schedule, a function of the step count.
+
+    Example:
+      >>> import gradtx
+      >>> schedule = gradtx.warmup_constant_schedule(0.0, 1.0, warmup_steps=2)
+      >>> [float(schedule(t)) for t in range(4)]
+      [0.0, 0.5, 1.0, 1.0]
+    """
+    return linear_schedule(init_value, peak_value, warmup_steps)
+
+
+def warmup_cosine_decay_schedule(
+    init_value: Scalar,
+    peak_value: Scalar,
+    warmup_steps: int,
+    decay_steps: int,
+    end_value: Scalar = 0.0,
+    exponent: Scalar = 1.0,
+) -> Schedule:
+    r"""Linear warm-up to ``peak_value``, then cosine decay to ``end_value``.
+
+    Formula::
+
+        s(t) = I + (P - I) * t / W                                      for t < W
+        s(t) = E + (P - E) * (0.5 * (1 + cos(pi * min(t - W, D - W) / (D - W))))**p   after
+
+    .. math::
+        s(t) = \begin{cases}
+          I + (P - I)\,t / W & t < W, \\
+          E + (P - E)\big[\tfrac12\big(1 + \cos\frac{\pi \min(t - W,\, D - W)}{D - W}\big)\big]^{p}
+            & t \ge W,
+        \end{cases}
+
+    with :math:`W` = ``warmup_steps`` and :math:`D` = ``decay_steps`` (which includes the
+    warm-up). Same as ``optax.warmup_cosine_decay_schedule``.
+
+    Args:
+      init_value: :math:`I`, the value at step 0.
+      peak_value: :math:`P`, the value at the end of the warm-up.
+      warmup_steps: :math:`W`.
+      decay_steps: :math:`D`, the step at which the value reaches ``end_value``.
+      end_value: :math:`E`.
+      exponent: :math:`p`, the power of the cosine factor.
+
+    Returns:
+      A schedule, a function of the step count.
+
+    Example:
+      >>> import gradtx
+      >>> schedule = gradtx.warmup_cosine_decay_schedule(0.0, 1.0, warmup_steps=2, decay_steps=6)
+      >>> [round(float(schedule(t)), 3) for t in range(8)]
+      [0.0, 0.5, 1.0, 0.854, 0.5, 0.146, 0.0, 0.0]
+    """
+    alpha = 0.0 if peak_value == 0.0 else end_value / peak_value
+    return join_schedules(
+        [
+            linear_schedule(init_value, peak_value, warmup_steps),
+            cosine_decay_schedule(peak_value, decay_steps - warmup_steps, alpha, exponent),
+        ],
+        [warmup_steps],
+    )
