@@ -5,29 +5,48 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-_SAME_WIDTH_INT = {1: jnp.int8, 2: jnp.int16, 4: jnp.int32, 8: jnp.int64}
+_UNSIGNED = {1: jnp.uint8, 2: jnp.uint16, 4: jnp.uint32, 8: jnp.uint64}
 
 
-def sign(x: jax.Array) -> jax.Array:
-    """The sign of ``x`` as ``int8``: -1, 0 or +1, with ``sign(NaN) = 0`` as in ``torch.sign``.
+class Signs(NamedTuple):
+    """The sign of each element as two masks: ``pos`` where it is > 0, ``neg`` where < 0
+    (neither where it is 0 or NaN: ``sign(NaN) = 0``, as ``torch.sign`` gives)."""
 
-    Read from the bit pattern, so that a subnormal number has the sign torch gives it:
-    XLA on CPU runs with denormals-are-zero, where ``x > 0`` is false for ``x = 1e-45``.
+    pos: jax.Array
+    neg: jax.Array
+
+    def as_int8(self) -> jax.Array:
+        """-1, 0 or +1 as ``int8``."""
+        return jnp.where(self.pos, jnp.int8(1), jnp.where(self.neg, jnp.int8(-1), jnp.int8(0)))
+
+    @classmethod
+    def of_int8(cls, s: jax.Array) -> Signs:
+        return cls(s > 0, s < 0)
+
+
+def signs(x: jax.Array) -> Signs:
+    """The signs of a float array, read from its bit pattern.
+
+    Read from the bits so that a subnormal number has the sign torch gives it: XLA on CPU
+    runs with denormals-are-zero, where ``x > 0`` is false for ``x = 1e-45``. With ``b``
+    the bits as an unsigned integer and ``I`` those of +inf, ``x > 0`` is ``0 < b <= I``,
+    one unsigned comparison ``b - 1 < I`` (``b = 0`` wraps around); ``x < 0`` is the same
+    with the sign bit set.
     """
     x = jnp.asarray(x)
-    if not jnp.issubdtype(x.dtype, jnp.floating) or x.dtype.itemsize not in _SAME_WIDTH_INT:
-        return (x > 0).astype(jnp.int8) - (x < 0).astype(jnp.int8)
-    int_type = _SAME_WIDTH_INT[x.dtype.itemsize]
-    bits = jax.lax.bitcast_convert_type(x, int_type)
-    magnitude = bits & jnp.iinfo(int_type).max  # the bits without the sign bit
-    inf = jax.lax.bitcast_convert_type(jnp.array(jnp.inf, x.dtype), int_type)
-    is_number = (magnitude != 0) & (magnitude <= inf)  # not ±0, not NaN
-    return jnp.where(is_number, jnp.where(bits < 0, -1, 1), 0).astype(jnp.int8)
+    if not jnp.issubdtype(x.dtype, jnp.floating) or x.dtype.itemsize not in _UNSIGNED:
+        return Signs(x > 0, x < 0)
+    unsigned = _UNSIGNED[x.dtype.itemsize]
+    bits = jax.lax.bitcast_convert_type(x, unsigned)
+    inf = unsigned(np.asarray(np.inf, x.dtype).view(unsigned))
+    sign_bit = unsigned(1 << (8 * x.dtype.itemsize - 1))
+    return Signs(bits - unsigned(1) < inf, bits - (sign_bit + unsigned(1)) < inf)
 
 
 def as_real(x: jax.Array) -> jax.Array:

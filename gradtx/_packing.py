@@ -7,18 +7,20 @@ bfloat16 and float64's wider range; 85.3 in float16). So
 
     code = bits(Δ) + K·c,  c = 0, 1, 2 for a previous sign 0, +1, -1
 
-stores both exactly, and two comparisons decode it: ``c = (code >= K) + (code >= 2K)``.
+stores both exactly, and two comparisons decode it (:func:`unpack`).
 The integer dtype names the float dtype of the step sizes (the table below), so a
 packed state can be read back without knowing the params.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from gradtx._numerics import Signs
 
 # step-size dtype -> the integer dtype holding its packed form. float16 and bfloat16
 # have the same width: bfloat16's codes are stored as int16 (the same bits) so that the
@@ -59,26 +61,70 @@ def fits(value: float, step_dtype: Any) -> bool:
     return float(np.asarray(value, jnp.dtype(step_dtype))) <= packed_limit(step_dtype)
 
 
-def encode(step: jax.Array, sign: jax.Array) -> jax.Array:
-    """Pack step sizes (>= 0) and signs (int8 in {-1, 0, 1}) into codes."""
-    step_dtype = jnp.dtype(step.dtype)
-    width = step_dtype.itemsize
-    unsigned = _UNSIGNED[width]
-    k = _k(width)
-    bits = jax.lax.bitcast_convert_type(step, unsigned)
-    offset = jnp.where(sign > 0, unsigned(k), jnp.where(sign < 0, unsigned(2 * k), unsigned(0)))
-    return jax.lax.bitcast_convert_type(bits + offset, _PACKED[step_dtype])
+class Offsets(NamedTuple):
+    """K·c for c = 0, 1, 2, broadcast to one leaf's shape in its unsigned type. Made once
+    per leaf and shared by :func:`unpack`, :func:`encode` and :func:`signed_step`: every
+    constant the compiler sees is one more instruction per leaf, and XLA's compile time
+    grows with the instruction count."""
+
+    zero: jax.Array
+    one: jax.Array
+    two: jax.Array
+
+    @classmethod
+    def like(cls, x: jax.Array) -> Offsets:
+        """The offsets for codes (or step sizes) shaped like ``x``."""
+        unsigned = _UNSIGNED[jnp.dtype(x.dtype).itemsize]
+        k = _k(jnp.dtype(x.dtype).itemsize)
+        return cls(*(jnp.full(x.shape, c * k, unsigned) for c in (0, 1, 2)))
+
+
+def _bits(x: jax.Array) -> jax.Array:
+    unsigned = _UNSIGNED[jnp.dtype(x.dtype).itemsize]
+    return x if x.dtype == unsigned else jax.lax.bitcast_convert_type(x, unsigned)
+
+
+def encode(step: jax.Array, pos: jax.Array, neg: jax.Array, k: Offsets | None = None):
+    """Pack step sizes (>= 0) and the previous signs (masks ``pos``, ``neg``) into codes."""
+    k = k or Offsets.like(step)
+    offset = jnp.where(pos, k.one, jnp.where(neg, k.two, k.zero))
+    code = _bits(step) + offset
+    packed = _PACKED[jnp.dtype(step.dtype)]
+    return code if code.dtype == packed else jax.lax.bitcast_convert_type(code, packed)
+
+
+def unpack(code: jax.Array, k: Offsets | None = None):
+    """The step sizes (in the float dtype the code's dtype names) and the sign masks
+    ``pos``, ``neg``: c = 2 is ``code >= 2K``, c = 1 is ``code - K < K`` (unsigned)."""
+    k = k or Offsets.like(code)
+    bits = _bits(code)
+    neg = bits >= k.two
+    pos = bits - k.one < k.one
+    offset = jnp.where(neg, k.two, jnp.where(pos, k.one, k.zero))
+    return jax.lax.bitcast_convert_type(bits - offset, _STEP[jnp.dtype(code.dtype)]), pos, neg
+
+
+def signed_step(code: jax.Array, k: Offsets | None = None) -> jax.Array:
+    r"""sign(g')·Δ straight from the code: Δ, -Δ or 0.
+
+    For c = 2, subtracting 2K - 2^(w-1) (wrapping) leaves bits(Δ) with the sign bit set,
+    which is -Δ; for c = 1, subtracting K leaves Δ; c = 0 gives 0."""
+    k = k or Offsets.like(code)
+    bits = _bits(code)
+    width = jnp.dtype(code.dtype).itemsize
+    minus = bits.dtype.type(2 * _k(width) - (1 << (8 * width - 1)))  # 2K - 2^(w-1)
+    signed = bits - jnp.where(bits >= k.two, minus, k.one)
+    step_dtype = _STEP[jnp.dtype(code.dtype)]
+    zero = jax.lax.bitcast_convert_type(k.zero, step_dtype)  # +0.0: all bits clear
+    return jnp.where(bits >= k.one, jax.lax.bitcast_convert_type(signed, step_dtype), zero)
 
 
 def decode(code: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """The step sizes (in the float dtype the code's dtype names) and int8 signs."""
-    step_dtype = _STEP[jnp.dtype(code.dtype)]
-    width = step_dtype.itemsize
-    unsigned = _UNSIGNED[width]
-    k = _k(width)
-    code = jax.lax.bitcast_convert_type(code, unsigned)
-    plus, minus = code >= unsigned(k), code >= unsigned(2 * k)  # c >= 1, c == 2
-    offset = jnp.where(minus, unsigned(2 * k), jnp.where(plus, unsigned(k), unsigned(0)))
-    step = jax.lax.bitcast_convert_type(code - offset, step_dtype)
-    sign = jnp.where(minus, -1, jnp.where(plus, 1, 0)).astype(jnp.int8)
-    return step, sign
+    """The step sizes and the previous signs as ``int8`` (-1, 0, +1)."""
+    step, pos, neg = unpack(code)
+    return step, Signs(pos, neg).as_int8()
+
+
+def encode_int8(step: jax.Array, sign: jax.Array) -> jax.Array:
+    """:func:`encode` with the signs given as ``int8`` (-1, 0, +1)."""
+    return encode(step, sign > 0, sign < 0)

@@ -29,7 +29,7 @@ from gradtx import _packing as packing
 from gradtx import _validation as check
 from gradtx._base import GradientTransformation
 from gradtx._leafwise import Scalars, leafwise
-from gradtx._numerics import sign
+from gradtx._numerics import Signs, signs
 from gradtx._rprop_state import (
     ScaleByIRpropPlusPackedState,
     ScaleByIRpropPlusState,
@@ -47,8 +47,9 @@ RPROP_VARIANTS: tuple[RpropVariant, ...] = typing.get_args(RpropVariant)
 # --------------------------------------------------------------------------------------
 #
 # Every rule reads the stored g' only through its sign, and returns the update
-# u = -Δw (it points uphill, like a gradient; the alias negates it). g_t·g'_{t-1} is
-# judged by sign(g_t)·sign(g'_{t-1}), an int8 in {-1, 0, 1}.
+# u = -Δw (it points uphill, like a gradient; the alias negates it). Signs are two masks
+# (``Signs``: pos, neg; neither for 0 and NaN), so g_t·g'_{t-1} > 0 is "same" and < 0 is
+# "flip": a handful of boolean ops, which keep the compiled step small.
 #
 # The "+" variants undo "the previous weight change Δw_{t-1}" without storing it: they
 # undo only where g_t·g'_{t-1} < 0, so where g'_{t-1} != 0, and every step that leaves
@@ -57,19 +58,28 @@ RPROP_VARIANTS: tuple[RpropVariant, ...] = typing.get_args(RpropVariant)
 # sign times the stored step size, bit for bit.
 
 
-def _new_step_size(step, agree, eta_minus, eta_plus, min_step_size, max_step_size):
-    """Δ_t = min(Δ_{t-1}·η+, Δmax) if agree > 0; max(Δ_{t-1}·η-, Δmin) if agree < 0;
-    Δ_{t-1} otherwise. Clipped into [Δmin, Δmax] in every case, as torch does, which only
-    matters on the first step when ``learning_rate`` lies outside the bounds."""
-    factor = jnp.where(agree > 0, eta_plus, jnp.where(agree < 0, eta_minus, 1.0))
-    return jnp.clip(step * factor.astype(step.dtype), min_step_size, max_step_size)
+def _agreement(g: Signs, prev: Signs):
+    """(g·g' > 0, g·g' < 0), judged by the signs."""
+    same = (g.pos & prev.pos) | (g.neg & prev.neg)
+    flip = (g.pos & prev.neg) | (g.neg & prev.pos)
+    return same, flip
+
+
+def _move(s: Signs, step):
+    """sign·Δ: Δ, -Δ or 0 (the product, bit for bit, without a multiply)."""
+    return jnp.where(s.pos, step, jnp.where(s.neg, -step, jnp.zeros((), step.dtype)))
 
 
 def _rules(eta_minus, eta_plus, min_step_size, max_step_size):
-    def adapt(step, agree):
-        return _new_step_size(step, agree, eta_minus, eta_plus, min_step_size, max_step_size)
+    def adapt(step, same, flip):
+        """Δ_t = min(Δ_{t-1}·η+, Δmax) if g·g' > 0; max(Δ_{t-1}·η-, Δmin) if g·g' < 0;
+        Δ_{t-1} otherwise. Clipped into [Δmin, Δmax] in every case, as torch does, which
+        only matters on the first step when ``learning_rate`` lies outside the bounds."""
+        one = jnp.ones((), step.dtype)
+        factor = jnp.where(same, eta_plus, jnp.where(flip, eta_minus, one)).astype(step.dtype)
+        return jnp.clip(step * factor, min_step_size, max_step_size)
 
-    def irprop_minus(g, step, prev_sign):
+    def irprop_minus(g, step, prev):
         """iRprop- (Igel & Hüsken 2000; torch.optim.Rprop), per weight::
 
             if g·g' > 0:  Δ = min(Δ·η+, Δmax)
@@ -78,13 +88,13 @@ def _rules(eta_minus, eta_plus, min_step_size, max_step_size):
 
         Returns u = sign(g)·Δ = -Δw and the new (Δ, sign g').
         """
-        s = sign(g)
-        agree = s * prev_sign  # sign of g·g'
-        step = adapt(step, agree)
-        s = jnp.where(agree < 0, 0, s).astype(jnp.int8)  # g = 0: no move, g' = 0
-        return s.astype(step.dtype) * step, (step, s)
+        s = signs(g)
+        same, flip = _agreement(s, prev)
+        step = adapt(step, same, flip)
+        s = Signs(s.pos & ~flip, s.neg & ~flip)  # g = 0: no move, g' = 0
+        return _move(s, step), (step, s)
 
-    def rprop_minus(g, step, prev_sign):
+    def rprop_minus(g, step, prev):
         """Rprop- (Igel & Hüsken 2000), per weight::
 
             if g·g' > 0:  Δ = min(Δ·η+, Δmax)
@@ -93,24 +103,24 @@ def _rules(eta_minus, eta_plus, min_step_size, max_step_size):
 
         Returns u = sign(g)·Δ = -Δw and the new (Δ, sign g').
         """
-        s = sign(g)
-        step = adapt(step, s * prev_sign)
-        return s.astype(step.dtype) * step, (step, s)
+        s = signs(g)
+        step = adapt(step, *_agreement(s, prev))
+        return _move(s, step), (step, s)
 
-    def rprop_plus(g, step, prev_sign, *, worse=True):
+    def rprop_plus(g, step, prev, *, worse=True):
         """Rprop+ (Riedmiller & Braun 1993); iRprop+ when ``worse`` is
         E_t > E_{t-1} (Igel & Hüsken 2000)::
 
             if g·g' >= 0:  Δ = min(Δ·η+, Δmax) if g·g' > 0;  Δw = -sign(g)·Δ;  w = w + Δw;  g' = g
             if g·g' < 0:   Δ = max(Δ·η-, Δmin);  if worse: w = w - Δw_{t-1};  g' = 0
         """
-        s = sign(g)
-        agree = s * prev_sign
-        prev_move = prev_sign.astype(step.dtype) * step  # u_{t-1} = -Δw_{t-1}, see above
-        step = adapt(step, agree)
+        s = signs(g)
+        same, flip = _agreement(s, prev)
+        prev_move = _move(prev, step)  # u_{t-1} = -Δw_{t-1}, see above
+        step = adapt(step, same, flip)
         undo = jnp.where(worse, -prev_move, jnp.zeros_like(prev_move))
-        u = jnp.where(agree < 0, undo, s.astype(step.dtype) * step)
-        s = jnp.where(agree < 0, 0, s).astype(jnp.int8)  # g' = 0
+        u = jnp.where(flip, undo, _move(s, step))
+        s = Signs(s.pos & ~flip, s.neg & ~flip)  # g' = 0
         return u, (step, s)
 
     return {"irprop-": irprop_minus, "rprop-": rprop_minus, "rprop+": rprop_plus}
@@ -265,9 +275,8 @@ def scale_by_rprop(
         step = jnp.abs(
             jnp.clip(jnp.full(p.shape, learning_rate, dtype), min_step_size, max_step_size)
         )
-        signs = jnp.zeros(p.shape, jnp.int8)
         if not packed:
-            return step, signs
+            return step, jnp.zeros(p.shape, jnp.int8)
         if not packing.is_packable(dtype):
             raise ValueError(
                 f"Rprop's step sizes must be floats; got {dtype} (params or accumulator_dtype)."
@@ -278,12 +287,15 @@ def scale_by_rprop(
                 f"{packing.packed_limit(dtype):.4g} for {dtype} step sizes, which are packed "
                 f"with their signs; or pass accumulator_dtype=jnp.float32)."
             )
-        return (packing.encode(step, signs),)
+        none = jnp.zeros(p.shape, bool)
+        return (packing.encode(step, none, none),)
 
     rules = _rules(eta_minus, eta_plus, min_step_size, max_step_size)
     rule = rules["rprop+" if variant == "irprop+" else variant]  # iRprop+ is Rprop+ given `worse`
     if packed:
         rule = _packed(rule, move_from_state=variant in ("irprop-", "rprop-"))
+    else:
+        rule = _unpacked(rule)
     if variant != "irprop+":
         state = ScaleByRpropPackedState if packed else ScaleByRpropState
         return leafwise(rule, state=state, init_leaf=init_leaf)
@@ -308,19 +320,30 @@ def _packs(max_step_size) -> bool:
 
 
 def _packed(rule, *, move_from_state: bool):
-    """``rule`` on packed state: decode (Δ, sign g'), apply the rule, encode.
+    """``rule`` on packed state: unpack (Δ, sign g'), apply the rule, pack.
 
     With ``move_from_state`` (the "-" variants, whose move is u = sign(g'_t)·Δ_t) the
-    move is read back from the new code rather than from the old one: the update then
-    reads only the new state, so that XLA can write the state in place in a donated
-    step without first copying the old one."""
+    move is read back from the new code rather than kept from the rule: the update then
+    reads only the new state, so that XLA can write the state in place in a donated step
+    without first copying the old one."""
 
     def packed_rule(g, code, **kw):
-        u, (step, s) = rule(g, *packing.decode(code), **kw)
-        code = packing.encode(step, s)
+        k = packing.Offsets.like(code)
+        step, pos, neg = packing.unpack(code, k)
+        u, (step, s) = rule(g, step, Signs(pos, neg), **kw)
+        code = packing.encode(step, s.pos, s.neg, k)
         if move_from_state:
-            step, s = packing.decode(code)
-            u = s.astype(step.dtype) * step  # the same product, bit for bit
+            u = packing.signed_step(code, k)  # the same value as _move(s, step), bit for bit
         return u, (code,)
 
     return packed_rule
+
+
+def _unpacked(rule):
+    """``rule`` on the unpacked state: step sizes, and signs as ``int8``."""
+
+    def unpacked_rule(g, step, prev_sign, **kw):
+        u, (step, s) = rule(g, step, Signs.of_int8(prev_sign), **kw)
+        return u, (step, s.as_int8())
+
+    return unpacked_rule

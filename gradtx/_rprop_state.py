@@ -178,6 +178,8 @@ def with_values(block: Any, step_sizes: Any, prev_signs: Any) -> Any:
 
     def pack(step, sign, code):
         step_dtype = packing.decode(code)[0].dtype
-        return packing.encode(jnp.asarray(step).astype(step_dtype), jnp.asarray(sign, jnp.int8))
+        return packing.encode_int8(
+            jnp.asarray(step).astype(step_dtype), jnp.asarray(sign, jnp.int8)
+        )
 
     return block._replace(packed=jax.tree.map(pack, step_sizes, prev_signs, block.packed))
