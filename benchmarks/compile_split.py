@@ -68,29 +68,43 @@ def run(n_leaves: int, leaf_size: int, rounds: int, families) -> dict[str, dict[
     return times
 
 
-def table(times: dict[str, dict[str, list]]) -> str:
-    def med(key, stage):
-        return statistics.median(times[key][stage])
-
-    def total(key):
-        return statistics.median(
-            [sum(times[key][s][i] for s in STAGES) for i in range(len(times[key]["trace"]))]
+def summarize(times: dict[str, dict[str, list]]) -> list[dict]:
+    """One row per member: median seconds per stage, the median total with its min-max,
+    and the total over optax's member of the same family."""
+    rows = []
+    for key, stages in times.items():
+        family, name = key.split("|")
+        totals = [sum(x) for x in zip(*(stages[s] for s in STAGES))]
+        rows.append(
+            {
+                "family": family,
+                "member": name,
+                **{s: statistics.median(stages[s]) for s in STAGES},
+                "total": statistics.median(totals),
+                "total_min": min(totals),
+                "total_max": max(totals),
+            }
         )
+    for r in rows:
+        ref = next((o for o in rows if o["family"] == r["family"] and "optax" in o["member"]), None)
+        r["vs_optax"] = r["total"] / ref["total"] if ref else None
+        r["compile_vs_optax"] = r["compile"] / ref["compile"] if ref else None
+    return rows
 
+
+def table(rows: list[dict]) -> str:
     head = (
-        "| family | contender | trace s | lower s | XLA compile s | total s (min-max) "
-        "| total / optax |\n|---|---|---:|---:|---:|---:|---:|\n"
+        "| family | contender | trace s | lower s | XLA compile s | total s [min-max] "
+        "| total / optax | XLA compile / optax |\n|---|---|---:|---:|---:|---:|---:|---:|\n"
     )
     body = ""
-    for key in times:
-        family, name = key.split("|")
-        optax_key = next((k for k in times if k.startswith(family + "|optax")), None)
-        totals = [sum(times[key][s][i] for s in STAGES) for i in range(len(times[key]["trace"]))]
-        ratio = total(key) / total(optax_key) if optax_key else None
+    for r in rows:
+        ratio = "–" if r["vs_optax"] is None else f"{r['vs_optax']:.2f}"
+        xla = "–" if r["compile_vs_optax"] is None else f"{r['compile_vs_optax']:.2f}"
         body += (
-            f"| {family} | {name} | {med(key, 'trace'):.3f} | {med(key, 'lower'):.3f} "
-            f"| {med(key, 'compile'):.3f} | {total(key):.2f} ({min(totals):.2f}-{max(totals):.2f}) "
-            f"| {'–' if ratio is None else format(ratio, '.2f')} |\n"
+            f"| {r['family']} | {r['member']} | {r['trace']:.3f} | {r['lower']:.3f} "
+            f"| {r['compile']:.3f} | {r['total']:.2f} [{r['total_min']:.2f}-{r['total_max']:.2f}] "
+            f"| {ratio} | {xla} |\n"
         )
     return head + body
 
@@ -103,7 +117,7 @@ def main() -> None:
     ap.add_argument("--families", nargs="*", default=list(contenders.FAMILIES))
     args = ap.parse_args()
     print(f"{args.leaves} leaves of {args.leaf_size}, {args.rounds} interleaved rounds")
-    print(table(run(args.leaves, args.leaf_size, args.rounds, args.families)))
+    print(table(summarize(run(args.leaves, args.leaf_size, args.rounds, args.families))))
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """Race gradtx against optax and torch.optim; print and save the tables.
 
     pip install -e ".[bench]"
-    python -m benchmarks.run            # the full suite (a few minutes on 2 cores)
-    python -m benchmarks.run --quick    # a smoke run: fewer rounds, smaller compile table
+    python -m benchmarks.run            # the full suite (about 15 minutes on 2 cores)
+    python -m benchmarks.run --quick    # a smoke run (under 3 minutes): fewer rounds, no
+                                        # `many` workload, smaller compile tables
 
 What is timed: a steady-state training step that computes the updates and applies
 them (one jitted call for JAX, ``opt.step()`` for torch), with fixed gradients, float32.
@@ -40,7 +41,7 @@ import optax
 import torch
 
 import gradtx
-from benchmarks import contenders, many_leaves, train_step, workloads
+from benchmarks import compile_split, contenders, many_leaves, train_step, workloads
 
 RESULTS = Path(__file__).parent / "results"
 PROBE_SIZE = 1 << 24
@@ -331,12 +332,12 @@ def compile_table(entries: list[dict]) -> str:
     return head + body
 
 
-def targets(rows: list[dict], compiles: list[dict]) -> list[str]:
+def targets(rows: list[dict], splits: list[dict]) -> list[str]:
     """The speed targets (issue 13), checked on the gradtx rows: Rprop donated at most
     0.6x optax on one big leaf, 0.8x on 1,000 leaves, 0.9x on 10 tiny leaves; every other
     family and mode at most 1.0x; Rprop's state at most 4 B per float32 param; a
-    1,000-leaf step compiles no slower than optax's (a single measurement here; see
-    ``benchmarks/compile_split.py`` for interleaved rounds)."""
+    1,000-leaf step compiles no slower than optax's (trace, lowering and XLA compile
+    together, from the interleaved rounds of :mod:`benchmarks.compile_split`)."""
     lines = []
 
     def check(ok, text):
@@ -359,21 +360,14 @@ def targets(rows: list[dict], compiles: list[dict]) -> list[str]:
                 f"state, {r['member']}: {r['state_bpp']:.6f} B per float32 param (target <= 4 "
                 "plus a scalar)",
             )
-    for e in compiles:
-        if e["leaves"] == 1000 and e["member"].startswith("gradtx"):
-            theirs = [
-                o["seconds"]
-                for o in compiles
-                if o["leaves"] == 1000
-                and o["family"] == e["family"]
-                and o["member"].startswith("optax")
-            ]
-            if theirs:
-                check(
-                    e["seconds"] <= theirs[0],
-                    f"compile, 1000 leaves, {e['family']}: {e['seconds']:.2f} s, optax "
-                    f"{theirs[0]:.2f} s (target: no slower)",
-                )
+    for e in splits:  # interleaved rounds: the compile target is judged on these
+        if e["member"].startswith("gradtx") and e["vs_optax"] is not None:
+            check(
+                e["vs_optax"] <= 1.0,
+                f"compile (trace + lower + XLA), {e['family']}, {e['member']}: "
+                f"{e['total']:.2f} s, {e['vs_optax']:.2f}x optax (target: no slower; XLA "
+                f"compile alone {e['compile_vs_optax']:.2f}x)",
+            )
     return lines
 
 
@@ -432,8 +426,17 @@ def chart(rows: list[dict], compiles: list[dict], path: Path) -> None:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="3 rounds, compile table to 1,000")
-    ap.add_argument("--workloads", nargs="*", default=list(workloads.WORKLOADS))
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="3 rounds, no `many` workload, compile tables to 100 leaves",
+    )
+    ap.add_argument(
+        "--workloads",
+        nargs="*",
+        default=None,
+        help="default: all; --quick leaves out `many` (its 1,000-leaf compiles take minutes)",
+    )
     ap.add_argument("--families", nargs="*", default=list(contenders.FAMILIES))
     ap.add_argument("--rounds", type=int, default=None)
     ap.add_argument("--leaf-counts", type=int, nargs="*", default=None)
@@ -442,12 +445,14 @@ def main(argv=None) -> None:
     ap.add_argument(
         "--sections",
         nargs="*",
-        default=["train-step", "many-leaves"],
+        default=["compile-split", "train-step", "many-leaves"],
         help="extra sections after the races and the compile table (none: no extras)",
     )
     args = ap.parse_args(argv)
     rounds = args.rounds or (3 if args.quick else 15)
-    leaf_counts = args.leaf_counts or ([1, 100, 1000] if args.quick else [1, 100, 1000, 4000])
+    if args.workloads is None:
+        args.workloads = [w for w in workloads.WORKLOADS if not (args.quick and w == "many")]
+    leaf_counts = args.leaf_counts or ([1, 100] if args.quick else [1, 100, 1000, 4000])
     tag = args.tag or (jax.default_backend() + ("-quick" if args.quick else ""))
     rng = np.random.default_rng(0)
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
@@ -468,6 +473,17 @@ def main(argv=None) -> None:
     compiles = compile_times(leaf_counts, 1024, compile_families, log, ["rmsprop"])
     extras = []
     quick = ["--quick"] if args.quick else []
+    splits: list[dict] = []
+    if "compile-split" in args.sections:
+        n, r = (100, 1) if args.quick else (1000, 3)
+        log(f"compile time split, {n} leaves, {r} interleaved rounds")
+        splits = compile_split.summarize(compile_split.run(n, 1 << 12, r, args.families))
+        extras += [
+            f"\n## Compile time of a {n}-leaf donated step: trace, lowering, XLA compile\n",
+            f"Leaves of 4,096 params; {r} interleaved rounds, each compiling every member "
+            "once from a fresh `jax.jit`; medians (`python -m benchmarks.compile_split`).\n",
+            compile_split.table(splits),
+        ]
     if "train-step" in args.sections:
         log("the optimizer's share of a full train step")
         extras += ["\n## The optimizer's share of a full train step\n", *train_step.main(quick)]
@@ -506,7 +522,7 @@ def main(argv=None) -> None:
     md.append(compile_table(compiles))
     md.append("\n".join(extras) + "\n")
     md.append("\n## Targets (issue 13), checked on the gradtx rows\n\n")
-    md.append("\n".join(targets(rows, compiles)) + "\n")
+    md.append("\n".join(targets(rows, splits)) + "\n")
     text = "".join(md)
     print(text)
 
