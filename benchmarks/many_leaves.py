@@ -91,6 +91,14 @@ class Step:
         self.compile = (t1 - t0, t2 - t1, time.perf_counter() - t2)
         self.step()
 
+    def rehome(self):
+        """Fresh buffers for params and state, in the race's random order (see
+        ``contenders.JaxRunner.rehome``: otherwise the step built first is the slowest)."""
+        fresh = lambda x: jnp.array(x, copy=True)  # noqa: E731
+        self.params = jax.tree.map(fresh, self.params)
+        self.state = jax.tree.map(fresh, self.state)
+        jax.block_until_ready((self.params, self.state))
+
     def step(self):
         self.params, self.state = self.fn(self.params, self.state)
         jax.block_until_ready(self.params)
