@@ -64,6 +64,11 @@ class Member(NamedTuple):
 # --------------------------------------------------------------------------------------
 
 
+def fresh(tree: Any) -> Any:
+    """The same arrays in freshly allocated buffers (see :meth:`JaxRunner.rehome`)."""
+    return jax.block_until_ready(jax.tree.map(lambda x: jnp.array(x, copy=True), tree))
+
+
 class JaxRunner:
     """A jitted train step ``(params, state) <- step(params, state, grads, loss)``."""
 
@@ -110,11 +115,7 @@ class JaxRunner:
         with the same compiled kernels (and the other way round when the build order was
         reversed). The race therefore re-allocates every JAX runner's arrays, in a fresh
         random order, before each round."""
-        fresh = lambda x: jnp.array(x, copy=True)  # noqa: E731
-        self.params = [fresh(x) for x in self.params]
-        self.grads = [fresh(x) for x in self.grads]
-        self.state = jax.tree.map(fresh, self.state)
-        jax.block_until_ready((self.params, self.state, self.grads))
+        self.params, self.state, self.grads = fresh((self.params, self.state, self.grads))
 
     def hlo_counts(self) -> hlo.Counts:
         return hlo.count(self.fn, self.n_params, len(self.params))

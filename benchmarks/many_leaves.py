@@ -35,6 +35,7 @@ from jax.flatten_util import ravel_pytree
 
 import gradtx
 from benchmarks import run
+from benchmarks.contenders import fresh
 
 WIDTH, BATCH = 64, 64
 
@@ -94,10 +95,7 @@ class Step:
     def rehome(self):
         """Fresh buffers for params and state, in the race's random order (see
         ``contenders.JaxRunner.rehome``: otherwise the step built first is the slowest)."""
-        fresh = lambda x: jnp.array(x, copy=True)  # noqa: E731
-        self.params = jax.tree.map(fresh, self.params)
-        self.state = jax.tree.map(fresh, self.state)
-        jax.block_until_ready((self.params, self.state))
+        self.params, self.state = fresh((self.params, self.state))
 
     def step(self):
         self.params, self.state = self.fn(self.params, self.state)

@@ -24,6 +24,7 @@ import torch
 
 import gradtx
 from benchmarks import run
+from benchmarks.contenders import fresh
 
 LR = 1e-3
 
@@ -114,10 +115,7 @@ class JaxStep:
         """Fresh buffers for params and state (see ``contenders.JaxRunner.rehome``: the
         runner built first is otherwise the slowest, and the forward + backward step,
         built first, would make every optimizer's share look smaller)."""
-        fresh = lambda x: jnp.array(x, copy=True)  # noqa: E731
-        self.params = [fresh(p) for p in self.params]
-        self.state = jax.tree.map(fresh, self.state)
-        jax.block_until_ready((self.params, self.state))
+        self.params, self.state = fresh((self.params, self.state))
 
     def step(self):
         if self.state is None:

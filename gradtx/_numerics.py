@@ -11,7 +11,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-_UNSIGNED = {1: jnp.uint8, 2: jnp.uint16, 4: jnp.uint32, 8: jnp.uint64}
+UNSIGNED = {1: jnp.uint8, 2: jnp.uint16, 4: jnp.uint32, 8: jnp.uint64}
+"""The unsigned integer type of each width in bytes: a float's bits read as a number."""
 
 
 class Signs(NamedTuple):
@@ -40,9 +41,9 @@ def signs(x: jax.Array) -> Signs:
     with the sign bit set.
     """
     x = jnp.asarray(x)
-    if not jnp.issubdtype(x.dtype, jnp.floating) or x.dtype.itemsize not in _UNSIGNED:
+    if not jnp.issubdtype(x.dtype, jnp.floating) or x.dtype.itemsize not in UNSIGNED:
         return Signs(x > 0, x < 0)
-    unsigned = _UNSIGNED[x.dtype.itemsize]
+    unsigned = UNSIGNED[x.dtype.itemsize]
     bits = jax.lax.bitcast_convert_type(x, unsigned)
     inf = unsigned(np.asarray(np.inf, x.dtype).view(unsigned))
     sign_bit = unsigned(1 << (8 * x.dtype.itemsize - 1))

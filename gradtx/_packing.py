@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradtx._numerics import Signs
+from gradtx._numerics import UNSIGNED, Signs
 
 # step-size dtype -> the integer dtype holding its packed form. float16 and bfloat16
 # have the same width: bfloat16's codes are stored as int16 (the same bits) so that the
@@ -32,7 +32,6 @@ _PACKED = {
     jnp.dtype(jnp.bfloat16): jnp.dtype(jnp.int16),
 }
 _STEP = {packed: step for step, packed in _PACKED.items()}
-_UNSIGNED = {2: jnp.uint16, 4: jnp.uint32, 8: jnp.uint64}
 
 
 def _k(width: int) -> int:
@@ -44,15 +43,15 @@ def is_packable(step_dtype: Any) -> bool:
     return jnp.dtype(step_dtype) in _PACKED
 
 
-def is_packed(x: Any) -> bool:
-    """Whether a state leaf holds packed codes (an integer dtype from the table)."""
-    return jnp.dtype(x.dtype) in _STEP
+def step_dtype(code: jax.Array) -> Any:
+    """The float dtype of the step sizes that codes of ``code``'s dtype hold."""
+    return _STEP[jnp.dtype(code.dtype)]
 
 
 def packed_limit(step_dtype: Any) -> float:
     """The largest step size of ``step_dtype`` that packs: bits(Δ) = K - 1."""
     width = jnp.dtype(step_dtype).itemsize
-    bits = np.asarray(_k(width) - 1, _UNSIGNED[width])
+    bits = np.asarray(_k(width) - 1, UNSIGNED[width])
     return float(bits.view(jnp.dtype(step_dtype)))
 
 
@@ -74,13 +73,13 @@ class Offsets(NamedTuple):
     @classmethod
     def like(cls, x: jax.Array) -> Offsets:
         """The offsets for codes (or step sizes) shaped like ``x``."""
-        unsigned = _UNSIGNED[jnp.dtype(x.dtype).itemsize]
+        unsigned = UNSIGNED[jnp.dtype(x.dtype).itemsize]
         k = _k(jnp.dtype(x.dtype).itemsize)
         return cls(*(jnp.full(x.shape, c * k, unsigned) for c in (0, 1, 2)))
 
 
 def _bits(x: jax.Array) -> jax.Array:
-    unsigned = _UNSIGNED[jnp.dtype(x.dtype).itemsize]
+    unsigned = UNSIGNED[jnp.dtype(x.dtype).itemsize]
     return x if x.dtype == unsigned else jax.lax.bitcast_convert_type(x, unsigned)
 
 
@@ -101,7 +100,7 @@ def unpack(code: jax.Array, k: Offsets | None = None):
     neg = bits >= k.two
     pos = bits - k.one < k.one
     offset = jnp.where(neg, k.two, jnp.where(pos, k.one, k.zero))
-    return jax.lax.bitcast_convert_type(bits - offset, _STEP[jnp.dtype(code.dtype)]), pos, neg
+    return jax.lax.bitcast_convert_type(bits - offset, step_dtype(code)), pos, neg
 
 
 def signed_step(code: jax.Array, k: Offsets | None = None) -> jax.Array:
@@ -114,9 +113,9 @@ def signed_step(code: jax.Array, k: Offsets | None = None) -> jax.Array:
     width = jnp.dtype(code.dtype).itemsize
     minus = bits.dtype.type(2 * _k(width) - (1 << (8 * width - 1)))  # 2K - 2^(w-1)
     signed = bits - jnp.where(bits >= k.two, minus, k.one)
-    step_dtype = _STEP[jnp.dtype(code.dtype)]
-    zero = jax.lax.bitcast_convert_type(k.zero, step_dtype)  # +0.0: all bits clear
-    return jnp.where(bits >= k.one, jax.lax.bitcast_convert_type(signed, step_dtype), zero)
+    dtype = step_dtype(code)
+    zero = jax.lax.bitcast_convert_type(k.zero, dtype)  # +0.0: all bits clear
+    return jnp.where(bits >= k.one, jax.lax.bitcast_convert_type(signed, dtype), zero)
 
 
 def decode(code: jax.Array) -> tuple[jax.Array, jax.Array]:

@@ -177,9 +177,7 @@ def with_values(block: Any, step_sizes: Any, prev_signs: Any) -> Any:
         return block._replace(step_sizes=steps, prev_signs=prev_signs)
 
     def pack(step, sign, code):
-        step_dtype = packing.decode(code)[0].dtype
-        return packing.encode_int8(
-            jnp.asarray(step).astype(step_dtype), jnp.asarray(sign, jnp.int8)
-        )
+        step = jnp.asarray(step).astype(packing.step_dtype(code))
+        return packing.encode_int8(step, jnp.asarray(sign, jnp.int8))
 
     return block._replace(packed=jax.tree.map(pack, step_sizes, prev_signs, block.packed))
