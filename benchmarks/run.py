@@ -124,8 +124,14 @@ def _one_step(runner, tries: int = 5) -> float:
 
 
 def race(runners: dict, probes: dict, rounds: int, rng, target_s: float) -> dict:
-    """Median seconds per step of each runner and probe, interleaved in a fresh order
-    per round.
+    """Median seconds per step of each runner and probe (see :func:`race_samples`)."""
+    samples = race_samples(runners, probes, rounds, rng, target_s)
+    return {k: statistics.median(v) for k, v in samples.items()}
+
+
+def race_samples(runners: dict, probes: dict, rounds: int, rng, target_s: float) -> dict:
+    """Seconds per step of each runner and probe, one sample per round, interleaved in a
+    fresh order per round: sample i of every contender comes from round i.
 
     Every contender makes the same number of back-to-back calls per sample, enough that
     the slowest one's sample lasts about ``target_s`` (so that per-sample costs weigh
@@ -161,7 +167,22 @@ def race(runners: dict, probes: dict, rounds: int, rng, target_s: float) -> dict
             for _ in range(n):
                 r.step()
             samples[k].append((time.perf_counter() - t0) / n)
-    return {k: statistics.median(v) for k, v in samples.items()}
+    return samples
+
+
+def quartiles(xs: list[float]) -> tuple[float, float, float]:
+    """(first quartile, median, third quartile) of ``xs``; one sample gives it thrice."""
+    if len(xs) < 2:
+        return (xs[0],) * 3
+    q1, q2, q3 = statistics.quantiles(xs, n=4, method="inclusive")
+    return q1, q2, q3
+
+
+def paired_ratio(ours: list[float], ref: list[float]) -> tuple[float, float, float]:
+    """Quartiles of the per-round ratios ``ours[i] / ref[i]``: both ran in round i, so a
+    change of machine load between rounds cancels. A contender stopped early (torch's
+    slow loops) is paired with the reference's first rounds."""
+    return quartiles([a / b for a, b in zip(ours, ref)])
 
 
 def page_faults(runner, steps: int = 3) -> float:
@@ -196,13 +217,14 @@ def run_family(workload, family: str, rounds: int, rng, target_s: float, log) ->
     probes = {p.name: p for p in (JaxProbe(), TorchProbe())}
     for p in probes.values():
         p.step()
-    times = race(runners, probes, rounds, rng, target_s)
+    samples = race_samples(runners, probes, rounds, rng, target_s)
+    times = {k: statistics.median(v) for k, v in samples.items()}
     faults = {k: page_faults(r) for k, r in runners.items()}
     bandwidth = max(probes[k].bytes / times[k] for k in probes)
     probe_gbps = {k: probes[k].bytes / times[k] / 1e9 for k in probes}
 
-    optax_time = {
-        m.mode: times[m.name] for m in members if m.library == "optax"
+    optax_name = {
+        m.mode: m.name for m in members if m.library == "optax"
     }  # per JAX mode; torch rows compare with optax donated
     rows = []
     n = workload.n_params
@@ -210,7 +232,9 @@ def run_family(workload, family: str, rounds: int, rng, target_s: float, log) ->
         r, t = runners[m.name], times[m.name]
         state_bpp = r.state_bytes / n
         must_bpp = 12 + 2 * state_bpp
-        ref = optax_time.get(m.mode, optax_time.get("donated"))  # torch, region analysis
+        ref = optax_name.get(m.mode, optax_name.get("donated"))  # torch, region analysis
+        ratio = paired_ratio(samples[m.name], samples[ref]) if ref else (None,) * 3
+        t_q1, _, t_q3 = quartiles(samples[m.name])
         c = counts[m.name]
         rows.append(
             {
@@ -220,10 +244,14 @@ def run_family(workload, family: str, rounds: int, rng, target_s: float, log) ->
                 "library": m.library,
                 "mode": m.mode,
                 "time_ms": 1e3 * t,
+                "time_q1_ms": 1e3 * t_q1,
+                "time_q3_ms": 1e3 * t_q3,
                 "gbps": must_bpp * n / t / 1e9,
                 "roofline": must_bpp * n / bandwidth / t,
                 "limit_ms": 1e3 * must_bpp * n / bandwidth,
-                "vs_optax": t / ref if ref else None,
+                "vs_optax": ratio[1],
+                "vs_optax_q1": ratio[0],
+                "vs_optax_q3": ratio[2],
                 "first_call_s": first[m.name],
                 "state_bpp": state_bpp,
                 "must_bpp": must_bpp,
@@ -274,9 +302,16 @@ def _fmt(x, spec, none="–"):
     return none if x is None else format(x, spec)
 
 
+def _ratio(r: dict) -> str:
+    """The median ratio to optax with its interquartile range over rounds."""
+    if r["vs_optax"] is None:
+        return "–"
+    return f"{r['vs_optax']:.2f} [{r['vs_optax_q1']:.2f}-{r['vs_optax_q3']:.2f}]"
+
+
 def table(rows: list[dict]) -> str:
     head = (
-        "| family | contender | time ms | GB/s | roofline | vs optax | first call s "
+        "| family | contender | time ms | GB/s | roofline | vs optax [IQR] | first call s "
         "| state B/param | kernels/leaf | HLO B/param | temp B/param | page faults/step |\n"
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
     )
@@ -284,7 +319,7 @@ def table(rows: list[dict]) -> str:
     for r in rows:
         body += (
             f"| {r['family']} | {r['member']} | {r['time_ms']:.3f} | {r['gbps']:.1f} "
-            f"| {100 * r['roofline']:.0f}% | {_fmt(r['vs_optax'], '.2f')} "
+            f"| {100 * r['roofline']:.0f}% | {_ratio(r)} "
             f"| {r['first_call_s']:.2f} | {r['state_bpp']:.1f} "
             f"| {_fmt(r['kernels_per_leaf'], '.1f')} | {_fmt(r['hlo_bpp'], '.1f')} "
             f"| {_fmt(r['temp_bpp'], '.1f')} | {r['faults_per_step']:.0f} |\n"
@@ -296,7 +331,7 @@ def summary(rows: list[dict]) -> str:
     """One line per workload and family: the donated gradtx step (the default variant),
     against optax (donated) and torch (foreach), and the SGD floor."""
     head = (
-        "| workload | family | gradtx ms | roofline | optax ms | gradtx / optax "
+        "| workload | family | gradtx ms | roofline | optax ms | gradtx / optax [IQR] "
         "| torch foreach ms | SGD floor ms | state B/param gradtx / optax / torch |\n"
         "|---|---|---:|---:|---:|---:|---:|---:|---:|\n"
     )
@@ -312,7 +347,7 @@ def summary(rows: list[dict]) -> str:
                 continue
             body += (
                 f"| {wl} | {fam} | {ours['time_ms']:.3f} | {100 * ours['roofline']:.0f}% "
-                f"| {optax_row['time_ms']:.3f} | {ours['time_ms'] / optax_row['time_ms']:.2f} "
+                f"| {optax_row['time_ms']:.3f} | {_ratio(ours)} "
                 f"| {_fmt(torch_row and torch_row['time_ms'], '.3f')} "
                 f"| {_fmt(floor and floor['time_ms'], '.3f')} "
                 f"| {ours['state_bpp']:.1f} / {optax_row['state_bpp']:.1f} / "
@@ -358,8 +393,8 @@ def targets(rows: list[dict], splits: list[dict]) -> list[str]:
         limit = limits.get((r["family"], r["workload"]), 1.0) if default else 1.0
         check(
             r["vs_optax"] <= limit,
-            f"{r['workload']}, {r['family']}, {r['member']}: {r['vs_optax']:.2f}x optax "
-            f"(target <= {limit})",
+            f"{r['workload']}, {r['family']}, {r['member']}: {r['vs_optax']:.2f}x optax, "
+            f"IQR {r['vs_optax_q1']:.2f}-{r['vs_optax_q3']:.2f} (target <= {limit})",
         )
     for r in ours:
         if r["family"] == "rprop" and r["mode"] == "donated" and r["workload"] == "big":
@@ -507,9 +542,12 @@ def main(argv=None) -> None:
     md.append(
         "Each family's members and two bandwidth probes ran interleaved, "
         f"{rounds} rounds in a fresh random order; times are medians over rounds. "
+        "vs optax is the median over rounds of the round's ratio (both ran in that "
+        "round, so load changes between rounds cancel), with its interquartile range "
+        "[IQR] over rounds. "
         "roofline = (bytes the step must move at its own state layout: 12 + 2 x state "
-        "B/param) / (probe bandwidth of the same race) / time. vs optax: time over "
-        "optax's in the same JAX mode (torch rows: over optax donated; every rprop "
+        "B/param) / (probe bandwidth of the same race) / time. vs optax: against "
+        "optax's member in the same JAX mode (torch rows: over optax donated; every rprop "
         "variant: over optax.rprop). kernels/leaf and HLO B/param: the compiled entry "
         "computation's memory-touching instructions per leaf, and XLA's cost analysis "
         "'bytes accessed' per param; temp B/param: the executable's temporary buffer "
