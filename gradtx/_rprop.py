@@ -21,21 +21,14 @@ from __future__ import annotations
 import typing
 from typing import Any, Literal
 
-import jax
 import jax.numpy as jnp
-import numpy as np
 
-from gradtx import _packing as packing
+from gradtx import _rprop_layouts as layouts
 from gradtx import _validation as check
 from gradtx._base import GradientTransformation
 from gradtx._leafwise import Scalars, leafwise
 from gradtx._numerics import Signs, signs
-from gradtx._rprop_state import (
-    ScaleByIRpropPlusPackedState,
-    ScaleByIRpropPlusState,
-    ScaleByRpropPackedState,
-    ScaleByRpropState,
-)
+from gradtx._rprop_state import value_dtype
 
 RpropVariant = Literal["irprop-", "rprop-", "rprop+", "irprop+"]
 RPROP_VARIANTS: tuple[RpropVariant, ...] = typing.get_args(RpropVariant)
@@ -123,7 +116,26 @@ def _rules(eta_minus, eta_plus, min_step_size, max_step_size):
         s = Signs(s.pos & ~flip, s.neg & ~flip)  # g' = 0
         return u, (step, s)
 
-    return {"irprop-": irprop_minus, "rprop-": rprop_minus, "rprop+": rprop_plus}
+    def rprop_plus_deferred(g, step, prev, pending):
+        """Rprop+ as above, with the decrease after a sign change deferred one step.
+
+        Where g·g' < 0 the new state keeps Δ_{t-1}, the step size that the undo moves
+        by, and marks it ``pending``; the next step has g' = 0 there and so applies the
+        factor 1, which a pending weight replaces by η-: it reaches
+        max(Δ_{t-1}·η-, Δmin), the step size of the rule above, one step later and bit
+        for bit. Returns the new (Δ, sign g', pending).
+        """
+        s = signs(g)
+        same, flip = _agreement(s, prev)
+        step = jnp.where(flip, step, adapt(step, same, pending))
+        return step, Signs(s.pos & ~flip, s.neg & ~flip), flip
+
+    return {
+        "irprop-": irprop_minus,
+        "rprop-": rprop_minus,
+        "rprop+": rprop_plus,
+        "rprop+ deferred": rprop_plus_deferred,
+    }
 
 
 # --------------------------------------------------------------------------------------
@@ -131,26 +143,24 @@ def _rules(eta_minus, eta_plus, min_step_size, max_step_size):
 # --------------------------------------------------------------------------------------
 
 
-def _value_dtype() -> Any:
-    """float64 when x64 is enabled, else float32: E_{t-1} is compared without rounding."""
-    return jax.dtypes.canonicalize_dtype(jnp.float64)
-
-
-def _loss_memory() -> Scalars:
+def _loss_memory(carried: Scalars | None) -> Scalars:
     """iRprop+'s scalar state: E_{t-1}, +inf before the first update. Each update reads
-    the loss E_t (``value=``) and hands every weight ``worse`` = E_t > E_{t-1}."""
+    the loss E_t (``value=``) and hands every weight ``worse`` = E_t > E_{t-1}.
+    ``carried``: the layout's constant scalar fields, held beside it."""
+    carried = carried or Scalars((), dict, lambda held: ({}, held))
 
     def init():
-        return {"prev_value": jnp.array(jnp.inf, _value_dtype())}
+        return {"prev_value": jnp.array(jnp.inf, value_dtype()), **carried.init()}
 
     def step(values, *, value):
         value = jnp.asarray(value)
         if value.shape != ():
             raise ValueError(f"value must be a scalar loss, got shape {value.shape}.")
         prev = values["prev_value"]
-        return {"worse": value > prev}, {"prev_value": value.astype(prev.dtype)}
+        held = {k: values[k] for k in carried.fields}
+        return {"worse": value > prev}, {"prev_value": value.astype(prev.dtype), **held}
 
-    return Scalars(("prev_value",), init, step)
+    return Scalars(("prev_value", *carried.fields), init, step)
 
 
 def scale_by_rprop(
@@ -199,14 +209,24 @@ def scale_by_rprop(
     **State.** :math:`\Delta` (in ``accumulator_dtype``, default the param's dtype) and the
     *sign* of :math:`g'`, packed into one unsigned integer per weight: 4 bytes per float32
     weight for every variant (torch and optax keep 8; 2 per float16/bfloat16, 8 per
-    float64), plus one scalar :math:`E_{t-1}` for ``"irprop+"`` (float64 when x64 is
-    enabled, else float32). Read it with :func:`gradtx.rprop_step_sizes` and
+    float64). Read it with :func:`gradtx.rprop_step_sizes` and
     :func:`gradtx.rprop_prev_signs`. The "+" variants need no stored :math:`\Delta w`: they
     undo only where :math:`g'_{t-1} \ne 0`, and there :math:`u_{t-1} =
-    \operatorname{sign}(g'_{t-1})\Delta_{t-1}` exactly. The packing needs
-    ``max_step_size`` below about 1.46e13 (float16 step sizes: 85.25; ``init`` says so,
-    and ``accumulator_dtype=jnp.float32`` lifts it). A larger ``max_step_size``, or one
-    passed as an array (``inject_hyperparams``), keeps step sizes and signs apart
+    \operatorname{sign}(g'_{t-1})\Delta_{t-1}` exactly. Where they undo, they keep
+    :math:`\Delta_{t-1}` in the state, marked, and apply its decrease at the next step
+    (where :math:`g' = 0`, so the factor would be 1): the same step sizes, and an update
+    that reads only the new state, which XLA can write in place in a donated step. Their
+    state also holds :math:`\eta^-` and :math:`\Delta_{\min}` as scalars (for the
+    accessors, which apply a pending decrease), and ``"irprop+"``'s :math:`E_{t-1}` (float64
+    when x64 is enabled, else float32).
+
+    The packing needs ``max_step_size`` below about 1.46e13 for the "-" variants (float16
+    step sizes: 85.25), and for the "+" variants at most :math:`2^{30}` float32 bit
+    patterns between the bounds (about 128 binades, e.g. 1e-6 to 50 takes 26; so
+    ``min_step_size > 0``; float16 step sizes: 16 binades, which torch's bounds exceed).
+    ``init`` says when a float16 leaf does not fit; ``accumulator_dtype=jnp.float32``
+    lifts it. Otherwise, or when the bounds or :math:`\eta^-` are arrays
+    (``inject_hyperparams``), step sizes and signs are kept apart
     (:class:`ScaleByRpropState`, 5 bytes per float32 weight). The initial state holds
     :math:`\Delta_0` already clipped into the bounds.
 
@@ -267,7 +287,7 @@ def scale_by_rprop(
     check.float_dtype("accumulator_dtype", accumulator_dtype)
     if check.concrete(min_step_size) is not None:
         min_step_size = abs(min_step_size)  # -0.0 -> 0.0: step sizes stay non-negative
-    packed = _packs(max_step_size)
+    layout = layouts.choose(variant, eta_minus, min_step_size, max_step_size)
 
     def init_leaf(p):
         dtype = jnp.dtype(accumulator_dtype or p.dtype)
@@ -275,75 +295,18 @@ def scale_by_rprop(
         step = jnp.abs(
             jnp.clip(jnp.full(p.shape, learning_rate, dtype), min_step_size, max_step_size)
         )
-        if not packed:
-            return step, jnp.zeros(p.shape, jnp.int8)
-        if not packing.is_packable(dtype):
-            raise ValueError(
-                f"Rprop's step sizes must be floats; got {dtype} (params or accumulator_dtype)."
-            )
-        if not packing.fits(max_step_size, dtype):
-            raise ValueError(
-                f"Invalid max_step_size: {max_step_size!r} (must be <= "
-                f"{packing.packed_limit(dtype):.4g} for {dtype} step sizes, which are packed "
-                f"with their signs; or pass accumulator_dtype=jnp.float32)."
-            )
-        none = jnp.zeros(p.shape, bool)
-        return (packing.encode(step, none, none),)
+        return layout.init(step)
 
     rules = _rules(eta_minus, eta_plus, min_step_size, max_step_size)
-    rule = rules["rprop+" if variant == "irprop+" else variant]  # iRprop+ is Rprop+ given `worse`
-    if packed:
-        rule = _packed(rule, move_from_state=variant in ("irprop-", "rprop-"))
-    else:
-        rule = _unpacked(rule)
+    # iRprop+ is Rprop+ given `worse`; the quarters run Rprop+ with its decrease deferred
+    name = "rprop+" if variant == "irprop+" else variant
+    rule = layout.wrap(rules[name + " deferred" if layout.defers else name])
     if variant != "irprop+":
-        state = ScaleByRpropPackedState if packed else ScaleByRpropState
-        return leafwise(rule, state=state, init_leaf=init_leaf)
+        return leafwise(rule, state=layout.state, init_leaf=init_leaf, scalars=layout.scalars)
     return leafwise(
         rule,
-        state=ScaleByIRpropPlusPackedState if packed else ScaleByIRpropPlusState,
+        state=layout.state,
         init_leaf=init_leaf,
-        scalars=_loss_memory(),
+        scalars=_loss_memory(layout.scalars),
         extra_args=("value",),
     )
-
-
-def _packs(max_step_size) -> bool:
-    """The packed layout needs every step size below the packed range; the clip keeps
-    them below ``max_step_size``, which must therefore be known when the transform is
-    built (not an array from ``inject_hyperparams``) and fit float32 and bfloat16.
-    float16 step sizes (85.25 at most) are checked at ``init``."""
-    if not (check.is_python_number(max_step_size) or isinstance(max_step_size, np.generic)):
-        return False  # an array may arrive traced: the layout must not depend on its value
-    high = float(max_step_size)
-    return all(packing.fits(high, d) for d in (jnp.float32, jnp.bfloat16))
-
-
-def _packed(rule, *, move_from_state: bool):
-    """``rule`` on packed state: unpack (Δ, sign g'), apply the rule, pack.
-
-    With ``move_from_state`` (the "-" variants, whose move is u = sign(g'_t)·Δ_t) the
-    move is read back from the new code rather than kept from the rule: the update then
-    reads only the new state, so that XLA can write the state in place in a donated step
-    without first copying the old one."""
-
-    def packed_rule(g, code, **kw):
-        k = packing.Offsets.like(code)
-        step, pos, neg = packing.unpack(code, k)
-        u, (step, s) = rule(g, step, Signs(pos, neg), **kw)
-        code = packing.encode(step, s.pos, s.neg, k)
-        if move_from_state:
-            u = packing.signed_step(code, k)  # the same value as _move(s, step), bit for bit
-        return u, (code,)
-
-    return packed_rule
-
-
-def _unpacked(rule):
-    """``rule`` on the unpacked state: step sizes, and signs as ``int8``."""
-
-    def unpacked_rule(g, step, prev_sign, **kw):
-        u, (step, s) = rule(g, step, Signs.of_int8(prev_sign), **kw)
-        return u, (step, s.as_int8())
-
-    return unpacked_rule

@@ -1,9 +1,11 @@
 """Rprop's state: its layouts, and accessors that read any of them as floats and signs.
 
 The default layout packs each weight's step size and previous sign into one unsigned
-integer (:mod:`gradtx._packing`): 4 bytes per float32 weight. Where ``max_step_size``
-arrives as an array (``inject_hyperparams``), the packed range cannot be checked when
-the transform is built, and the state keeps step sizes and signs apart.
+integer (:mod:`gradtx._packing`): 4 bytes per float32 weight. The "+" variants' packed
+codes also mark a step-size decrease deferred to the next step, and their state holds
+η- and Δmin so that the accessors can apply it. Where the bounds arrive as arrays
+(``inject_hyperparams``), the packed range cannot be checked when the transform is
+built, and the state keeps step sizes and signs apart.
 """
 
 from __future__ import annotations
@@ -12,8 +14,17 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from gradtx import _packing as packing
+from gradtx._numerics import UNSIGNED, Signs
+
+
+def value_dtype() -> Any:
+    """The dtype of the state's scalars (iRprop+'s E_{t-1}, the "+" variants' η- and
+    Δmin): float64 when x64 is enabled, else float32, so that a loss is compared without
+    rounding."""
+    return jax.dtypes.canonicalize_dtype(jnp.float64)
 
 
 class ScaleByRpropState(NamedTuple):
@@ -79,12 +90,43 @@ class ScaleByRpropPackedState(NamedTuple):
     packed: Any  # uint32 (float32 steps), uint64, uint16 (float16), int16 (bfloat16)
 
 
-class ScaleByIRpropPlusPackedState(NamedTuple):
-    r"""iRprop+'s state: Rprop's packed state plus the previous loss :math:`E_{t-1}`.
+class ScaleByRpropPlusPackedState(NamedTuple):
+    r"""Rprop+'s state: step size, sign and a pending decrease packed in one integer per weight.
+
+    4 B per float32 weight, and two scalars. Where the sign changed, Rprop+ keeps
+    :math:`\Delta_{t-1}` (its undo moves by it) and applies the decrease at the next step;
+    so that the state can be read alone, it holds :math:`\eta^-` and
+    :math:`\Delta_{\min}`. Read it with
+    :func:`rprop_step_sizes` (which applies a pending decrease) and
+    :func:`rprop_prev_signs`.
 
     Attributes:
-      packed: as in :class:`ScaleByRpropPackedState`.
+      packed: per weight, :math:`\Delta`, :math:`\operatorname{sign}(g')` and whether a
+        decrease is pending, in one unsigned integer (``uint32`` for float32 step sizes).
+      eta_minus: :math:`\eta^-`, a scalar.
+      min_step_size: :math:`\Delta_{\min}`, a scalar.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import gradtx
+      >>> state = gradtx.scale_by_rprop(0.01, variant="rprop+").init({"w": jnp.zeros(2)})
+      >>> type(state).__name__, state.packed["w"].dtype, float(state.eta_minus)
+      ('ScaleByRpropPlusPackedState', dtype('uint32'), 0.5)
+    """
+
+    packed: Any
+    eta_minus: jax.Array
+    min_step_size: jax.Array
+
+
+class ScaleByIRpropPlusPackedState(NamedTuple):
+    r"""iRprop+'s state: Rprop+'s packed state plus the previous loss :math:`E_{t-1}`.
+
+    Attributes:
+      packed: as in :class:`ScaleByRpropPlusPackedState`.
       prev_value: :math:`E_{t-1}`, a scalar, ``+inf`` before the first update.
+      eta_minus: :math:`\eta^-`, a scalar.
+      min_step_size: :math:`\Delta_{\min}`, a scalar.
 
     Example:
       >>> import jax.numpy as jnp
@@ -96,12 +138,15 @@ class ScaleByIRpropPlusPackedState(NamedTuple):
 
     packed: Any
     prev_value: jax.Array
+    eta_minus: jax.Array
+    min_step_size: jax.Array
 
 
 RPROP_STATES = (
     ScaleByRpropState,
     ScaleByIRpropPlusState,
     ScaleByRpropPackedState,
+    ScaleByRpropPlusPackedState,
     ScaleByIRpropPlusPackedState,
 )
 
@@ -119,8 +164,43 @@ def find_rprop_state(state: Any) -> Any:
     return found[0]
 
 
+def _quarters(block: Any, code: jax.Array) -> packing.Quarters:
+    """The quarters of a "+" variant's code, from the Δmin its state holds."""
+    dtype = packing.step_dtype(code)
+    base = jax.lax.bitcast_convert_type(
+        block.min_step_size.astype(dtype), UNSIGNED[jnp.dtype(dtype).itemsize]
+    )
+    return packing.Quarters(base, jnp.dtype(dtype).itemsize)
+
+
+def _read_deferred(block: Any, code: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """A "+" variant's step sizes, with a pending decrease applied as the next step
+    applies it (max(Δ·η-, Δmin), in the step-size dtype), and signs as ``int8``."""
+    step, pos, neg, pending = _quarters(block, code).unpack(code)
+    dtype = step.dtype
+    shrunk = jnp.maximum(step * block.eta_minus.astype(dtype), block.min_step_size.astype(dtype))
+    return jnp.where(pending, shrunk, step), Signs(pos, neg).as_int8()
+
+
+def _check_quarters_hold(step: jax.Array, q: packing.Quarters) -> None:
+    """Raise ``ValueError`` where concrete step sizes lie outside the quarters' range:
+    below ``min_step_size`` (or negative, or NaN), or too far above it."""
+    if isinstance(step, jax.core.Tracer) or isinstance(q.base, jax.core.Tracer):
+        return
+    bits = np.asarray(step).view(UNSIGNED[q.width]).astype(np.uint64)
+    base = np.uint64(int(np.asarray(q.base)))
+    if np.any(bits < base) or np.any(bits - base >= np.uint64(1 << (8 * q.width - 2))):
+        raise ValueError(
+            "Invalid step sizes for a '+' variant's packed state: every step size must lie "
+            f"in [min_step_size, ...] within 2^{8 * q.width - 2} bit patterns of it; got "
+            f"values from {np.min(np.asarray(step))!r} to {np.max(np.asarray(step))!r}."
+        )
+
+
 def _field(state: Any, which: int) -> Any:
     block = find_rprop_state(state)
+    if hasattr(block, "eta_minus"):
+        return jax.tree.map(lambda code: _read_deferred(block, code)[which], block.packed)
     if hasattr(block, "packed"):
         return jax.tree.map(lambda code: packing.decode(code)[which], block.packed)
     return block.step_sizes if which == 0 else block.prev_signs
@@ -178,6 +258,11 @@ def with_values(block: Any, step_sizes: Any, prev_signs: Any) -> Any:
 
     def pack(step, sign, code):
         step = jnp.asarray(step).astype(packing.step_dtype(code))
-        return packing.encode_int8(step, jnp.asarray(sign, jnp.int8))
+        sign = jnp.asarray(sign, jnp.int8)
+        if hasattr(block, "eta_minus"):  # no decrease pending: the step sizes are as given
+            q, none = _quarters(block, code), jnp.zeros(step.shape, bool)
+            _check_quarters_hold(step, q)
+            return q.encode(step, sign > 0, sign < 0, none)
+        return packing.encode_int8(step, sign)
 
     return block._replace(packed=jax.tree.map(pack, step_sizes, prev_signs, block.packed))

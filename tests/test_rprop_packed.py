@@ -75,7 +75,12 @@ def test_packed_and_unpacked_layouts_agree_bit_for_bit(variant):
     # max_step_size as an array: the range cannot be checked, the layout is unpacked
     unpacked = gradtx.scale_by_rprop(**hyper, max_step_size=jnp.float32(0.1), variant=variant)
     (ours, s_p), (theirs, s_u) = _run(packed, params, grads), _run(unpacked, params, grads)
-    assert isinstance(s_p, gradtx.ScaleByRpropPackedState | gradtx.ScaleByIRpropPlusPackedState)
+    assert isinstance(
+        s_p,
+        gradtx.ScaleByRpropPackedState
+        | gradtx.ScaleByRpropPlusPackedState
+        | gradtx.ScaleByIRpropPlusPackedState,
+    )
     assert isinstance(s_u, gradtx.ScaleByRpropState | gradtx.ScaleByIRpropPlusState)
     for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(theirs)):
         assert a.dtype == b.dtype
@@ -153,3 +158,136 @@ def test_accessors_read_the_state_through_any_wrapper_and_name_what_they_miss():
 def test_initial_step_sizes_are_clipped_into_the_bounds():
     state = gradtx.scale_by_rprop(100.0, max_step_size=50.0).init({"w": jnp.ones(2)})
     np.testing.assert_array_equal(np.asarray(gradtx.rprop_step_sizes(state)["w"]), 50.0)
+
+
+# --------------------------------------------------------------------------------------
+# The "+" variants' quarters: a step-size decrease deferred to the next step
+# --------------------------------------------------------------------------------------
+
+PLUS = ("rprop+", "irprop+")
+
+
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float32, jnp.float64])
+def test_quarters_round_trip_every_state_between_the_bounds(dtype):
+    low, high = 1e-6, 50.0
+    assert _packing.Quarters.fits(low, high, dtype)
+    q = _packing.Quarters.of(low, dtype)
+    steps = jnp.asarray([low, 2e-6, 0.01, 1.0, 49.0, high], dtype)
+    for c in range(4):  # sign 0, +, -, pending
+        masks = [jnp.full(steps.shape, c == i) for i in (1, 2, 3)]
+        step, pos, neg, pending = q.unpack(q.encode(steps, *masks))
+        np.testing.assert_array_equal(np.asarray(step), np.asarray(steps))
+        for mask, i in zip((pos, neg, pending), (1, 2, 3)):
+            np.testing.assert_array_equal(np.asarray(mask), c == i)
+        if c < 3:  # the move sign(g')·Δ read straight from the code: the product's bits
+            moved = np.asarray(q.signed_step(q.encode(steps, *masks)))
+            expected = np.asarray(steps) * np.asarray((0, 1, -1)[c], np.asarray(steps).dtype)
+            np.testing.assert_array_equal(moved.view(np.uint8), expected.view(np.uint8))
+
+
+def test_quarters_fit_exactly_a_quarter_of_the_bit_patterns_above_min_step_size():
+    low = np.float32(1e-6)
+    top = (low.view(np.uint32) + np.uint32(2**30 - 1)).view(np.float32)  # the last that fits
+    assert _packing.Quarters.fits(float(low), float(top), jnp.float32)
+    assert not _packing.Quarters.fits(float(low), float(np.nextafter(top, np.inf)), jnp.float32)
+    assert not _packing.Quarters.fits(0.0, 50.0, jnp.float32)  # 0 to 50: more than 2^30
+    assert not _packing.Quarters.fits(1e-6, 50.0, jnp.float16)  # 26 binades; float16 holds 16
+
+
+@pytest.mark.parametrize("variant", PLUS)
+def test_plus_variants_pack_with_torch_bounds_and_fall_back_where_they_cannot(variant):
+    params = {"w": jnp.ones(3, jnp.float32)}
+    packed = gradtx.scale_by_rprop(0.01, variant=variant).init(params)  # bounds 1e-6, 50
+    assert isinstance(
+        packed, gradtx.ScaleByRpropPlusPackedState | gradtx.ScaleByIRpropPlusPackedState
+    )
+    unpacked = gradtx.ScaleByRpropState | gradtx.ScaleByIRpropPlusState
+    for kw in (
+        dict(min_step_size=0.0),  # 0 to 50 spans more than a quarter of the bit patterns
+        dict(eta_minus=jnp.float32(0.5)),  # an array: the state could not hold it exactly
+        dict(min_step_size=jnp.float32(1e-6)),
+    ):
+        assert isinstance(gradtx.scale_by_rprop(0.01, variant=variant, **kw).init(params), unpacked)
+
+
+@pytest.mark.parametrize("variant", PLUS)
+def test_a_sign_flip_defers_the_decrease_and_the_accessors_show_it(variant):
+    params = {"w": jnp.zeros(2, jnp.float32)}
+    hyper = dict(learning_rate=0.1, eta_minus=0.5, eta_plus=1.2, variant=variant)
+    packed = gradtx.scale_by_rprop(**hyper)
+    unpacked = gradtx.scale_by_rprop(**hyper, max_step_size=jnp.float32(50.0))
+    s_p, s_u = packed.init(params), unpacked.init(params)
+    for t, g in enumerate(([1.0, 1.0], [1.0, -1.0], [1.0, 1.0], [1.0, 1.0])):
+        g, e = {"w": jnp.asarray(g, jnp.float32)}, jnp.float32(t)  # the loss rises: undo
+        u_p, s_p = packed.update(g, s_p, params, value=e)
+        u_u, s_u = unpacked.update(g, s_u, params, value=e)
+        np.testing.assert_array_equal(np.asarray(u_p["w"]), np.asarray(u_u["w"]))
+        for read in (gradtx.rprop_step_sizes, gradtx.rprop_prev_signs):
+            np.testing.assert_array_equal(np.asarray(read(s_p)["w"]), np.asarray(read(s_u)["w"]))
+        if t == 1:  # weight 1 flipped: its code holds Δ_0 = 0.1, marked, and reads 0.05
+            q = _packing.Quarters.of(1e-6, jnp.float32)
+            held, _, _, pending = q.unpack(s_p.packed["w"])
+            np.testing.assert_array_equal(np.asarray(pending), [False, True])
+            assert float(held[1]) == np.float32(0.1)
+            np.testing.assert_array_equal(
+                np.asarray(gradtx.rprop_step_sizes(s_p)["w"]),
+                [np.float32(0.1) * np.float32(1.2), np.float32(0.1) * np.float32(0.5)],
+            )
+            assert float(u_p["w"][1]) == -float(held[1])  # undo: the step back, by Δ_1
+
+
+@pytest.mark.parametrize("variant", PLUS)
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_plus_variants_pack_without_x64_and_agree_with_the_unpacked_layout(variant, dtype):
+    """Without x64 the state's scalars are float32: η- and Δmin must read back exactly."""
+    with jax.enable_x64(False):
+        params, grads = _problem(dtype)
+        hyper = dict(learning_rate=0.02, eta_minus=0.4, eta_plus=1.3, min_step_size=1e-3)
+        packed = gradtx.scale_by_rprop(**hyper, max_step_size=0.1, variant=variant)
+        high = jnp.asarray(0.1, dtype)  # an array in the step sizes' dtype: unpacked
+        unpacked = gradtx.scale_by_rprop(**hyper, max_step_size=high, variant=variant)
+        (ours, s_p), (theirs, _) = _run(packed, params, grads), _run(unpacked, params, grads)
+        assert s_p.eta_minus.dtype == jnp.float32
+        for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(theirs)):
+            assert a.dtype == b.dtype
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_an_eta_minus_that_rounds_twice_differently_is_refused_for_float16_without_x64():
+    """0.5 + 2^-12 + 2^-41 rounds up to float16 directly, but to 0.5 + 2^-12 in float32
+    and then (a tie, to even) down: without x64 the state's float32 scalar could not give
+    the accessors the float16 value the rule uses, and ``init`` says so."""
+    eta = 0.5 + 2**-12 + 2**-41
+    assert np.asarray(eta, np.float16) != np.asarray(np.float32(eta), np.float16)
+    params = {"w": jnp.ones(2, jnp.float16)}
+    tx = gradtx.scale_by_rprop(
+        0.01, eta_minus=eta, min_step_size=1e-3, max_step_size=1.0, variant="rprop+"
+    )
+    with jax.enable_x64(False), pytest.raises(ValueError, match="exact in float32"):
+        tx.init(params)
+    assert isinstance(tx.init(params), gradtx.ScaleByRpropPlusPackedState)  # x64: float64
+
+
+@pytest.mark.parametrize("variant", PLUS)
+def test_float16_plus_variants_name_the_fix_when_the_bounds_do_not_fit(variant):
+    params = {"w": jnp.ones(2, jnp.float16)}
+    with pytest.raises(ValueError, match=r"min_step_size, max_step_size.*accumulator_dtype"):
+        gradtx.scale_by_rprop(0.01, variant=variant).init(params)
+    wide = gradtx.scale_by_rprop(0.01, variant=variant, accumulator_dtype=jnp.float32)
+    assert gradtx.rprop_step_sizes(wide.init(params))["w"].dtype == jnp.float32
+    narrow = gradtx.scale_by_rprop(0.01, min_step_size=1e-3, max_step_size=1.0, variant=variant)
+    assert narrow.init(params).packed["w"].dtype == jnp.uint16
+
+
+def test_writing_step_sizes_into_a_plus_state_round_trips_and_checks_the_range():
+    from gradtx._rprop_state import with_values  # the torch bridge's way in
+
+    params = {"w": jnp.ones(3, jnp.float32)}
+    block = gradtx.scale_by_rprop(0.01, variant="rprop+").init(params)
+    steps = {"w": jnp.asarray([1e-6, 0.3, 50.0], jnp.float32)}
+    signs = {"w": jnp.asarray([-1, 0, 1], jnp.int8)}
+    new = with_values(block, steps, signs)
+    np.testing.assert_array_equal(np.asarray(gradtx.rprop_step_sizes(new)["w"]), steps["w"])
+    np.testing.assert_array_equal(np.asarray(gradtx.rprop_prev_signs(new)["w"]), signs["w"])
+    with pytest.raises(ValueError, match="Invalid step sizes"):
+        with_values(block, {"w": jnp.asarray([1e-7, 0.3, 50.0], jnp.float32)}, signs)

@@ -15,6 +15,7 @@ from gradtx import (
     ScaleByIRpropPlusState,
     ScaleByRmsState,
     ScaleByRpropPackedState,
+    ScaleByRpropPlusPackedState,
     ScaleByRpropState,
     ScaleByRStdDevState,
     TraceState,
@@ -27,6 +28,7 @@ _RPROP = {"step_sizes": "step_size", "prev_signs": "prev"}
 RPROP_STATES = (
     ScaleByRpropState,
     ScaleByRpropPackedState,
+    ScaleByRpropPlusPackedState,
     ScaleByIRpropPlusState,
     ScaleByIRpropPlusPackedState,
 )

@@ -1,0 +1,223 @@
+"""Rprop's state layouts: which one a transform gets, and its rules run on each.
+
+The rules (:mod:`gradtx._rprop`) take and return step sizes and sign masks; a layout
+stores them, and wraps a rule so that it reads and writes its own state arrays:
+
+* **thirds** (the "-" variants): one integer per weight holding Δ and sign(g')
+  (:mod:`gradtx._packing`), wherever ``max_step_size`` is a number in the packed range;
+* **quarters** (the "+" variants): one integer holding Δ, sign(g') and a step-size
+  decrease deferred to the next step (:class:`gradtx._packing.Quarters`), wherever the
+  bounds and η- are numbers, the bounds fit, and the state's scalars read them back
+  exactly; the state holds η- and Δmin for the accessors;
+* **unpacked**, otherwise (e.g. the bounds as arrays under ``inject_hyperparams``):
+  step sizes, and signs as ``int8``.
+
+The thirds and the quarters read each step's move back from the new code, so that in
+a donated step XLA writes the state in place: the update reads only the new state (and,
+for the quarters' undo, the gradient), never the old state the new one overwrites.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gradtx import _packing as packing
+from gradtx import _validation as check
+from gradtx._leafwise import Scalars
+from gradtx._numerics import Signs
+from gradtx._rprop_state import (
+    ScaleByIRpropPlusPackedState,
+    ScaleByIRpropPlusState,
+    ScaleByRpropPackedState,
+    ScaleByRpropPlusPackedState,
+    ScaleByRpropState,
+    value_dtype,
+)
+
+
+class Layout(NamedTuple):
+    """How one transform stores its state: ``init(step)`` gives one leaf's state arrays
+    from its initial step sizes, ``wrap(rule)`` runs a rule on them, ``state`` is the
+    state type and ``scalars`` its constant scalar fields (or ``None``); ``defers``: the
+    rule to wrap is Rprop+ with its decrease deferred."""
+
+    init: Callable[[jax.Array], tuple]
+    wrap: Callable[[Callable], Callable]
+    state: type
+    scalars: Scalars | None = None
+    defers: bool = False
+
+
+def choose(variant: str, eta_minus, min_step_size, max_step_size) -> Layout:
+    """The layout of ``variant`` with these hyperparameters (see the module docstring)."""
+    irprop_plus = variant == "irprop+"
+    if variant in ("rprop+", "irprop+"):
+        if _quarters_fit(eta_minus, min_step_size, max_step_size):
+            return Layout(
+                init=lambda step: _init_quarters(step, eta_minus, min_step_size, max_step_size),
+                wrap=lambda rule: _on_quarters(rule, min_step_size),
+                state=ScaleByIRpropPlusPackedState if irprop_plus else ScaleByRpropPlusPackedState,
+                scalars=_constants(eta_minus=eta_minus, min_step_size=min_step_size),
+                defers=True,
+            )
+    elif _thirds_fit(max_step_size):
+        return Layout(
+            init=lambda step: _init_thirds(step, max_step_size),
+            wrap=_on_thirds,
+            state=ScaleByRpropPackedState,
+        )
+    return Layout(
+        init=lambda step: (step, jnp.zeros(step.shape, jnp.int8)),
+        wrap=_unpacked,
+        state=ScaleByIRpropPlusState if irprop_plus else ScaleByRpropState,
+    )
+
+
+def _constants(**values) -> Scalars:
+    """Scalar state fields that never change: hyperparameters kept in the state so that
+    the accessors can read it alone (in :func:`gradtx._rprop_state.value_dtype`)."""
+
+    def init():
+        return {k: jnp.asarray(v, value_dtype()) for k, v in values.items()}
+
+    return Scalars(tuple(values), init, lambda held: ({}, held))
+
+
+def _is_number(value) -> bool:
+    """A number known when the transform is built (not an array that may be traced)."""
+    return check.is_python_number(value) or isinstance(value, np.generic)
+
+
+def _packable(dtype) -> None:
+    if not packing.is_packable(dtype):
+        raise ValueError(
+            f"Rprop's step sizes must be floats; got {dtype} (params or accumulator_dtype)."
+        )
+
+
+# --------------------------------------------------------------------------------------
+# Thirds: the "-" variants
+# --------------------------------------------------------------------------------------
+
+
+def _thirds_fit(max_step_size) -> bool:
+    """The clip keeps every step size below ``max_step_size``, which must therefore be
+    known when the transform is built and fit float32 and bfloat16. float16 step sizes
+    (85.25 at most) are checked at ``init``."""
+    if not _is_number(max_step_size):
+        return False
+    return all(packing.fits(float(max_step_size), d) for d in (jnp.float32, jnp.bfloat16))
+
+
+def _init_thirds(step, max_step_size) -> tuple:
+    _packable(step.dtype)
+    if not packing.fits(max_step_size, step.dtype):
+        raise ValueError(
+            f"Invalid max_step_size: {max_step_size!r} (must be <= "
+            f"{packing.packed_limit(step.dtype):.4g} for {step.dtype} step sizes, which are "
+            f"packed with their signs; or pass accumulator_dtype=jnp.float32)."
+        )
+    none = jnp.zeros(step.shape, bool)
+    return (packing.encode(step, none, none),)
+
+
+def _on_thirds(rule):
+    """The "-" variants' rule on the thirds: unpack (Δ, sign g'), apply the rule, pack.
+
+    Their move u = sign(g'_t)·Δ_t is read back from the new code rather than kept from
+    the rule: the update then reads only the new state, so that XLA can write the state
+    in place in a donated step without first copying the old one."""
+
+    def thirds_rule(g, code):
+        k = packing.Offsets.like(code)
+        step, pos, neg = packing.unpack(code, k)
+        _, (step, s) = rule(g, step, Signs(pos, neg))
+        code = packing.encode(step, s.pos, s.neg, k)
+        return packing.signed_step(code, k), (code,)  # the bits of sign(g')·Δ
+
+    return thirds_rule
+
+
+# --------------------------------------------------------------------------------------
+# Quarters: the "+" variants
+# --------------------------------------------------------------------------------------
+
+
+def _quarters_fit(eta_minus, min_step_size, max_step_size) -> bool:
+    """The bounds and η- known when the transform is built, every step size in the
+    bounds packing in float32 and bfloat16 (float16 and float64 are checked at
+    ``init``), and η- and Δmin read back exactly from the state (:func:`_exact`)."""
+    if not all(_is_number(v) for v in (eta_minus, min_step_size, max_step_size)):
+        return False
+    return all(
+        _quarters_fit_dtype(eta_minus, min_step_size, max_step_size, d)
+        for d in (jnp.float32, jnp.bfloat16)
+    )
+
+
+def _quarters_fit_dtype(eta_minus, min_step_size, max_step_size, dtype) -> bool:
+    return (
+        packing.Quarters.fits(min_step_size, max_step_size, dtype)
+        and _exact(eta_minus, dtype)
+        and _exact(min_step_size, dtype)
+    )
+
+
+def _exact(value, dtype) -> bool:
+    """Whether ``value`` held in the value dtype and then cast to ``dtype`` (as the
+    accessors read it) is ``value`` cast to ``dtype`` (as the rule uses it)."""
+    return bool(np.asarray(np.asarray(value, value_dtype()), dtype) == np.asarray(value, dtype))
+
+
+def _init_quarters(step, eta_minus, min_step_size, max_step_size) -> tuple:
+    _packable(step.dtype)
+    if not _quarters_fit_dtype(eta_minus, min_step_size, max_step_size, step.dtype):
+        raise ValueError(
+            f"Invalid min_step_size, max_step_size: {min_step_size!r}, {max_step_size!r} "
+            f"(the '+' variants pack {step.dtype} step sizes only within "
+            f"2^{8 * step.dtype.itemsize - 2} bit patterns above min_step_size, 16 binades "
+            "in float16, with eta_minus and min_step_size exact in float32; pass "
+            "accumulator_dtype=jnp.float32, or narrower bounds)."
+        )
+    none = jnp.zeros(step.shape, bool)
+    return (packing.Quarters.of(min_step_size, step.dtype).encode(step, none, none, none),)
+
+
+def _on_quarters(rule, min_step_size):
+    """Rprop+ with its decrease deferred (:mod:`gradtx._rprop`) on the quarters: unpack
+    (Δ, sign g', pending), apply the rule, pack, and read the move back from the new code.
+
+    The move is sign(g'_t)·Δ_t where no sign flipped (as for the "-" variants), and where
+    one flipped (``pending`` in the new code) the undo -u_{t-1} = -sign(g'_{t-1})·Δ_{t-1}
+    = sign(g_t)·Δ_{t-1} if ``worse``, else 0: the new code holds that Δ_{t-1}."""
+
+    def quarters_rule(g, code, *, worse=True):
+        q = packing.Quarters.of(min_step_size, packing.step_dtype(code))
+        step, pos, neg, pending = q.unpack(code)
+        step, s, flip = rule(g, step, Signs(pos, neg), pending)
+        code = q.encode(step, s.pos, s.neg, flip)
+        held, _, _, flipped = q.unpack(code)
+        undo = jnp.where(worse, jnp.copysign(held, g), jnp.zeros((), held.dtype))
+        return jnp.where(flipped, undo, q.signed_step(code)), (code,)
+
+    return quarters_rule
+
+
+# --------------------------------------------------------------------------------------
+# Unpacked
+# --------------------------------------------------------------------------------------
+
+
+def _unpacked(rule):
+    """``rule`` on the unpacked state: step sizes, and signs as ``int8``."""
+
+    def unpacked_rule(g, step, prev_sign, **kw):
+        u, (step, s) = rule(g, step, Signs.of_int8(prev_sign), **kw)
+        return u, (step, s.as_int8())
+
+    return unpacked_rule
