@@ -157,3 +157,44 @@ def test_structure_shapes_and_dtypes_survive(spec, seed, dtype, which):
     for p, u, q in zip(jax.tree.leaves(params), jax.tree.leaves(updates), jax.tree.leaves(new)):
         assert p.shape == u.shape == q.shape
         assert p.dtype == u.dtype == q.dtype
+
+
+@SETTINGS
+@given(
+    **TREE_AND_SEED,
+    variant=st.sampled_from(["rprop+", "irprop+"]),
+    lr=st.floats(1e-4, 0.5),
+    eta_minus=st.floats(0.1, 0.9),
+    eta_plus=st.floats(1.05, 2.0),
+    lo=st.floats(1e-8, 1e-2),
+    hi=st.floats(0.01, 100.0),
+)
+def test_plus_variants_deferred_decrease_equals_the_eager_rule(
+    spec, seed, variant, lr, eta_minus, eta_plus, lo, hi
+):
+    """The "+" variants' packed state defers each decrease by a step; the unpacked
+    layout (bounds given as arrays) applies it at once, as the papers do: the updates,
+    step sizes and signs must agree bit for bit on any tree and hyperparameters."""
+    params = build(spec, np.random.default_rng(seed), np.float32)
+    grad = grad_fn_for(seed)
+    hyper = dict(learning_rate=lr, eta_minus=eta_minus, eta_plus=eta_plus, variant=variant)
+    deferred = gradtx.scale_by_rprop(**hyper, min_step_size=lo, max_step_size=hi)
+    eager = gradtx.scale_by_rprop(
+        **hyper, min_step_size=jnp.float32(lo), max_step_size=jnp.float32(hi)
+    )
+    s_d, s_e = deferred.init(params), eager.init(params)
+    assert type(s_d).__name__.endswith("PackedState")
+    assert not type(s_e).__name__.endswith("PackedState")
+    for t in range(8):
+        g, e = grad(params, t), jnp.float32((t * 7) % 3)  # the loss rises and falls
+        u_d, s_d = deferred.update(g, s_d, params, value=e)
+        u_e, s_e = eager.update(g, s_e, params, value=e)
+        for read in (
+            lambda u, s: u,
+            lambda u, s: gradtx.rprop_step_sizes(s),
+            lambda u, s: gradtx.rprop_prev_signs(s),
+        ):
+            for a, b in zip(jax.tree.leaves(read(u_d, s_d)), jax.tree.leaves(read(u_e, s_e))):
+                assert a.dtype == b.dtype
+                np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+        params = gradtx.apply_updates(params, u_d)
