@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradtx._numerics import UNSIGNED, Signs
+from gradtx._numerics import UNSIGNED, Signs, signs
 
 # step-size dtype -> the integer dtype holding its packed form. float16 and bfloat16
 # have the same width: bfloat16's codes are stored as int16 (the same bits) so that the
@@ -80,6 +80,47 @@ class Offsets(NamedTuple):
         unsigned = UNSIGNED[jnp.dtype(x.dtype).itemsize]
         k = _k(jnp.dtype(x.dtype).itemsize)
         return cls(*(jnp.full(x.shape, c * k, unsigned) for c in (0, 1, 2)))
+
+
+class ThirdsSigns(NamedTuple):
+    """Signs as the codes' offsets K·c: 0, K, 2K for 0, +1, -1 (c of the module docstring).
+
+    The thirds' rules read and write signs in this form (see :func:`unpack_offsets`):
+    agreement is two integer comparisons and the new code one addition, fewer
+    instructions than masks, and XLA's compile time grows with the instruction count."""
+
+    off: jax.Array
+    k: Offsets
+
+    def of(self, x: jax.Array) -> ThirdsSigns:
+        """The signs of ``x`` as offsets (read from its bits, :func:`gradtx._numerics.signs`)."""
+        s, k = signs(x), self.k
+        return ThirdsSigns(jnp.where(s.pos, k.one, jnp.where(s.neg, k.two, k.zero)), k)
+
+    def agreement(self, prev: ThirdsSigns) -> tuple[jax.Array, jax.Array]:
+        """(x·x' > 0, x·x' < 0): equal non-zero offsets, and K + 2K, the only pair of
+        offsets that sums to 3K (2K + 2K wraps around to 4K - 2^w)."""
+        same = (self.off == prev.off) & (self.off != self.k.zero)
+        return same, self.off + prev.off == self.k.one + self.k.two
+
+    def unless(self, mask: jax.Array) -> ThirdsSigns:
+        """These signs, 0 where ``mask``."""
+        return ThirdsSigns(jnp.where(mask, self.k.zero, self.off), self.k)
+
+
+def unpack_offsets(code: jax.Array, k: Offsets) -> tuple[jax.Array, ThirdsSigns]:
+    """The step sizes and the signs as offsets: bits(Δ) = code mod K, offset = code - bits(Δ)."""
+    bits = _bits(code)
+    step_bits = bits % k.one
+    step = jax.lax.bitcast_convert_type(step_bits, step_dtype(code))
+    return step, ThirdsSigns(bits - step_bits, k)
+
+
+def encode_offsets(step: jax.Array, s: ThirdsSigns) -> jax.Array:
+    """Pack step sizes with signs given as offsets."""
+    code = _bits(step) + s.off
+    packed = _PACKED[jnp.dtype(step.dtype)]
+    return code if code.dtype == packed else jax.lax.bitcast_convert_type(code, packed)
 
 
 def _bits(x: jax.Array) -> jax.Array:

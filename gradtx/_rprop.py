@@ -27,7 +27,6 @@ from gradtx import _rprop_layouts as layouts
 from gradtx import _validation as check
 from gradtx._base import GradientTransformation
 from gradtx._leafwise import Scalars, leafwise
-from gradtx._numerics import Signs, signs
 from gradtx._rprop_state import value_dtype
 
 RpropVariant = Literal["irprop-", "rprop-", "rprop+", "irprop+"]
@@ -39,10 +38,13 @@ RPROP_VARIANTS: tuple[RpropVariant, ...] = typing.get_args(RpropVariant)
 # The four rules, per weight
 # --------------------------------------------------------------------------------------
 #
-# Every rule reads the stored g' only through its sign, and returns the update
-# u = -Δw (it points uphill, like a gradient; the alias negates it). Signs are two masks
-# (``Signs``: pos, neg; neither for 0 and NaN), so g_t·g'_{t-1} > 0 is "same" and < 0 is
-# "flip": a handful of boolean ops, which keep the compiled step small.
+# Every rule reads the stored g' only through its sign, and returns the new state
+# (Δ_t, sign g'_t); every variant then moves by the update u_t = sign(g'_t)·Δ_t = -Δw_t
+# (it points uphill, like a gradient; the alias negates it), which the layouts read back
+# from the new state (gradtx/_rprop_layouts.py), except where the "+" variants backtrack.
+# Signs come in the layout's representation (``prev``: masks, ``Signs``, or the packed
+# codes' offsets, ``ThirdsSigns``); ``prev.of(g)`` gives g's in the same one, and
+# ``agreement`` judges g_t·g'_{t-1} > 0 ("same") and < 0 ("flip") by the signs.
 #
 # The "+" variants undo "the previous weight change Δw_{t-1}" without storing it: they
 # undo only where g_t·g'_{t-1} < 0, so where g'_{t-1} != 0, and every step that leaves
@@ -51,26 +53,14 @@ RPROP_VARIANTS: tuple[RpropVariant, ...] = typing.get_args(RpropVariant)
 # sign times the stored step size, bit for bit.
 
 
-def _agreement(g: Signs, prev: Signs):
-    """(g·g' > 0, g·g' < 0), judged by the signs."""
-    same = (g.pos & prev.pos) | (g.neg & prev.neg)
-    flip = (g.pos & prev.neg) | (g.neg & prev.pos)
-    return same, flip
-
-
-def _move(s: Signs, step):
-    """sign·Δ: Δ, -Δ or 0 (the product, bit for bit, without a multiply)."""
-    return jnp.where(s.pos, step, jnp.where(s.neg, -step, jnp.zeros((), step.dtype)))
-
-
 def _rules(eta_minus, eta_plus, min_step_size, max_step_size):
     def adapt(step, same, flip):
         """Δ_t = min(Δ_{t-1}·η+, Δmax) if g·g' > 0; max(Δ_{t-1}·η-, Δmin) if g·g' < 0;
         Δ_{t-1} otherwise. Clipped into [Δmin, Δmax] in every case, as torch does, which
         only matters on the first step when ``learning_rate`` lies outside the bounds."""
-        one = jnp.ones((), step.dtype)
-        factor = jnp.where(same, eta_plus, jnp.where(flip, eta_minus, one)).astype(step.dtype)
-        return jnp.clip(step * factor, min_step_size, max_step_size)
+        up, down = (jnp.asarray(eta, step.dtype) for eta in (eta_plus, eta_minus))
+        step = jnp.where(same, step * up, jnp.where(flip, step * down, step))
+        return jnp.clip(step, min_step_size, max_step_size)
 
     def irprop_minus(g, step, prev):
         """iRprop- (Igel & Hüsken 2000; torch.optim.Rprop), per weight::
@@ -79,13 +69,11 @@ def _rules(eta_minus, eta_plus, min_step_size, max_step_size):
             elif g·g' < 0:  Δ = max(Δ·η-, Δmin);  g = 0
             w = w - sign(g)·Δ;  g' = g
 
-        Returns u = sign(g)·Δ = -Δw and the new (Δ, sign g').
+        Returns the new (Δ, sign g') and no backtracking.
         """
-        s = signs(g)
-        same, flip = _agreement(s, prev)
-        step = adapt(step, same, flip)
-        s = Signs(s.pos & ~flip, s.neg & ~flip)  # g = 0: no move, g' = 0
-        return _move(s, step), (step, s)
+        s = prev.of(g)
+        same, flip = s.agreement(prev)
+        return (adapt(step, same, flip), s.unless(flip)), None  # g = 0: no move, g' = 0
 
     def rprop_minus(g, step, prev):
         """Rprop- (Igel & Hüsken 2000), per weight::
@@ -94,11 +82,10 @@ def _rules(eta_minus, eta_plus, min_step_size, max_step_size):
             elif g·g' < 0:  Δ = max(Δ·η-, Δmin)
             w = w - sign(g)·Δ;  g' = g
 
-        Returns u = sign(g)·Δ = -Δw and the new (Δ, sign g').
+        Returns the new (Δ, sign g') and no backtracking.
         """
-        s = signs(g)
-        step = adapt(step, *_agreement(s, prev))
-        return _move(s, step), (step, s)
+        s = prev.of(g)
+        return (adapt(step, *s.agreement(prev)), s), None
 
     def rprop_plus(g, step, prev, *, worse=True):
         """Rprop+ (Riedmiller & Braun 1993); iRprop+ when ``worse`` is
@@ -106,15 +93,14 @@ def _rules(eta_minus, eta_plus, min_step_size, max_step_size):
 
             if g·g' >= 0:  Δ = min(Δ·η+, Δmax) if g·g' > 0;  Δw = -sign(g)·Δ;  w = w + Δw;  g' = g
             if g·g' < 0:   Δ = max(Δ·η-, Δmin);  if worse: w = w - Δw_{t-1};  g' = 0
+
+        Returns the new (Δ, sign g') and the backtracking: where g·g' < 0, by
+        u = -u_{t-1} (see above) if ``worse``, else by 0.
         """
-        s = signs(g)
-        same, flip = _agreement(s, prev)
-        prev_move = _move(prev, step)  # u_{t-1} = -Δw_{t-1}, see above
-        step = adapt(step, same, flip)
-        undo = jnp.where(worse, -prev_move, jnp.zeros_like(prev_move))
-        u = jnp.where(flip, undo, _move(s, step))
-        s = Signs(s.pos & ~flip, s.neg & ~flip)  # g' = 0
-        return u, (step, s)
+        s = prev.of(g)
+        same, flip = s.agreement(prev)
+        undo = jnp.where(worse, -prev.times(step), jnp.zeros((), step.dtype))
+        return (adapt(step, same, flip), s.unless(flip)), (flip, undo)  # g' = 0
 
     def rprop_plus_deferred(g, step, prev, pending):
         """Rprop+ as above, with the decrease after a sign change deferred one step.
@@ -125,10 +111,9 @@ def _rules(eta_minus, eta_plus, min_step_size, max_step_size):
         max(Δ_{t-1}·η-, Δmin), the step size of the rule above, one step later and bit
         for bit. Returns the new (Δ, sign g', pending).
         """
-        s = signs(g)
-        same, flip = _agreement(s, prev)
-        step = jnp.where(flip, step, adapt(step, same, pending))
-        return step, Signs(s.pos & ~flip, s.neg & ~flip), flip
+        s = prev.of(g)
+        same, flip = s.agreement(prev)
+        return jnp.where(flip, step, adapt(step, same, pending)), s.unless(flip), flip
 
     return {
         "irprop-": irprop_minus,

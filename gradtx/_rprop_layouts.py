@@ -127,17 +127,16 @@ def _init_thirds(step, max_step_size) -> tuple:
 
 
 def _on_thirds(rule):
-    """The "-" variants' rule on the thirds: unpack (Δ, sign g'), apply the rule, pack.
-
-    Their move u = sign(g'_t)·Δ_t is read back from the new code rather than kept from
-    the rule: the update then reads only the new state, so that XLA can write the state
-    in place in a donated step without first copying the old one."""
+    """The "-" variants' rule on the thirds: unpack (Δ, sign g' as an offset), apply the
+    rule, pack, and read the move u = sign(g'_t)·Δ_t back from the new code: the update
+    then reads only the new state, so that XLA can write the state in place in a donated
+    step without first copying the old one."""
 
     def thirds_rule(g, code):
         k = packing.Offsets.like(code)
-        step, pos, neg = packing.unpack(code, k)
-        _, (step, s) = rule(g, step, Signs(pos, neg))
-        code = packing.encode(step, s.pos, s.neg, k)
+        step, prev = packing.unpack_offsets(code, k)
+        (step, s), _ = rule(g, step, prev)
+        code = packing.encode_offsets(step, s)
         return packing.signed_step(code, k), (code,)  # the bits of sign(g')·Δ
 
     return thirds_rule
@@ -214,10 +213,15 @@ def _on_quarters(rule, min_step_size):
 
 
 def _unpacked(rule):
-    """``rule`` on the unpacked state: step sizes, and signs as ``int8``."""
+    """``rule`` on the unpacked state: step sizes, and signs as ``int8``. The move is
+    sign(g'_t)·Δ_t, or the "+" variants' backtracking step where they take it."""
 
     def unpacked_rule(g, step, prev_sign, **kw):
-        u, (step, s) = rule(g, step, Signs.of_int8(prev_sign), **kw)
+        (step, s), backtrack = rule(g, step, Signs.of_int8(prev_sign), **kw)
+        u = s.times(step)
+        if backtrack is not None:
+            where, undo = backtrack
+            u = jnp.where(where, undo, u)
         return u, (step, s.as_int8())
 
     return unpacked_rule

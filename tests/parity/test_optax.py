@@ -200,6 +200,19 @@ def test_scale(step):
     compare_blocks(gradtx.scale(step), optax.scale(step), "scale", str(step))
 
 
+def test_scale_by_minus_one_is_optax_product_on_special_values():
+    """``scale(-1.0)`` compiles to a negation (one instruction instead of three): the
+    same bits as optax's product for zeros of both signs, infinities and subnormals
+    (a NaN stays a NaN; its sign bit is not a value)."""
+    g = jnp.asarray([0.0, -0.0, np.inf, -np.inf, 1e-45, -3.5, np.nan], jnp.float32)
+    ours = jax.jit(lambda g: gradtx.scale(-1.0).update(g, gradtx.EmptyState())[0])(g)
+    theirs = jax.jit(lambda g: optax.scale(-1.0).update(g, optax.EmptyState())[0])(g)
+    np.testing.assert_array_equal(
+        np.asarray(ours[:-1]).view(np.uint32), np.asarray(theirs[:-1]).view(np.uint32)
+    )
+    assert np.isnan(ours[-1]) and np.isnan(theirs[-1])
+
+
 @pytest.mark.parametrize("flip_sign", [True, False])
 @pytest.mark.parametrize("lr", [0.1, 2.5, count_schedule, None], ids=str)
 def test_scale_by_learning_rate(lr, flip_sign):
