@@ -276,11 +276,10 @@ def scale_by_rprop(
 
     def init_leaf(p):
         dtype = jnp.dtype(accumulator_dtype or p.dtype)
-        # Δ0 = learning_rate clipped into the bounds (the first update clips it anyway)
-        step = jnp.abs(
-            jnp.clip(jnp.full(p.shape, learning_rate, dtype), min_step_size, max_step_size)
-        )
-        return layout.init(step)
+        # Δ0 = learning_rate clipped into the bounds (the first update clips it anyway),
+        # in the step sizes' dtype even where the bounds are arrays of a wider one
+        step = jnp.clip(jnp.full(p.shape, learning_rate, dtype), min_step_size, max_step_size)
+        return layout.init(jnp.abs(step).astype(dtype))
 
     rules = _rules(eta_minus, eta_plus, min_step_size, max_step_size)
     # iRprop+ is Rprop+ given `worse`; the quarters run Rprop+ with its decrease deferred

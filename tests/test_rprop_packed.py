@@ -291,3 +291,15 @@ def test_writing_step_sizes_into_a_plus_state_round_trips_and_checks_the_range()
     np.testing.assert_array_equal(np.asarray(gradtx.rprop_prev_signs(new)["w"]), signs["w"])
     with pytest.raises(ValueError, match="Invalid step sizes"):
         with_values(block, {"w": jnp.asarray([1e-7, 0.3, 50.0], jnp.float32)}, signs)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_bounds_given_as_float32_arrays_keep_bfloat16_step_sizes(variant):
+    """The unpacked layout's step sizes stay in the params' dtype (no accumulator_dtype)
+    when the bounds arrive as arrays of a wider dtype, as under inject_hyperparams."""
+    params = {"w": jnp.ones(3, jnp.bfloat16)}
+    tx = gradtx.scale_by_rprop(0.01, max_step_size=jnp.float32(50.0), variant=variant)
+    state = tx.init(params)
+    assert gradtx.rprop_step_sizes(state)["w"].dtype == jnp.bfloat16
+    _, state = tx.update({"w": jnp.ones(3, jnp.bfloat16)}, state, params, value=1.0)
+    assert gradtx.rprop_step_sizes(state)["w"].dtype == jnp.bfloat16
