@@ -145,10 +145,7 @@ def table(leaves: int, rounds: int, optimizers=tuple(OPTIMIZERS), log=print) -> 
     for s in steps.values():
         s.first_call()
     rng = np.random.default_rng(0)
-    per = {k: [] for k in steps}
-    for _ in range(rounds):
-        for k, v in run.race(steps, {}, 1, rng, 0.1).items():
-            per[k].append(v)
+    per = run.race_samples(steps, {}, rounds, rng, 0.1)
     lines = [
         f"{leaves} leaves ({leaves // 2} layers of {WIDTH}x{WIDTH} + bias), batch {BATCH}; "
         f"{rounds} interleaved rounds; load {os.getloadavg()[0]:.1f}",
@@ -159,8 +156,7 @@ def table(leaves: int, rounds: int, optimizers=tuple(OPTIMIZERS), log=print) -> 
     ]
     for (layout, name), s in steps.items():
         ref = "optax " + name.split()[1] if name.split()[1] in ("rprop", "rmsprop") else name
-        ratios = [a / b for a, b in zip(per[(layout, name)], per[("per-leaf", ref)])]
-        q = np.quantile(ratios, [0.25, 0.5, 0.75])
+        q = run.paired_ratio(per[(layout, name)], per[("per-leaf", ref)])
         ms = 1e3 * statistics.median(per[(layout, name)])
         c = s.compile
         lines.append(

@@ -123,12 +123,6 @@ def _one_step(runner, tries: int = 5) -> float:
     return max(statistics.median(times), 1e-6)
 
 
-def race(runners: dict, probes: dict, rounds: int, rng, target_s: float) -> dict:
-    """Median seconds per step of each runner and probe (see :func:`race_samples`)."""
-    samples = race_samples(runners, probes, rounds, rng, target_s)
-    return {k: statistics.median(v) for k, v in samples.items()}
-
-
 def race_samples(runners: dict, probes: dict, rounds: int, rng, target_s: float) -> dict:
     """Seconds per step of each runner and probe, one sample per round, interleaved in a
     fresh order per round: sample i of every contender comes from round i.

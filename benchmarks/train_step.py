@@ -190,11 +190,7 @@ def main(argv=None):
         x, y = data(kind, rng)
         families = ["rprop", "rmsprop", "sgd"]
         rs = contenders(kind, params, x, y, families)
-        per = {k: [] for k in rs}
-        for _ in range(rounds):
-            t = run.race(rs, {}, 1, rng, 0.05)
-            for k, v in t.items():
-                per[k].append(v)
+        per = run.race_samples(rs, {}, rounds, rng, 0.05)
 
         def cells_of(name, base, per=per):
             step, fb = statistics.median(per[name]), statistics.median(per[base])

@@ -10,7 +10,7 @@ bfloat16 and float64's wider range; 85.3 in float16). So
 
     code = bits(Δ) + K·c,  c = 0, 1, 2 for a previous sign 0, +1, -1
 
-stores both exactly, and two comparisons decode it (:func:`unpack`).
+stores both exactly: bits(Δ) = code mod K, and K·c is the rest (:func:`unpack_offsets`).
 The integer dtype names the float dtype of the step sizes (the table below), so a
 packed state can be read back without knowing the params.
 """
@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradtx._numerics import UNSIGNED, Signs, signs
+from gradtx._numerics import UNSIGNED, signs
 
 # step-size dtype -> the integer dtype holding its packed form. float16 and bfloat16
 # have the same width: bfloat16's codes are stored as int16 (the same bits) so that the
@@ -107,6 +107,16 @@ class ThirdsSigns(NamedTuple):
         """These signs, 0 where ``mask``."""
         return ThirdsSigns(jnp.where(mask, self.k.zero, self.off), self.k)
 
+    @classmethod
+    def of_int8(cls, sign: jax.Array, k: Offsets) -> ThirdsSigns:
+        """Signs given as ``int8`` (-1, 0, +1), as offsets."""
+        return cls(jnp.where(sign > 0, k.one, jnp.where(sign < 0, k.two, k.zero)), k)
+
+    def as_int8(self) -> jax.Array:
+        """-1, 0 or +1 as ``int8``."""
+        neg = jnp.where(self.off == self.k.two, jnp.int8(-1), jnp.int8(0))
+        return jnp.where(self.off == self.k.one, jnp.int8(1), neg)
+
 
 def unpack_offsets(code: jax.Array, k: Offsets) -> tuple[jax.Array, ThirdsSigns]:
     """The step sizes and the signs as offsets: bits(Δ) = code mod K, offset = code - bits(Δ)."""
@@ -128,26 +138,6 @@ def _bits(x: jax.Array) -> jax.Array:
     return x if x.dtype == unsigned else jax.lax.bitcast_convert_type(x, unsigned)
 
 
-def encode(step: jax.Array, pos: jax.Array, neg: jax.Array, k: Offsets | None = None):
-    """Pack step sizes (>= 0) and the previous signs (masks ``pos``, ``neg``) into codes."""
-    k = k or Offsets.like(step)
-    offset = jnp.where(pos, k.one, jnp.where(neg, k.two, k.zero))
-    code = _bits(step) + offset
-    packed = _PACKED[jnp.dtype(step.dtype)]
-    return code if code.dtype == packed else jax.lax.bitcast_convert_type(code, packed)
-
-
-def unpack(code: jax.Array, k: Offsets | None = None):
-    """The step sizes (in the float dtype the code's dtype names) and the sign masks
-    ``pos``, ``neg``: c = 2 is ``code >= 2K``, c = 1 is ``code - K < K`` (unsigned)."""
-    k = k or Offsets.like(code)
-    bits = _bits(code)
-    neg = bits >= k.two
-    pos = bits - k.one < k.one
-    offset = jnp.where(neg, k.two, jnp.where(pos, k.one, k.zero))
-    return jax.lax.bitcast_convert_type(bits - offset, step_dtype(code)), pos, neg
-
-
 def signed_step(code: jax.Array, k: Offsets | None = None) -> jax.Array:
     r"""sign(g')·Δ straight from the code: Δ, -Δ or 0.
 
@@ -165,13 +155,13 @@ def signed_step(code: jax.Array, k: Offsets | None = None) -> jax.Array:
 
 def decode(code: jax.Array) -> tuple[jax.Array, jax.Array]:
     """The step sizes and the previous signs as ``int8`` (-1, 0, +1)."""
-    step, pos, neg = unpack(code)
-    return step, Signs(pos, neg).as_int8()
+    step, s = unpack_offsets(code, Offsets.like(code))
+    return step, s.as_int8()
 
 
 def encode_int8(step: jax.Array, sign: jax.Array) -> jax.Array:
-    """:func:`encode` with the signs given as ``int8`` (-1, 0, +1)."""
-    return encode(step, sign > 0, sign < 0)
+    """Pack step sizes (>= 0) with the previous signs given as ``int8`` (-1, 0, +1)."""
+    return encode_offsets(step, ThirdsSigns.of_int8(sign, Offsets.like(step)))
 
 
 # --------------------------------------------------------------------------------------
@@ -203,19 +193,24 @@ class Quarters(NamedTuple):
         bits = np.asarray(min_step_size, dtype).view(UNSIGNED[dtype.itemsize])
         return cls(int(bits), dtype.itemsize)
 
-    @staticmethod
-    def fits(min_step_size: float, max_step_size: float, step_dtype: Any) -> bool:
+    @classmethod
+    def fits(cls, min_step_size: float, max_step_size: float, step_dtype: Any) -> bool:
         """Whether every step size in the bounds, rounded to ``step_dtype``, packs."""
-        dtype = jnp.dtype(step_dtype)
-        low, high = (
-            np.asarray(v, dtype).view(UNSIGNED[dtype.itemsize])
-            for v in (min_step_size, max_step_size)
-        )
-        return int(high) - int(low) < 1 << (8 * dtype.itemsize - 2)
+        return cls.of(min_step_size, step_dtype).holds(np.asarray(max_step_size, step_dtype))
+
+    @property
+    def quarter(self) -> int:
+        """Q, a quarter of the unsigned range."""
+        return 1 << (8 * self.width - 2)
+
+    def holds(self, step: Any) -> bool:
+        """Whether concrete step sizes (NumPy) all lie in [min_step_size, base + Q)."""
+        bits = np.asarray(step).view(UNSIGNED[self.width]).astype(np.uint64)
+        base = np.uint64(int(np.asarray(self.base)))
+        return bool(np.all(bits >= base) and np.all(bits - base < np.uint64(self.quarter)))
 
     def _q(self, shape, c):
-        unsigned = UNSIGNED[self.width]
-        return jnp.full(shape, c * (1 << (8 * self.width - 2)), unsigned)
+        return jnp.full(shape, c * self.quarter, UNSIGNED[self.width])
 
     def encode(self, step, pos, neg, pending):
         """Pack step sizes (>= ``min_step_size``) with the sign masks and the pending mask."""

@@ -132,7 +132,7 @@ def _loss_memory(carried: Scalars | None) -> Scalars:
     """iRprop+'s scalar state: E_{t-1}, +inf before the first update. Each update reads
     the loss E_t (``value=``) and hands every weight ``worse`` = E_t > E_{t-1}.
     ``carried``: the layout's constant scalar fields, held beside it."""
-    carried = carried or Scalars((), dict, lambda held: ({}, held))
+    carried = carried or layouts.constants()
 
     def init():
         return {"prev_value": jnp.array(jnp.inf, value_dtype()), **carried.init()}
@@ -282,15 +282,16 @@ def scale_by_rprop(
         return layout.init(jnp.abs(step).astype(dtype))
 
     rules = _rules(eta_minus, eta_plus, min_step_size, max_step_size)
-    # iRprop+ is Rprop+ given `worse`; the quarters run Rprop+ with its decrease deferred
-    name = "rprop+" if variant == "irprop+" else variant
-    rule = layout.wrap(rules[name + " deferred" if layout.defers else name])
-    if variant != "irprop+":
-        return leafwise(rule, state=layout.state, init_leaf=init_leaf, scalars=layout.scalars)
+    name = "rprop+" if variant == "irprop+" else variant  # iRprop+ is Rprop+ given `worse`
+    if layout.defers:
+        name = "rprop+ deferred"  # the quarters run Rprop+ with its decrease deferred
+    scalars, extra_args = layout.scalars, ()
+    if variant == "irprop+":
+        scalars, extra_args = _loss_memory(scalars), ("value",)
     return leafwise(
-        rule,
+        layout.wrap(rules[name]),
         state=layout.state,
         init_leaf=init_leaf,
-        scalars=_loss_memory(layout.scalars),
-        extra_args=("value",),
+        scalars=scalars,
+        extra_args=extra_args,
     )

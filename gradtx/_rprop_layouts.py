@@ -62,7 +62,7 @@ def choose(variant: str, eta_minus, min_step_size, max_step_size) -> Layout:
                 init=lambda step: _init_quarters(step, eta_minus, min_step_size, max_step_size),
                 wrap=lambda rule: _on_quarters(rule, min_step_size),
                 state=ScaleByIRpropPlusPackedState if irprop_plus else ScaleByRpropPlusPackedState,
-                scalars=_constants(eta_minus=eta_minus, min_step_size=min_step_size),
+                scalars=constants(eta_minus=eta_minus, min_step_size=min_step_size),
                 defers=True,
             )
     elif _thirds_fit(max_step_size):
@@ -78,7 +78,7 @@ def choose(variant: str, eta_minus, min_step_size, max_step_size) -> Layout:
     )
 
 
-def _constants(**values) -> Scalars:
+def constants(**values) -> Scalars:
     """Scalar state fields that never change: hyperparameters kept in the state so that
     the accessors can read it alone (in :func:`gradtx._rprop_state.value_dtype`)."""
 
@@ -122,8 +122,7 @@ def _init_thirds(step, max_step_size) -> tuple:
             f"{packing.packed_limit(step.dtype):.4g} for {step.dtype} step sizes, which are "
             f"packed with their signs; or pass accumulator_dtype=jnp.float32)."
         )
-    none = jnp.zeros(step.shape, bool)
-    return (packing.encode(step, none, none),)
+    return (packing.encode_int8(step, jnp.zeros(step.shape, jnp.int8)),)
 
 
 def _on_thirds(rule):
@@ -200,6 +199,8 @@ def _on_quarters(rule, min_step_size):
         step, pos, neg, pending = q.unpack(code)
         step, s, flip = rule(g, step, Signs(pos, neg), pending)
         code = q.encode(step, s.pos, s.neg, flip)
+        # the update reads Δ and the mark back from the new code (not step and flip):
+        # reading the old one would make XLA copy it before writing the new one in place
         held, _, _, flipped = q.unpack(code)
         undo = jnp.where(worse, jnp.copysign(held, g), jnp.zeros((), held.dtype))
         return jnp.where(flipped, undo, q.signed_step(code)), (code,)

@@ -187,9 +187,7 @@ def _check_quarters_hold(step: jax.Array, q: packing.Quarters) -> None:
     below ``min_step_size`` (or negative, or NaN), or too far above it."""
     if isinstance(step, jax.core.Tracer) or isinstance(q.base, jax.core.Tracer):
         return
-    bits = np.asarray(step).view(UNSIGNED[q.width]).astype(np.uint64)
-    base = np.uint64(int(np.asarray(q.base)))
-    if np.any(bits < base) or np.any(bits - base >= np.uint64(1 << (8 * q.width - 2))):
+    if not q.holds(step):
         raise ValueError(
             "Invalid step sizes for a '+' variant's packed state: every step size must lie "
             f"in [min_step_size, ...] within 2^{8 * q.width - 2} bit patterns of it; got "

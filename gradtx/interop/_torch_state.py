@@ -11,27 +11,15 @@ import torch
 
 from gradtx import (
     OptState,
-    ScaleByIRpropPlusPackedState,
-    ScaleByIRpropPlusState,
     ScaleByRmsState,
-    ScaleByRpropPackedState,
-    ScaleByRpropPlusPackedState,
-    ScaleByRpropState,
     ScaleByRStdDevState,
     TraceState,
     rprop_prev_signs,
     rprop_step_sizes,
 )
-from gradtx._rprop_state import with_values
+from gradtx._rprop_state import RPROP_STATES, with_values
 
 _RPROP = {"step_sizes": "step_size", "prev_signs": "prev"}
-RPROP_STATES = (
-    ScaleByRpropState,
-    ScaleByRpropPackedState,
-    ScaleByRpropPlusPackedState,
-    ScaleByIRpropPlusState,
-    ScaleByIRpropPlusPackedState,
-)
 FIELDS = {
     **dict.fromkeys(RPROP_STATES, _RPROP),
     ScaleByRmsState: {"nu": "square_avg"},
