@@ -17,7 +17,6 @@ packed state can be read back without knowing the params.
 
 from __future__ import annotations
 
-import functools
 from typing import Any, NamedTuple
 
 import jax
@@ -133,6 +132,16 @@ def encode_offsets(step: jax.Array, s: ThirdsSigns) -> jax.Array:
     return code if code.dtype == packed else jax.lax.bitcast_convert_type(code, packed)
 
 
+def _sign_bit(x: jax.Array, width: int) -> jax.Array:
+    """The sign bit of the floats ``x``, as the highest bit of ``width``-byte unsigned ints
+    (x's own bits masked where the widths agree, the gradients' usual case)."""
+    bits, unsigned = _bits(x), UNSIGNED[width]
+    top = bits.dtype.type(1 << (8 * bits.dtype.itemsize - 1))
+    if bits.dtype == unsigned:
+        return bits & top
+    return (bits >= top).astype(unsigned) << unsigned(8 * width - 1)
+
+
 def _bits(x: jax.Array) -> jax.Array:
     unsigned = UNSIGNED[jnp.dtype(x.dtype).itemsize]
     return x if x.dtype == unsigned else jax.lax.bitcast_convert_type(x, unsigned)
@@ -177,11 +186,16 @@ class Quarters(NamedTuple):
     step. With :math:`Q = 2^{w-2}` (a quarter of the ``w``-bit range) and ``base`` the
     bits of ``min_step_size`` in the step-size dtype, below which no step size falls,
 
-        code = bits(Δ) - base + Q·c,  c = 0, 1, 2, 3 for a sign 0, +1, -1, pending
+        code = bits(Δ) - base + Q·c,  c = 0, 1, 3, 2 for a sign 0, +1, -1, pending
 
     stores both exactly wherever bits(max_step_size) - base < Q (:meth:`fits`): about
     2^7 binades between the bounds in float32 and bfloat16 (1e-6 to 50 takes 26), 2^10
     in float64, and only 2^4 in float16. The codes share the thirds' integer dtypes.
+
+    The top two bits are the state (:class:`QuarterSigns`): the highest, 2Q, is a
+    float's sign bit, set for -1 (and for pending), and Q is set for a non-zero sign. So
+    a gradient's signs in this form are Q with its own sign bit, agreement is an
+    exclusive or, and the move copies the gradient's sign bit onto Δ.
     """
 
     base: int  # bits(min_step_size) in the step-size dtype
@@ -209,29 +223,78 @@ class Quarters(NamedTuple):
         base = np.uint64(int(np.asarray(self.base)))
         return bool(np.all(bits >= base) and np.all(bits - base < np.uint64(self.quarter)))
 
-    def _q(self, shape, c):
-        return jnp.full(shape, c * self.quarter, UNSIGNED[self.width])
+    def _q(self, c):
+        return UNSIGNED[self.width](c * self.quarter)
 
-    def encode(self, step, pos, neg, pending):
-        """Pack step sizes (>= ``min_step_size``) with the sign masks and the pending mask."""
-        q = functools.partial(self._q, step.shape)
-        offset = jnp.where(pos, q(1), jnp.where(neg, q(2), jnp.where(pending, q(3), q(0))))
-        code = _bits(step) - self.base + offset
+    def encode(self, step: jax.Array, top: jax.Array) -> jax.Array:
+        """Pack step sizes (>= ``min_step_size``) with the state's top bits, Q·c."""
+        code = _bits(step) - self.base + top
         packed = _PACKED[jnp.dtype(step.dtype)]
         return code if code.dtype == packed else jax.lax.bitcast_convert_type(code, packed)
 
+    def encode_masks(self, step, pos, neg, pending) -> jax.Array:
+        """Pack step sizes with the signs and the pending mark given as masks."""
+        q = self._q
+        top = jnp.where(pos, q(1), jnp.where(neg, q(3), jnp.where(pending, q(2), q(0))))
+        return self.encode(step, top)
+
+    def step(self, code: jax.Array) -> jax.Array:
+        """The step sizes Δ."""
+        bits = (_bits(code) & (self._q(1) - 1)) + self.base
+        return jax.lax.bitcast_convert_type(bits, step_dtype(code))
+
+    def signs(self, code: jax.Array) -> QuarterSigns:
+        """The signs g' (pending included, as Q·2) in the codes' top bits."""
+        return QuarterSigns(_bits(code) & self._q(3), self)
+
     def unpack(self, code):
         """The step sizes and the masks ``pos``, ``neg``, ``pending``."""
-        bits, q = _bits(code), functools.partial(self._q, code.shape)
-        pos, neg, pending = bits - q(1) < q(1), bits - q(2) < q(1), bits >= q(3)
-        step = (bits & (q(1) - 1)) + self.base
-        return jax.lax.bitcast_convert_type(step, step_dtype(code)), pos, neg, pending
+        s, q = self.signs(code), self._q
+        return self.step(code), s.top == q(1), s.top == q(3), s.pending()
 
-    def signed_step(self, code):
-        r"""sign(g')·Δ straight from the code for c = 0, 1, 2 (for c = 3, -Δ).
+    def move(self, code: jax.Array, g: jax.Array, worse: Any = True) -> jax.Array:
+        r"""The "+" variants' update from their new code and the gradient: copysign(Δ, g)
+        where g' != 0 (then sign g' = sign g) and, if ``worse``, where pending (the undo
+        -u_{t-1} = sign(g)·Δ_{t-1}); 0 elsewhere. The sign bit is copied, so the result
+        is the product sign(g)·Δ bit for bit."""
+        bits, q = _bits(code), self._q
+        moving = (bits >= q(1)) & (worse | ((bits & q(3)) != q(2)))
+        signed = _bits(self.step(code)) | _sign_bit(g, self.width)
+        zero = jnp.zeros((), step_dtype(code))
+        return jnp.where(moving, jax.lax.bitcast_convert_type(signed, step_dtype(code)), zero)
 
-        Clearing the bit Q leaves, plus ``base``, bits(Δ) for c = 1 and bits(Δ) with the
-        sign bit (2Q) set, -Δ, for c = 2."""
-        bits, q = _bits(code), functools.partial(self._q, code.shape)
-        signed = jax.lax.bitcast_convert_type((bits & ~q(1)) + self.base, step_dtype(code))
-        return jnp.where(bits >= q(1), signed, jnp.zeros((), signed.dtype))
+
+class QuarterSigns(NamedTuple):
+    """Signs as the quarters' top bits: 0, Q, 3Q for 0, +1, -1 (2Q: pending, g' = 0).
+
+    The deferred "+" rule reads and writes signs in this form (as the thirds' rules do
+    with :class:`ThirdsSigns`): a gradient's are Q plus its own sign bit where it is
+    non-zero; two non-zero signs agree where their exclusive or is 0 and differ where
+    it is 2Q, the sign bit; fewer instructions than masks."""
+
+    top: jax.Array
+    q: Quarters
+
+    def of(self, x: jax.Array) -> QuarterSigns:
+        """The signs of ``x`` (0 for ±0 and NaN, as :func:`gradtx._numerics.signs`; read
+        from the bits, so that subnormals keep theirs under flush-to-zero)."""
+        bits, q = _bits(x), self.q._q
+        unsigned = bits.dtype.type
+        inf = unsigned(np.asarray(np.inf, x.dtype).view(bits.dtype))
+        # x != 0 and not NaN: its bits without the sign, minus 1 (0 wraps around), < inf's
+        nonzero = (bits << unsigned(1)) - unsigned(1) < (inf << unsigned(1))
+        return QuarterSigns(jnp.where(nonzero, _sign_bit(x, self.q.width) | q(1), q(0)), self.q)
+
+    def agreement(self, prev: QuarterSigns) -> tuple[jax.Array, jax.Array]:
+        """(x·x' > 0, x·x' < 0) for these signs of x and ``prev``'s of x' (pending: 0)."""
+        q, differ = self.q._q, self.top ^ prev.top
+        nonzero = self.top != q(0)
+        return nonzero & (differ == q(0)), nonzero & (differ == q(2))
+
+    def pending(self) -> jax.Array:
+        """Where a decrease is pending."""
+        return self.top == self.q._q(2)
+
+    def marked(self, mask: jax.Array) -> QuarterSigns:
+        """These signs, pending where ``mask``."""
+        return QuarterSigns(jnp.where(mask, self.q._q(2), self.top), self.q)

@@ -109,11 +109,12 @@ def _rules(eta_minus, eta_plus, min_step_size, max_step_size):
         by, and marks it ``pending``; the next step has g' = 0 there and so applies the
         factor 1, which a pending weight replaces by η-: it reaches
         max(Δ_{t-1}·η-, Δmin), the step size of the rule above, one step later and bit
-        for bit. Returns the new (Δ, sign g', pending).
+        for bit. Returns the new Δ, sign g_t, and where the sign flipped: there
+        g' = 0 and the decrease is pending, which the layout stores instead of sign g_t.
         """
         s = prev.of(g)
         same, flip = s.agreement(prev)
-        return jnp.where(flip, step, adapt(step, same, pending)), s.unless(flip), flip
+        return jnp.where(flip, step, adapt(step, same, pending)), s, flip
 
     return {
         "irprop-": irprop_minus,

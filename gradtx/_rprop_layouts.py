@@ -183,27 +183,28 @@ def _init_quarters(step, eta_minus, min_step_size, max_step_size) -> tuple:
             "accumulator_dtype=jnp.float32, or narrower bounds)."
         )
     none = jnp.zeros(step.shape, bool)
-    return (packing.Quarters.of(min_step_size, step.dtype).encode(step, none, none, none),)
+    return (packing.Quarters.of(min_step_size, step.dtype).encode_masks(step, none, none, none),)
 
 
 def _on_quarters(rule, min_step_size):
     """Rprop+ with its decrease deferred (:mod:`gradtx._rprop`) on the quarters: unpack
-    (Δ, sign g', pending), apply the rule, pack, and read the move back from the new code.
+    (Δ, sign g' as top bits, pending), apply the rule, pack, and read the move back from
+    the new code and the gradient.
 
-    The move is sign(g'_t)·Δ_t where no sign flipped (as for the "-" variants), and where
-    one flipped (``pending`` in the new code) the undo -u_{t-1} = -sign(g'_{t-1})·Δ_{t-1}
-    = sign(g_t)·Δ_{t-1} if ``worse``, else 0: the new code holds that Δ_{t-1}."""
+    The move is sign(g'_t)·Δ_t where no sign flipped (as for the "-" variants; there
+    sign g'_t = sign g_t), and where one flipped (``pending`` in the new code) the undo
+    -u_{t-1} = -sign(g'_{t-1})·Δ_{t-1} = sign(g_t)·Δ_{t-1} if ``worse``, else 0: the new
+    code holds that Δ_{t-1}. Either way sign(g_t) times the Δ the new code holds
+    (:meth:`gradtx._packing.Quarters.move`)."""
 
     def quarters_rule(g, code, *, worse=True):
         q = packing.Quarters.of(min_step_size, packing.step_dtype(code))
-        step, pos, neg, pending = q.unpack(code)
-        step, s, flip = rule(g, step, Signs(pos, neg), pending)
-        code = q.encode(step, s.pos, s.neg, flip)
-        # the update reads Δ and the mark back from the new code (not step and flip):
+        prev = q.signs(code)
+        step, s, flip = rule(g, q.step(code), prev, prev.pending())
+        code = q.encode(step, s.marked(flip).top)  # where the sign flipped: g' = 0, pending
+        # the update reads Δ and the state back from the new code (not step and flip):
         # reading the old one would make XLA copy it before writing the new one in place
-        held, _, _, flipped = q.unpack(code)
-        undo = jnp.where(worse, jnp.copysign(held, g), jnp.zeros((), held.dtype))
-        return jnp.where(flipped, undo, q.signed_step(code)), (code,)
+        return q.move(code, g, worse), (code,)
 
     return quarters_rule
 

@@ -260,7 +260,7 @@ def with_values(block: Any, step_sizes: Any, prev_signs: Any) -> Any:
         if hasattr(block, "eta_minus"):  # no decrease pending: the step sizes are as given
             q, none = _quarters(block, code), jnp.zeros(step.shape, bool)
             _check_quarters_hold(step, q)
-            return q.encode(step, sign > 0, sign < 0, none)
+            return q.encode_masks(step, sign > 0, sign < 0, none)
         return packing.encode_int8(step, sign)
 
     return block._replace(packed=jax.tree.map(pack, step_sizes, prev_signs, block.packed))

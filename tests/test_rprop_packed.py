@@ -8,6 +8,8 @@ private helper (``gradtx._packing``), tested directly here on its boundaries.
 
 from __future__ import annotations
 
+import itertools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -175,13 +177,16 @@ def test_quarters_round_trip_every_state_between_the_bounds(dtype):
     steps = jnp.asarray([low, 2e-6, 0.01, 1.0, 49.0, high], dtype)
     for c in range(4):  # sign 0, +, -, pending
         masks = [jnp.full(steps.shape, c == i) for i in (1, 2, 3)]
-        step, pos, neg, pending = q.unpack(q.encode(steps, *masks))
+        code = q.encode_masks(steps, *masks)
+        step, pos, neg, pending = q.unpack(code)
         np.testing.assert_array_equal(np.asarray(step), np.asarray(steps))
         for mask, i in zip((pos, neg, pending), (1, 2, 3)):
             np.testing.assert_array_equal(np.asarray(mask), c == i)
-        if c < 3:  # the move sign(g')·Δ read straight from the code: the product's bits
-            moved = np.asarray(q.signed_step(q.encode(steps, *masks)))
-            expected = np.asarray(steps) * np.asarray((0, 1, -1)[c], np.asarray(steps).dtype)
+        # the move: sign(g)·Δ (the product's bits) where g' != 0, or pending and worse
+        for g, worse in itertools.product((1.0, -1.0), (True, False)):
+            moved = np.asarray(q.move(code, jnp.full(steps.shape, g, dtype), worse))
+            factor = g if c in (1, 2) or (c == 3 and worse) else 0.0
+            expected = np.asarray(steps) * np.asarray(factor, np.asarray(steps).dtype)
             np.testing.assert_array_equal(moved.view(np.uint8), expected.view(np.uint8))
 
 
