@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradtx._numerics import UNSIGNED, signs
+from gradtx._numerics import UNSIGNED, nonzero, signs
 
 # step-size dtype -> the integer dtype holding its packed form. float16 and bfloat16
 # have the same width: bfloat16's codes are stored as int16 (the same bits) so that the
@@ -257,8 +257,7 @@ class Quarters(NamedTuple):
         where g' != 0 (then sign g' = sign g) and, if ``worse``, where pending (the undo
         -u_{t-1} = sign(g)·Δ_{t-1}); 0 elsewhere. The sign bit is copied, so the result
         is the product sign(g)·Δ bit for bit."""
-        bits, q = _bits(code), self._q
-        moving = (bits >= q(1)) & (worse | ((bits & q(3)) != q(2)))
+        moving = (_bits(code) >= self._q(1)) & (worse | (self.signs(code).top != self._q(2)))
         signed = _bits(self.step(code)) | _sign_bit(g, self.width)
         zero = jnp.zeros((), step_dtype(code))
         return jnp.where(moving, jax.lax.bitcast_convert_type(signed, step_dtype(code)), zero)
@@ -278,12 +277,8 @@ class QuarterSigns(NamedTuple):
     def of(self, x: jax.Array) -> QuarterSigns:
         """The signs of ``x`` (0 for ±0 and NaN, as :func:`gradtx._numerics.signs`; read
         from the bits, so that subnormals keep theirs under flush-to-zero)."""
-        bits, q = _bits(x), self.q._q
-        unsigned = bits.dtype.type
-        inf = unsigned(np.asarray(np.inf, x.dtype).view(bits.dtype))
-        # x != 0 and not NaN: its bits without the sign, minus 1 (0 wraps around), < inf's
-        nonzero = (bits << unsigned(1)) - unsigned(1) < (inf << unsigned(1))
-        return QuarterSigns(jnp.where(nonzero, _sign_bit(x, self.q.width) | q(1), q(0)), self.q)
+        q = self.q._q
+        return QuarterSigns(jnp.where(nonzero(x), _sign_bit(x, self.q.width) | q(1), q(0)), self.q)
 
     def agreement(self, prev: QuarterSigns) -> tuple[jax.Array, jax.Array]:
         """(x·x' > 0, x·x' < 0) for these signs of x and ``prev``'s of x' (pending: 0)."""
