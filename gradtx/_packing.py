@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradtx._numerics import UNSIGNED, nonzero, signs
+from gradtx._numerics import UNSIGNED, nonzero
 
 # step-size dtype -> the integer dtype holding its packed form. float16 and bfloat16
 # have the same width: bfloat16's codes are stored as int16 (the same bits) so that the
@@ -90,17 +90,20 @@ class ThirdsSigns(NamedTuple):
 
     off: jax.Array
     k: Offsets
+    nonzero: jax.Array | None = None  # off != 0, where already known (from ``of``)
 
     def of(self, x: jax.Array) -> ThirdsSigns:
-        """The signs of ``x`` as offsets (read from its bits, :func:`gradtx._numerics.signs`)."""
-        s, k = signs(x), self.k
-        return ThirdsSigns(jnp.where(s.pos, k.one, jnp.where(s.neg, k.two, k.zero)), k)
+        """The signs of ``x`` as offsets, read from its bits as :func:`gradtx._numerics.signs`
+        reads them: K shifted left by x's sign bit (2K = K << 1) where x is non-zero."""
+        bits, k, nz = _bits(x), self.k, nonzero(x)
+        negative = (bits >> bits.dtype.type(8 * bits.dtype.itemsize - 1)).astype(k.one.dtype)
+        return ThirdsSigns(jnp.where(nz, k.one << negative, k.zero), k, nz)
 
     def agreement(self, prev: ThirdsSigns) -> tuple[jax.Array, jax.Array]:
         """(x·x' > 0, x·x' < 0): equal non-zero offsets, and K + 2K, the only pair of
         offsets that sums to 3K (2K + 2K wraps around to 4K - 2^w)."""
-        same = (self.off == prev.off) & (self.off != self.k.zero)
-        return same, self.off + prev.off == self.k.one + self.k.two
+        nz = self.off != self.k.zero if self.nonzero is None else self.nonzero
+        return (self.off == prev.off) & nz, self.off + prev.off == self.k.one + self.k.two
 
     def unless(self, mask: jax.Array) -> ThirdsSigns:
         """These signs, 0 where ``mask``."""
@@ -151,15 +154,15 @@ def signed_step(code: jax.Array, k: Offsets | None = None) -> jax.Array:
     r"""sign(g')·Δ straight from the code: Δ, -Δ or 0.
 
     For c = 2, subtracting 2K - 2^(w-1) (wrapping) leaves bits(Δ) with the sign bit set,
-    which is -Δ; for c = 1, subtracting K leaves Δ; c = 0 gives 0."""
+    which is -Δ; for c = 1, subtracting K leaves Δ; for c = 0 the code is below both, and
+    subtracting the code itself leaves +0.0: the offset is min(code, that subtrahend), one
+    instruction where a comparison and a select of 0 would take four."""
     k = k or Offsets.like(code)
     bits = _bits(code)
     width = jnp.dtype(code.dtype).itemsize
-    minus = bits.dtype.type(2 * _k(width) - (1 << (8 * width - 1)))  # 2K - 2^(w-1)
-    signed = bits - jnp.where(bits >= k.two, minus, k.one)
-    dtype = step_dtype(code)
-    zero = jax.lax.bitcast_convert_type(k.zero, dtype)  # +0.0: all bits clear
-    return jnp.where(bits >= k.one, jax.lax.bitcast_convert_type(signed, dtype), zero)
+    minus = bits.dtype.type(2 * _k(width) - (1 << (8 * width - 1)))  # 2K - 2^(w-1) < K
+    signed = bits - jnp.minimum(bits, jnp.where(bits >= k.two, minus, k.one))
+    return jax.lax.bitcast_convert_type(signed, step_dtype(code))
 
 
 def decode(code: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -256,8 +259,15 @@ class Quarters(NamedTuple):
         r"""The "+" variants' update from their new code and the gradient: copysign(Δ, g)
         where g' != 0 (then sign g' = sign g) and, if ``worse``, where pending (the undo
         -u_{t-1} = sign(g)·Δ_{t-1}); 0 elsewhere. The sign bit is copied, so the result
-        is the product sign(g)·Δ bit for bit."""
-        moving = (_bits(code) >= self._q(1)) & (worse | (self.signs(code).top != self._q(2)))
+        is the product sign(g)·Δ bit for bit.
+
+        The moving states are the top bits 01 and 11, the two with Q set, and with
+        ``worse`` also 10: every top but 00."""
+        q, bits = self._q, _bits(code)
+        if worse is True:
+            moving = bits >= q(1)
+        else:
+            moving = (bits & jnp.where(worse, q(3), q(1))) != q(0)
         signed = _bits(self.step(code)) | _sign_bit(g, self.width)
         zero = jnp.zeros((), step_dtype(code))
         return jnp.where(moving, jax.lax.bitcast_convert_type(signed, step_dtype(code)), zero)
@@ -273,18 +283,19 @@ class QuarterSigns(NamedTuple):
 
     top: jax.Array
     q: Quarters
+    nonzero: jax.Array | None = None  # top != 0, where already known (from ``of``)
 
     def of(self, x: jax.Array) -> QuarterSigns:
         """The signs of ``x`` (0 for ±0 and NaN, as :func:`gradtx._numerics.signs`; read
         from the bits, so that subnormals keep theirs under flush-to-zero)."""
-        q = self.q._q
-        return QuarterSigns(jnp.where(nonzero(x), _sign_bit(x, self.q.width) | q(1), q(0)), self.q)
+        q, nz = self.q._q, nonzero(x)
+        return QuarterSigns(jnp.where(nz, _sign_bit(x, self.q.width) | q(1), q(0)), self.q, nz)
 
     def agreement(self, prev: QuarterSigns) -> tuple[jax.Array, jax.Array]:
         """(x·x' > 0, x·x' < 0) for these signs of x and ``prev``'s of x' (pending: 0)."""
         q, differ = self.q._q, self.top ^ prev.top
-        nonzero = self.top != q(0)
-        return nonzero & (differ == q(0)), nonzero & (differ == q(2))
+        nz = self.top != q(0) if self.nonzero is None else self.nonzero
+        return nz & (differ == q(0)), nz & (differ == q(2))
 
     def pending(self) -> jax.Array:
         """Where a decrease is pending."""

@@ -39,6 +39,36 @@ def test_encoding_round_trips_up_to_the_limit(dtype):
         np.testing.assert_array_equal(moved.view(np.uint32), expected.view(np.uint32))
 
 
+SPECIAL = [0.0, -0.0, 1e-45, -1e-45, 1e-30, -2.5, 3.0, np.inf, -np.inf, np.nan, -np.nan]
+
+
+@pytest.mark.parametrize(
+    "g_dtype,step_dtype",
+    [
+        (jnp.float32, jnp.float32),
+        (jnp.bfloat16, jnp.float32),  # bfloat16 params, float32 step sizes
+        (jnp.float16, jnp.float16),
+        (jnp.bfloat16, jnp.bfloat16),
+        (jnp.float64, jnp.float64),
+    ],
+)
+def test_both_encodings_read_a_gradients_sign_as_numpy_with_nan_as_zero(g_dtype, step_dtype):
+    """sign(g) from g's bits, where XLA's flush-to-zero would read a subnormal as 0: the
+    thirds' offsets and the quarters' top bits against NumPy's sign (NaN: 0, as torch's
+    ``sign`` product with a NaN never counts as agreement or flip)."""
+    g = jnp.asarray(np.asarray(SPECIAL, np.float64)).astype(g_dtype)
+    expected = np.nan_to_num(np.sign(np.asarray(g, np.float64)), nan=0.0).astype(np.int8)
+    steps = jnp.full(g.shape, 0.01, step_dtype)
+    k = _packing.Offsets.like(steps)
+    thirds = _packing.ThirdsSigns(k.zero, k).of(g)
+    np.testing.assert_array_equal(np.asarray(thirds.as_int8()), expected)
+    if step_dtype != jnp.float16:  # the quarters need 2^30 patterns above min_step_size
+        q = _packing.Quarters.of(1e-6, step_dtype)
+        top = q.signs(q.encode(steps, k.zero)).of(g).top
+        read = np.where(top == q._q(1), 1, np.where(top == q._q(3), -1, 0))
+        np.testing.assert_array_equal(read, expected)
+
+
 def test_the_next_float_above_the_limit_does_not_pack():
     """The limit is exact: bits(limit) = K - 1, so the next float would decode wrongly."""
     limit = np.float32(_packing.packed_limit(jnp.float32))
