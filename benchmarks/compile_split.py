@@ -5,7 +5,8 @@ tree of ``--leaves`` leaves, is traced (``jax.jit(step).trace``), lowered to Sta
 and compiled by XLA, in interleaved rounds within one process: round r compiles every
 member once, in a rotated order, so that a change of machine load hits all of them.
 Medians and the run's spread (min-max) per stage, and the ratio to optax's member of the
-same family::
+same family, and the compiled module's instructions per leaf (fusions' bodies included),
+which XLA's compile time grows with::
 
     python -m benchmarks.compile_split                     # 1,000 leaves, 5 rounds
     python -m benchmarks.compile_split --leaves 200 --rounds 3
@@ -25,7 +26,7 @@ import time
 import jax
 import jax.numpy as jnp
 
-from benchmarks import contenders
+from benchmarks import contenders, hlo
 
 STAGES = ("trace", "lower", "compile")
 
@@ -37,7 +38,7 @@ def _members(families):
                 yield m
 
 
-def _time_stages(member, params, grads) -> dict[str, float]:
+def _time_stages(member, params, grads) -> tuple[dict[str, float], int]:
     runner = member.make(params, grads)
     args = (runner.params, runner.state, runner.grads, runner.loss)
     fresh = jax.jit(runner.jitted.__wrapped__, donate_argnums=(0, 1))
@@ -46,31 +47,33 @@ def _time_stages(member, params, grads) -> dict[str, float]:
     t1 = time.perf_counter()
     lowered = traced.lower()
     t2 = time.perf_counter()
-    lowered.compile()
+    compiled = lowered.compile()
     t3 = time.perf_counter()
-    return {"trace": t1 - t0, "lower": t2 - t1, "compile": t3 - t2}
+    seconds = {"trace": t1 - t0, "lower": t2 - t1, "compile": t3 - t2}
+    return seconds, hlo.instructions(compiled.as_text())
 
 
-def run(n_leaves: int, leaf_size: int, rounds: int, families) -> dict[str, dict[str, list]]:
+def run(n_leaves: int, leaf_size: int, rounds: int, families) -> dict[str, dict]:
     params = [jnp.full((leaf_size,), 0.5, jnp.float32) + i for i in range(n_leaves)]
     grads = [jnp.full((leaf_size,), 1e-3, jnp.float32) * (i % 7 - 3) for i in range(n_leaves)]
     members = list(_members(families))
-    times: dict[str, dict[str, list]] = {
-        m.family + "|" + m.name: {s: [] for s in STAGES} for m in members
-    }
+    times: dict[str, dict] = {m.family + "|" + m.name: {s: [] for s in STAGES} for m in members}
     for r in range(rounds):
         order = members[r % len(members) :] + members[: r % len(members)]
         for m in order:
-            for stage, seconds in _time_stages(m, params, grads).items():
-                times[m.family + "|" + m.name][stage].append(seconds)
+            seconds, instructions = _time_stages(m, params, grads)
+            entry = times[m.family + "|" + m.name]
+            for stage in STAGES:
+                entry[stage].append(seconds[stage])
+            entry["instructions_per_leaf"] = instructions / n_leaves
             gc.collect()
         print(f"  round {r + 1}/{rounds} done", flush=True)
     return times
 
 
-def summarize(times: dict[str, dict[str, list]]) -> list[dict]:
+def summarize(times: dict[str, dict]) -> list[dict]:
     """One row per member: median seconds per stage, the median total with its min-max,
-    and the total over optax's member of the same family."""
+    the total over optax's member of the same family, and instructions per leaf."""
     rows = []
     for key, stages in times.items():
         family, name = key.split("|")
@@ -83,6 +86,7 @@ def summarize(times: dict[str, dict[str, list]]) -> list[dict]:
                 "total": statistics.median(totals),
                 "total_min": min(totals),
                 "total_max": max(totals),
+                "instructions_per_leaf": stages["instructions_per_leaf"],
             }
         )
     for r in rows:
@@ -95,7 +99,8 @@ def summarize(times: dict[str, dict[str, list]]) -> list[dict]:
 def table(rows: list[dict]) -> str:
     head = (
         "| family | contender | trace s | lower s | XLA compile s | total s [min-max] "
-        "| total / optax | XLA compile / optax |\n|---|---|---:|---:|---:|---:|---:|---:|\n"
+        "| total / optax | XLA compile / optax | instructions/leaf |\n"
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|\n"
     )
     body = ""
     for r in rows:
@@ -104,7 +109,7 @@ def table(rows: list[dict]) -> str:
         body += (
             f"| {r['family']} | {r['member']} | {r['trace']:.3f} | {r['lower']:.3f} "
             f"| {r['compile']:.3f} | {r['total']:.2f} [{r['total_min']:.2f}-{r['total_max']:.2f}] "
-            f"| {ratio} | {xla} |\n"
+            f"| {ratio} | {xla} | {r['instructions_per_leaf']:.1f} |\n"
         )
     return head + body
 

@@ -251,6 +251,7 @@ def run_family(workload, family: str, rounds: int, rng, target_s: float, log) ->
                 "must_bpp": must_bpp,
                 "kernels_per_leaf": c.kernels / workload.n_leaves if c else None,
                 "kernels": c.by_op if c else None,
+                "instructions_per_leaf": c.instructions / workload.n_leaves if c else None,
                 "hlo_bpp": c.bytes_accessed / n if c else None,
                 "temp_bpp": c.temp_bytes / n if c else None,
                 "faults_per_step": faults[m.name],
@@ -306,8 +307,9 @@ def _ratio(r: dict) -> str:
 def table(rows: list[dict]) -> str:
     head = (
         "| family | contender | time ms | GB/s | roofline | vs optax [IQR] | first call s "
-        "| state B/param | kernels/leaf | HLO B/param | temp B/param | page faults/step |\n"
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+        "| state B/param | kernels/leaf | instructions/leaf | HLO B/param | temp B/param "
+        "| page faults/step |\n"
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
     )
     body = ""
     for r in rows:
@@ -315,7 +317,8 @@ def table(rows: list[dict]) -> str:
             f"| {r['family']} | {r['member']} | {r['time_ms']:.3f} | {r['gbps']:.1f} "
             f"| {100 * r['roofline']:.0f}% | {_ratio(r)} "
             f"| {r['first_call_s']:.2f} | {r['state_bpp']:.1f} "
-            f"| {_fmt(r['kernels_per_leaf'], '.1f')} | {_fmt(r['hlo_bpp'], '.1f')} "
+            f"| {_fmt(r['kernels_per_leaf'], '.1f')} "
+            f"| {_fmt(r.get('instructions_per_leaf'), '.1f')} | {_fmt(r['hlo_bpp'], '.1f')} "
             f"| {_fmt(r['temp_bpp'], '.1f')} | {r['faults_per_step']:.0f} |\n"
         )
     return head + body
@@ -544,7 +547,9 @@ def main(argv=None) -> None:
         "optax's member in the same JAX mode (torch rows: over optax donated; every rprop "
         "variant: over optax.rprop). kernels/leaf and HLO B/param: the compiled entry "
         "computation's memory-touching instructions per leaf, and XLA's cost analysis "
-        "'bytes accessed' per param; temp B/param: the executable's temporary buffer "
+        "'bytes accessed' per param; instructions/leaf: every instruction of the compiled "
+        "module (fusions' bodies included) per leaf, the arithmetic of the step; "
+        "temp B/param: the executable's temporary buffer "
         "(memory analysis), allocated afresh at every call; page faults/step: minor "
         "faults of the process per step (4 KiB pages touched for the first time).\n"
     )
