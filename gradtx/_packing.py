@@ -90,7 +90,9 @@ class ThirdsSigns(NamedTuple):
 
     off: jax.Array
     k: Offsets
-    nonzero: jax.Array | None = None  # off != 0, where already known (from ``of``)
+    # off != 0, where already known (from ``of``): XLA cannot see that the comparison
+    # equals the mask the offsets were selected by, and would compute it again
+    nonzero: jax.Array | None = None
 
     def of(self, x: jax.Array) -> ThirdsSigns:
         """The signs of ``x`` as offsets, read from its bits as :func:`gradtx._numerics.signs`
@@ -264,9 +266,9 @@ class Quarters(NamedTuple):
         The moving states are the top bits 01 and 11, the two with Q set, and with
         ``worse`` also 10: every top but 00."""
         q, bits = self._q, _bits(code)
-        if worse is True:
+        if worse is True:  # Rprop+: every top but 00 is one comparison (3 instructions fewer)
             moving = bits >= q(1)
-        else:
+        else:  # iRprop+: the mask 3Q if worse, else Q
             moving = (bits & jnp.where(worse, q(3), q(1))) != q(0)
         signed = _bits(self.step(code)) | _sign_bit(g, self.width)
         zero = jnp.zeros((), step_dtype(code))
@@ -283,7 +285,7 @@ class QuarterSigns(NamedTuple):
 
     top: jax.Array
     q: Quarters
-    nonzero: jax.Array | None = None  # top != 0, where already known (from ``of``)
+    nonzero: jax.Array | None = None  # top != 0, where known (as ThirdsSigns.nonzero)
 
     def of(self, x: jax.Array) -> QuarterSigns:
         """The signs of ``x`` (0 for ±0 and NaN, as :func:`gradtx._numerics.signs`; read
