@@ -4,9 +4,9 @@ Every donated JAX member of every family (each Rprop variant included), on the s
 tree of ``--leaves`` leaves, is traced (``jax.jit(step).trace``), lowered to StableHLO
 and compiled by XLA, in interleaved rounds within one process: round r compiles every
 member once, in a rotated order, so that a change of machine load hits all of them.
-Medians and the run's spread (min-max) per stage, and the ratio to optax's member of the
-same family, and the compiled module's instructions per leaf (fusions' bodies included),
-which XLA's compile time grows with::
+Medians and the run's spread (min-max) per stage; the ratio to optax's member of the
+same family, as the median over rounds of the round's ratio; and the compiled module's
+instructions per leaf (fusions' bodies included), which XLA's compile time grows with::
 
     python -m benchmarks.compile_split                     # 1,000 leaves, 5 rounds
     python -m benchmarks.compile_split --leaves 200 --rounds 3
@@ -73,39 +73,53 @@ def run(n_leaves: int, leaf_size: int, rounds: int, families) -> dict[str, dict]
 
 def summarize(times: dict[str, dict]) -> list[dict]:
     """One row per member: median seconds per stage, the median total with its min-max,
-    the total over optax's member of the same family, and instructions per leaf."""
+    and instructions per leaf; against optax's member of the same family, the median over
+    rounds of the round's ratio (both compiled in that round, so that a change of machine
+    load between rounds cancels, as in the race tables) with its min-max, for the total
+    and for XLA's compile alone."""
+    totals = {key: [sum(x) for x in zip(*(st[s] for s in STAGES))] for key, st in times.items()}
     rows = []
     for key, stages in times.items():
         family, name = key.split("|")
-        totals = [sum(x) for x in zip(*(stages[s] for s in STAGES))]
         rows.append(
             {
                 "family": family,
                 "member": name,
                 **{s: statistics.median(stages[s]) for s in STAGES},
-                "total": statistics.median(totals),
-                "total_min": min(totals),
-                "total_max": max(totals),
+                "total": statistics.median(totals[key]),
+                "total_min": min(totals[key]),
+                "total_max": max(totals[key]),
                 "instructions_per_leaf": stages["instructions_per_leaf"],
             }
         )
     for r in rows:
-        ref = next((o for o in rows if o["family"] == r["family"] and "optax" in o["member"]), None)
-        r["vs_optax"] = r["total"] / ref["total"] if ref else None
-        r["compile_vs_optax"] = r["compile"] / ref["compile"] if ref else None
+        ref = next((k for k in times if k.startswith(r["family"] + "|optax")), None)
+        key = r["family"] + "|" + r["member"]
+        r["vs_optax"] = r["compile_vs_optax"] = None
+        if ref is not None:
+            ratios = [a / b for a, b in zip(totals[key], totals[ref])]
+            xla = [a / b for a, b in zip(times[key]["compile"], times[ref]["compile"])]
+            r["vs_optax"], r["vs_optax_min"], r["vs_optax_max"] = (
+                statistics.median(ratios),
+                min(ratios),
+                max(ratios),
+            )
+            r["compile_vs_optax"] = statistics.median(xla)
     return rows
 
 
 def table(rows: list[dict]) -> str:
     head = (
         "| family | contender | trace s | lower s | XLA compile s | total s [min-max] "
-        "| total / optax | XLA compile / optax | instructions/leaf |\n"
+        "| total / optax [min-max] | XLA compile / optax | instructions/leaf |\n"
         "|---|---|---:|---:|---:|---:|---:|---:|---:|\n"
     )
     body = ""
     for r in rows:
-        ratio = "–" if r["vs_optax"] is None else f"{r['vs_optax']:.2f}"
-        xla = "–" if r["compile_vs_optax"] is None else f"{r['compile_vs_optax']:.2f}"
+        ratio = xla = "–"
+        if r["vs_optax"] is not None:
+            ratio = f"{r['vs_optax']:.2f} [{r['vs_optax_min']:.2f}-{r['vs_optax_max']:.2f}]"
+            xla = f"{r['compile_vs_optax']:.2f}"
         body += (
             f"| {r['family']} | {r['member']} | {r['trace']:.3f} | {r['lower']:.3f} "
             f"| {r['compile']:.3f} | {r['total']:.2f} [{r['total_min']:.2f}-{r['total_max']:.2f}] "
