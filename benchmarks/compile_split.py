@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 
 from benchmarks import contenders, hlo
+from benchmarks.stats import round_ratios
 
 STAGES = ("trace", "lower", "compile")
 
@@ -97,8 +98,8 @@ def summarize(times: dict[str, dict]) -> list[dict]:
         key = r["family"] + "|" + r["member"]
         r["vs_optax"] = r["compile_vs_optax"] = None
         if ref is not None:
-            ratios = [a / b for a, b in zip(totals[key], totals[ref])]
-            xla = [a / b for a, b in zip(times[key]["compile"], times[ref]["compile"])]
+            ratios = round_ratios(totals[key], totals[ref])
+            xla = round_ratios(times[key]["compile"], times[ref]["compile"])
             r["vs_optax"], r["vs_optax_min"], r["vs_optax_max"] = (
                 statistics.median(ratios),
                 min(ratios),

@@ -36,6 +36,7 @@ from jax.flatten_util import ravel_pytree
 import gradtx
 from benchmarks import run
 from benchmarks.contenders import fresh
+from benchmarks.stats import paired_ratio
 
 WIDTH, BATCH = 64, 64
 
@@ -156,7 +157,7 @@ def table(leaves: int, rounds: int, optimizers=tuple(OPTIMIZERS), log=print) -> 
     ]
     for (layout, name), s in steps.items():
         ref = "optax " + name.split()[1] if name.split()[1] in ("rprop", "rmsprop") else name
-        q = run.paired_ratio(per[(layout, name)], per[("per-leaf", ref)])
+        q = paired_ratio(per[(layout, name)], per[("per-leaf", ref)])
         ms = 1e3 * statistics.median(per[(layout, name)])
         c = s.compile
         lines.append(

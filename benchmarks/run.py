@@ -42,6 +42,7 @@ import torch
 
 import gradtx
 from benchmarks import compile_split, contenders, many_leaves, train_step, workloads
+from benchmarks.stats import median_ci, quartiles, round_ratios
 
 RESULTS = Path(__file__).parent / "results"
 PROBE_SIZE = 1 << 24
@@ -164,38 +165,6 @@ def race_samples(runners: dict, probes: dict, rounds: int, rng, target_s: float)
     return samples
 
 
-def quartiles(xs: list[float]) -> tuple[float, float, float]:
-    """(first quartile, median, third quartile) of ``xs``; one sample gives it thrice."""
-    if len(xs) < 2:
-        return (xs[0],) * 3
-    q1, q2, q3 = statistics.quantiles(xs, n=4, method="inclusive")
-    return q1, q2, q3
-
-
-def paired_ratio(ours: list[float], ref: list[float]) -> tuple[float, float, float]:
-    """Quartiles of the per-round ratios ``ours[i] / ref[i]``: both ran in round i, so a
-    change of machine load between rounds cancels. A contender stopped early (torch's
-    slow loops) is paired with the reference's first rounds."""
-    return quartiles([a / b for a, b in zip(ours, ref)])
-
-
-def median_ci(xs: list[float], level: float = 0.95, resamples: int = 4000) -> tuple[float, float]:
-    """A bootstrap confidence interval of the median of ``xs`` (percentile method, a fixed
-    seed so that a run's report is reproducible from its samples).
-
-    The interquartile range says how much one round's ratio scatters; this says how well
-    the median over all rounds is pinned down, which is what a target on the median is
-    judged against: two identical programs give a median near 1.0 whose interval holds
-    1.0, and a difference smaller than the interval is not one this run can show."""
-    if len(xs) < 2:
-        return xs[0], xs[0]
-    rng = np.random.default_rng(0)
-    meds = np.median(rng.choice(np.asarray(xs), (resamples, len(xs))), axis=1)
-    tail = 100 * (1 - level) / 2
-    lo, hi = np.percentile(meds, [tail, 100 - tail])
-    return float(lo), float(hi)
-
-
 def page_faults(runner, steps: int = 3) -> float:
     """Minor page faults of this process per step: memory the step touched for the
     first time (fresh output or temporary buffers), 1 per 4 KiB page."""
@@ -244,8 +213,8 @@ def run_family(workload, family: str, rounds: int, rng, target_s: float, log) ->
         state_bpp = r.state_bytes / n
         must_bpp = 12 + 2 * state_bpp
         ref = optax_name.get(m.mode, optax_name.get("donated"))  # torch, region analysis
-        ratio = paired_ratio(samples[m.name], samples[ref]) if ref else (None,) * 3
-        per_round = [a / b for a, b in zip(samples[m.name], samples[ref])] if ref else []
+        per_round = round_ratios(samples[m.name], samples[ref]) if ref else []
+        ratio = quartiles(per_round) if ref else (None,) * 3
         ci = median_ci(per_round) if ref else (None, None)
         t_q1, _, t_q3 = quartiles(samples[m.name])
         c = counts[m.name]
