@@ -188,34 +188,57 @@ class Quarters(NamedTuple):
 
     The "+" variants keep, where the sign flipped, the step size :math:`\Delta_{t-1}`
     (their undo moves by it) and mark it *pending*: its decrease is applied at the next
-    step. With :math:`Q = 2^{w-2}` (a quarter of the ``w``-bit range) and ``base`` the
-    bits of ``min_step_size`` in the step-size dtype, below which no step size falls,
+    step. With :math:`Q = 2^{w-2}` (a quarter of the ``w``-bit range),
 
-        code = bits(Δ) - base + Q·c,  c = 0, 1, 3, 2 for a sign 0, +1, -1, pending
+        code = bits(Δ·2^-k) + Q·c,  c = 0, 1, 3, 2 for a sign 0, +1, -1, pending
 
-    stores both exactly wherever bits(max_step_size) - base < Q (:meth:`fits`): about
-    2^7 binades between the bounds in float32 and bfloat16 (1e-6 to 50 takes 26), 2^10
-    in float64, and only 2^4 in float16. The codes share the thirds' integer dtypes.
+    where :math:`2^{-k}` moves ``min_step_size`` into the lowest binade of normal floats
+    (:meth:`of`). A product by a power of two is exact while it stays normal, and
+    rounding commutes with it, so the rule runs on the scaled step sizes as they are:
+    :math:`\operatorname{clip}(\Delta 2^{-k}\eta, \Delta_{\min}2^{-k},
+    \Delta_{\max}2^{-k}) = \operatorname{clip}(\Delta\eta, \Delta_{\min},
+    \Delta_{\max})\,2^{-k}` bit for bit (a product that falls below the lowest
+    binade is clipped up to its bottom either way), and only the move multiplies by
+    :math:`2^k`. Every scaled step size lies in [Δmin·2^-k, 2) wherever Δmax·2^-k < 2
+    (:meth:`fits`), and the bits of a float in [0, 2) are below Q: about 2^7 binades
+    between the bounds in float32 and bfloat16 (1e-6 to 50 takes 26), 2^10 in float64,
+    and only 2^4 in float16. Where ``min_step_size`` is 0 (or subnormal) k = 0 and the
+    step sizes are stored as they are, below 2. The codes share the thirds' integer
+    dtypes.
 
     The top two bits are the state (:class:`QuarterSigns`): the highest, 2Q, is a
     float's sign bit, set for -1 (and for pending), and Q is set for a non-zero sign. So
     a gradient's signs in this form are Q with its own sign bit, agreement is an
-    exclusive or, and the move copies the gradient's sign bit onto Δ.
+    exclusive or, and the move copies the gradient's sign bit onto Δ·2^-k.
     """
 
-    base: int  # bits(min_step_size) in the step-size dtype
+    k: Any  # the scale exponent: an int, or a traced integer scalar (the accessors)
     width: int  # bytes
 
     @classmethod
-    def of(cls, min_step_size: float, step_dtype: Any) -> Quarters:
+    def of(cls, min_step_size: Any, step_dtype: Any) -> Quarters:
+        """k = e - e_min for ``min_step_size`` = m·2^e rounded to ``step_dtype`` (normal;
+        e_min the dtype's lowest normal exponent), at most -e_min so that 2^k and 2^-k
+        are normal floats; 0 where ``min_step_size`` is 0 or subnormal. A traced
+        ``min_step_size`` (the accessors under ``jit``) gives a traced k."""
         dtype = jnp.dtype(step_dtype)
-        bits = np.asarray(min_step_size, dtype).view(UNSIGNED[dtype.itemsize])
-        return cls(int(bits), dtype.itemsize)
+        info = jnp.finfo(dtype)
+        lowest, emin = float(info.smallest_normal), int(info.minexp)
+        if isinstance(min_step_size, jax.core.Tracer):
+            low = jnp.asarray(min_step_size).astype(dtype)
+            exponent = jnp.frexp(low.astype(jnp.float32 if dtype.itemsize < 4 else dtype))[1]
+            k = jnp.where(low >= lowest, jnp.minimum(exponent - 1 - emin, -emin), 0)
+            return cls(k, dtype.itemsize)
+        low = float(np.asarray(min_step_size, dtype))
+        if not low >= lowest:
+            return cls(0, dtype.itemsize)
+        return cls(min(int(np.frexp(low)[1]) - 1 - emin, -emin), dtype.itemsize)
 
     @classmethod
     def fits(cls, min_step_size: float, max_step_size: float, step_dtype: Any) -> bool:
         """Whether every step size in the bounds, rounded to ``step_dtype``, packs."""
-        return cls.of(min_step_size, step_dtype).holds(np.asarray(max_step_size, step_dtype))
+        q = cls.of(min_step_size, step_dtype)
+        return q.holds(np.asarray([min_step_size, max_step_size], step_dtype))
 
     @property
     def quarter(self) -> int:
@@ -223,30 +246,59 @@ class Quarters(NamedTuple):
         return 1 << (8 * self.width - 2)
 
     def holds(self, step: Any) -> bool:
-        """Whether concrete step sizes (NumPy) all lie in [min_step_size, base + Q)."""
-        bits = np.asarray(step).view(UNSIGNED[self.width]).astype(np.uint64)
-        base = np.uint64(int(np.asarray(self.base)))
-        return bool(np.all(bits >= base) and np.all(bits - base < np.uint64(self.quarter)))
+        """Whether concrete step sizes (NumPy) all scale exactly into [0, 2): non-negative,
+        and where k > 0 no lower than the lowest normal float once scaled."""
+        step = np.asarray(step)
+        wide = step.astype(np.float64)
+        scaled = np.ldexp(wide, -self.k)
+        lowest = float(jnp.finfo(step.dtype).smallest_normal)
+        exact = scaled >= lowest if self.k else scaled >= 0.0
+        return bool(np.all(exact & (scaled < 2.0)))
+
+    def bounds(self, step_dtype: Any) -> tuple[float, float]:
+        """[lowest, highest): the step sizes that scale exactly into [0, 2) (concrete k)."""
+        emin = int(jnp.finfo(step_dtype).minexp)
+        return (2.0 ** (self.k + emin) if self.k else 0.0), 2.0 ** (self.k + 1)
 
     def _q(self, c):
         return UNSIGNED[self.width](c * self.quarter)
 
-    def encode(self, step: jax.Array, top: jax.Array) -> jax.Array:
-        """Pack step sizes (>= ``min_step_size``) with the state's top bits, Q·c."""
-        code = _bits(step) - self.base + top
-        packed = _PACKED[jnp.dtype(step.dtype)]
+    def _power(self, sign: int, dtype: Any) -> Any:
+        """2^(sign·k) in ``dtype``, a normal float (k <= -e_min)."""
+        if isinstance(self.k, jax.core.Tracer):  # float16's and bfloat16's 2^k in float32
+            wide = dtype if jnp.dtype(dtype).itemsize >= 4 else jnp.float32
+            return jnp.ldexp(jnp.ones((), wide), sign * self.k).astype(dtype)
+        return np.asarray(2.0 ** (sign * self.k), dtype)
+
+    def scaled_bounds(self, low: float, high: float, dtype: Any) -> tuple:
+        """The bounds rounded to ``dtype`` and scaled by 2^-k, exactly (they fit)."""
+        return tuple(np.asarray(x, dtype) * self._power(-1, dtype) for x in (low, high))
+
+    def _unscale(self, scaled: jax.Array) -> jax.Array:
+        """Δ = Δ·2^-k · 2^k (exact)."""
+        if isinstance(self.k, int) and self.k == 0:
+            return scaled
+        return scaled * self._power(1, scaled.dtype)
+
+    def encode(self, scaled: jax.Array, top: jax.Array) -> jax.Array:
+        """Pack scaled step sizes Δ·2^-k (in [0, 2)) with the state's top bits, Q·c."""
+        code = _bits(scaled) + top
+        packed = _PACKED[jnp.dtype(scaled.dtype)]
         return code if code.dtype == packed else jax.lax.bitcast_convert_type(code, packed)
 
     def encode_masks(self, step, pos, neg, pending) -> jax.Array:
-        """Pack step sizes with the signs and the pending mark given as masks."""
+        """Pack step sizes Δ (unscaled) with the signs and the pending mark given as masks."""
         q = self._q
         top = jnp.where(pos, q(1), jnp.where(neg, q(3), jnp.where(pending, q(2), q(0))))
-        return self.encode(step, top)
+        return self.encode(step * self._power(-1, step.dtype), top)
+
+    def scaled_step(self, code: jax.Array) -> jax.Array:
+        """The scaled step sizes Δ·2^-k, which the rule runs on."""
+        return jax.lax.bitcast_convert_type(_bits(code) & (self._q(1) - 1), step_dtype(code))
 
     def step(self, code: jax.Array) -> jax.Array:
         """The step sizes Δ."""
-        bits = (_bits(code) & (self._q(1) - 1)) + self.base
-        return jax.lax.bitcast_convert_type(bits, step_dtype(code))
+        return self._unscale(self.scaled_step(code))
 
     def signs(self, code: jax.Array) -> QuarterSigns:
         """The signs g' (pending included, as Q·2) in the codes' top bits."""
@@ -260,8 +312,8 @@ class Quarters(NamedTuple):
     def move(self, code: jax.Array, g: jax.Array, worse: Any = True) -> jax.Array:
         r"""The "+" variants' update from their new code and the gradient: copysign(Δ, g)
         where g' != 0 (then sign g' = sign g) and, if ``worse``, where pending (the undo
-        -u_{t-1} = sign(g)·Δ_{t-1}); 0 elsewhere. The sign bit is copied, so the result
-        is the product sign(g)·Δ bit for bit.
+        -u_{t-1} = sign(g)·Δ_{t-1}); 0 elsewhere. The sign bit is copied onto Δ·2^-k,
+        which is then multiplied by 2^k: the result is the product sign(g)·Δ bit for bit.
 
         The moving states are the top bits 01 and 11, the two with Q set, and with
         ``worse`` also 10: every top but 00."""
@@ -270,9 +322,9 @@ class Quarters(NamedTuple):
             moving = bits >= q(1)
         else:  # iRprop+: the mask 3Q if worse, else Q, one scalar for the whole step
             moving = (bits & _once_per_step(jnp.where(worse, q(3), q(1)))) != q(0)
-        signed = _bits(self.step(code)) | _sign_bit(g, self.width)
-        zero = jnp.zeros((), step_dtype(code))
-        return jnp.where(moving, jax.lax.bitcast_convert_type(signed, step_dtype(code)), zero)
+        signed = (bits & (q(1) - 1)) | _sign_bit(g, self.width)
+        signed = self._unscale(jax.lax.bitcast_convert_type(signed, step_dtype(code)))
+        return jnp.where(moving, signed, jnp.zeros((), step_dtype(code)))
 
 
 def _once_per_step(x: jax.Array) -> jax.Array:

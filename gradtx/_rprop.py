@@ -54,13 +54,14 @@ RPROP_VARIANTS: tuple[RpropVariant, ...] = typing.get_args(RpropVariant)
 
 
 def _rules(eta_minus, eta_plus, min_step_size, max_step_size):
-    def adapt(step, same, flip):
+    def adapt(step, same, flip, bounds=(min_step_size, max_step_size)):
         """Δ_t = min(Δ_{t-1}·η+, Δmax) if g·g' > 0; max(Δ_{t-1}·η-, Δmin) if g·g' < 0;
         Δ_{t-1} otherwise. Clipped into [Δmin, Δmax] in every case, as torch does, which
-        only matters on the first step when ``learning_rate`` lies outside the bounds."""
+        only matters on the first step when ``learning_rate`` lies outside the bounds.
+        ``bounds``: the packed layout's, where it scales the step sizes."""
         up, down = (jnp.asarray(eta, step.dtype) for eta in (eta_plus, eta_minus))
         step = jnp.where(same, step * up, jnp.where(flip, step * down, step))
-        return jnp.clip(step, min_step_size, max_step_size)
+        return jnp.clip(step, *bounds)
 
     def irprop_minus(g, step, prev):
         """iRprop- (Igel & Hüsken 2000; torch.optim.Rprop), per weight::
@@ -102,7 +103,7 @@ def _rules(eta_minus, eta_plus, min_step_size, max_step_size):
         undo = jnp.where(worse, -prev.times(step), jnp.zeros((), step.dtype))
         return (adapt(step, same, flip), s.unless(flip)), (flip, undo)  # g' = 0
 
-    def rprop_plus_deferred(g, step, prev, pending):
+    def rprop_plus_deferred(g, step, prev, pending, bounds):
         """Rprop+ as above, with the decrease after a sign change deferred one step.
 
         Where g·g' < 0 the new state keeps Δ_{t-1}, the step size that the undo moves
@@ -111,10 +112,11 @@ def _rules(eta_minus, eta_plus, min_step_size, max_step_size):
         max(Δ_{t-1}·η-, Δmin), the step size of the rule above, one step later and bit
         for bit. Returns the new Δ, sign g_t, and where the sign flipped: there
         g' = 0 and the decrease is pending, which the layout stores instead of sign g_t.
+        ``bounds``: [Δmin, Δmax], scaled as the layout scales Δ.
         """
         s = prev.of(g)
         same, flip = s.agreement(prev)
-        return jnp.where(flip, step, adapt(step, same, pending)), s, flip
+        return jnp.where(flip, step, adapt(step, same, pending, bounds)), s, flip
 
     return {
         "irprop-": irprop_minus,
@@ -207,9 +209,12 @@ def scale_by_rprop(
     when x64 is enabled, else float32).
 
     The packing needs ``max_step_size`` below about 1.46e13 for the "-" variants (float16
-    step sizes: 85.25), and for the "+" variants at most :math:`2^{30}` float32 bit
-    patterns between the bounds (about 128 binades, e.g. 1e-6 to 50 takes 26; so
-    ``min_step_size > 0``; float16 step sizes: 16 binades, which torch's bounds exceed).
+    step sizes: 85.25). The "+" variants store :math:`\Delta\cdot 2^{-k}`, scaled exactly
+    into the lowest binades of normal floats from :math:`\Delta_{\min} = m\cdot 2^e`
+    (:math:`1 \le m < 2`): they need :math:`\Delta_{\max} < 2^{e+127}` in float32 and
+    bfloat16 (127 binades; torch's 1e-6 to 50 takes 26), :math:`2^{e+15}` in float16 (15
+    binades, which torch's bounds exceed), and :math:`\Delta_{\max} < 2` where
+    :math:`\Delta_{\min}` is 0.
     ``init`` says when a float16 leaf does not fit; ``accumulator_dtype=jnp.float32``
     lifts it. Otherwise, or when the bounds or :math:`\eta^-` are arrays
     (``inject_hyperparams``), step sizes and signs are kept apart

@@ -5,8 +5,9 @@ stores them, and wraps a rule so that it reads and writes its own state arrays:
 
 * **thirds** (the "-" variants): one integer per weight holding Δ and sign(g')
   (:mod:`gradtx._packing`), wherever ``max_step_size`` is a number in the packed range;
-* **quarters** (the "+" variants): one integer holding Δ, sign(g') and a step-size
-  decrease deferred to the next step (:class:`gradtx._packing.Quarters`), wherever the
+* **quarters** (the "+" variants): one integer holding Δ (scaled by a power of two),
+  sign(g') and a step-size decrease deferred to the next step
+  (:class:`gradtx._packing.Quarters`), wherever the
   bounds and η- are numbers, the bounds fit, and the state's scalars read them back
   exactly; the state holds η- and Δmin for the accessors;
 * **unpacked**, otherwise (e.g. the bounds as arrays under ``inject_hyperparams``):
@@ -60,7 +61,7 @@ def choose(variant: str, eta_minus, min_step_size, max_step_size) -> Layout:
         if _quarters_fit(eta_minus, min_step_size, max_step_size):
             return Layout(
                 init=lambda step: _init_quarters(step, eta_minus, min_step_size, max_step_size),
-                wrap=lambda rule: _on_quarters(rule, min_step_size),
+                wrap=lambda rule: _on_quarters(rule, min_step_size, max_step_size),
                 state=ScaleByIRpropPlusPackedState if irprop_plus else ScaleByRpropPlusPackedState,
                 scalars=constants(eta_minus=eta_minus, min_step_size=min_step_size),
                 defers=True,
@@ -174,22 +175,25 @@ def _exact(value, dtype) -> bool:
 
 def _init_quarters(step, eta_minus, min_step_size, max_step_size) -> tuple:
     _packable(step.dtype)
+    q = packing.Quarters.of(min_step_size, step.dtype)
     if not _quarters_fit_dtype(eta_minus, min_step_size, max_step_size, step.dtype):
         raise ValueError(
             f"Invalid min_step_size, max_step_size: {min_step_size!r}, {max_step_size!r} "
-            f"(the '+' variants pack {step.dtype} step sizes only within "
-            f"2^{8 * step.dtype.itemsize - 2} bit patterns above min_step_size, 16 binades "
-            "in float16, with eta_minus and min_step_size exact in float32; pass "
-            "accumulator_dtype=jnp.float32, or narrower bounds)."
+            f"(with this min_step_size the '+' variants pack {step.dtype} step sizes only "
+            f"below {q.bounds(step.dtype)[1]:.4g}: about 127 binades above a normal "
+            "min_step_size in float32 and bfloat16, 15 in float16; and eta_minus and "
+            "min_step_size must be exact in float32; pass accumulator_dtype=jnp.float32, or "
+            "narrower bounds)."
         )
     none = jnp.zeros(step.shape, bool)
-    return (packing.Quarters.of(min_step_size, step.dtype).encode_masks(step, none, none, none),)
+    return (q.encode_masks(step, none, none, none),)
 
 
-def _on_quarters(rule, min_step_size):
+def _on_quarters(rule, min_step_size, max_step_size):
     """Rprop+ with its decrease deferred (:mod:`gradtx._rprop`) on the quarters: unpack
-    (Δ, sign g' as top bits, pending), apply the rule, pack, and read the move back from
-    the new code and the gradient.
+    (Δ·2^-k, sign g' as top bits, pending), apply the rule to the scaled step sizes
+    within the bounds scaled alike (exact: :class:`gradtx._packing.Quarters`), pack,
+    and read the move back from the new code and the gradient.
 
     The move is sign(g'_t)·Δ_t where no sign flipped (as for the "-" variants; there
     sign g'_t = sign g_t), and where one flipped (``pending`` in the new code) the undo
@@ -198,9 +202,11 @@ def _on_quarters(rule, min_step_size):
     (:meth:`gradtx._packing.Quarters.move`)."""
 
     def quarters_rule(g, code, *, worse=True):
-        q = packing.Quarters.of(min_step_size, packing.step_dtype(code))
+        dtype = packing.step_dtype(code)
+        q = packing.Quarters.of(min_step_size, dtype)
+        bounds = q.scaled_bounds(min_step_size, max_step_size, dtype)
         prev = q.signs(code)
-        step, s, flip = rule(g, q.step(code), prev, prev.pending())
+        step, s, flip = rule(g, q.scaled_step(code), prev, prev.pending(), bounds=bounds)
         code = q.encode(step, s.marked(flip).top)  # where the sign flipped: g' = 0, pending
         # the update reads Δ and the state back from the new code (not step and flip):
         # reading the old one would make XLA copy it before writing the new one in place

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gradtx import _packing as packing
-from gradtx._numerics import UNSIGNED, Signs
+from gradtx._numerics import Signs
 
 
 def value_dtype() -> Any:
@@ -166,11 +166,10 @@ def find_rprop_state(state: Any) -> Any:
 
 def _quarters(block: Any, code: jax.Array) -> packing.Quarters:
     """The quarters of a "+" variant's code, from the Δmin its state holds."""
-    dtype = packing.step_dtype(code)
-    base = jax.lax.bitcast_convert_type(
-        block.min_step_size.astype(dtype), UNSIGNED[jnp.dtype(dtype).itemsize]
-    )
-    return packing.Quarters(base, jnp.dtype(dtype).itemsize)
+    low = block.min_step_size
+    if not isinstance(low, jax.core.Tracer):
+        low = np.asarray(low)
+    return packing.Quarters.of(low, packing.step_dtype(code))
 
 
 def _read_deferred(block: Any, code: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -184,14 +183,15 @@ def _read_deferred(block: Any, code: jax.Array) -> tuple[jax.Array, jax.Array]:
 
 def _check_quarters_hold(step: jax.Array, q: packing.Quarters) -> None:
     """Raise ``ValueError`` where concrete step sizes lie outside the quarters' range:
-    below ``min_step_size`` (or negative, or NaN), or too far above it."""
-    if isinstance(step, jax.core.Tracer) or isinstance(q.base, jax.core.Tracer):
+    below min_step_size's binade (or negative, or NaN), or too far above it."""
+    if isinstance(step, jax.core.Tracer) or isinstance(q.k, jax.core.Tracer):
         return
     if not q.holds(step):
+        lowest, highest = q.bounds(step.dtype)
         raise ValueError(
-            "Invalid step sizes for a '+' variant's packed state: every step size must lie "
-            f"in [min_step_size, ...] within 2^{8 * q.width - 2} bit patterns of it; got "
-            f"values from {np.min(np.asarray(step))!r} to {np.max(np.asarray(step))!r}."
+            "Invalid step sizes for a '+' variant's packed state: with this min_step_size "
+            f"every step size must lie in [{lowest:.4g}, {highest:.4g}); got values from "
+            f"{np.min(np.asarray(step))!r} to {np.max(np.asarray(step))!r}."
         )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -62,7 +63,7 @@ def test_both_encodings_read_a_gradients_sign_as_numpy_with_nan_as_zero(g_dtype,
     k = _packing.Offsets.like(steps)
     thirds = _packing.ThirdsSigns(k.zero, k).of(g)
     np.testing.assert_array_equal(np.asarray(thirds.as_int8()), expected)
-    if step_dtype != jnp.float16:  # the quarters need 2^30 patterns above min_step_size
+    if step_dtype != jnp.float16:  # 1e-6 is subnormal in float16: k = 0, steps below 2
         q = _packing.Quarters.of(1e-6, step_dtype)
         top = q.signs(q.encode(steps, k.zero)).of(g).top
         read = np.where(top == q._q(1), 1, np.where(top == q._q(3), -1, 0))
@@ -199,12 +200,20 @@ def test_initial_step_sizes_are_clipped_into_the_bounds():
 PLUS = ("rprop+", "irprop+")
 
 
-@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float32, jnp.float64])
-def test_quarters_round_trip_every_state_between_the_bounds(dtype):
-    low, high = 1e-6, 50.0
+@pytest.mark.parametrize(
+    "dtype,low,high",
+    [
+        (jnp.bfloat16, 1e-6, 50.0),
+        (jnp.float32, 1e-6, 50.0),
+        (jnp.float64, 1e-6, 50.0),
+        (jnp.float16, 1e-3, 1.0),
+        (jnp.float32, 0.0, 1.5),  # k = 0: the step sizes stored as they are
+    ],
+)
+def test_quarters_round_trip_every_state_between_the_bounds(dtype, low, high):
     assert _packing.Quarters.fits(low, high, dtype)
     q = _packing.Quarters.of(low, dtype)
-    steps = jnp.asarray([low, 2e-6, 0.01, 1.0, 49.0, high], dtype)
+    steps = jnp.asarray([low, 2 * low, 0.01, 1.0, 0.75 * high, high], dtype)
     for c in range(4):  # sign 0, +, -, pending
         masks = [jnp.full(steps.shape, c == i) for i in (1, 2, 3)]
         code = q.encode_masks(steps, *masks)
@@ -220,13 +229,63 @@ def test_quarters_round_trip_every_state_between_the_bounds(dtype):
             np.testing.assert_array_equal(moved.view(np.uint8), expected.view(np.uint8))
 
 
-def test_quarters_fit_exactly_a_quarter_of_the_bit_patterns_above_min_step_size():
+def test_quarters_hold_step_sizes_that_scale_below_two_and_no_further():
+    """Δmin = m·2^e (1 <= m < 2) is scaled by 2^-k into float32's lowest normal binade,
+    [2^-126, 2^-125), so k = e + 126; a scaled step size must stay below 2, whose bits
+    are a quarter of the range: the largest Δmax that packs is the float below 2^(e+127)."""
     low = np.float32(1e-6)
-    top = (low.view(np.uint32) + np.uint32(2**30 - 1)).view(np.float32)  # the last that fits
-    assert _packing.Quarters.fits(float(low), float(top), jnp.float32)
-    assert not _packing.Quarters.fits(float(low), float(np.nextafter(top, np.inf)), jnp.float32)
-    assert not _packing.Quarters.fits(0.0, 50.0, jnp.float32)  # 0 to 50: more than 2^30
-    assert not _packing.Quarters.fits(1e-6, 50.0, jnp.float16)  # 26 binades; float16 holds 16
+    e = -20
+    assert 2.0**e <= low < 2.0 ** (e + 1)
+    assert _packing.Quarters.of(low, jnp.float32).k == e + 126
+    limit = np.float32(2.0 ** (e + 127))
+    assert np.asarray(2.0**-126, np.float32).view(np.uint32) == 2**23  # the lowest normal
+    assert np.asarray(2.0, np.float32).view(np.uint32) == 2**30  # Q: bits(2.0)
+    assert _packing.Quarters.fits(float(low), float(np.nextafter(limit, 0)), jnp.float32)
+    assert not _packing.Quarters.fits(float(low), float(limit), jnp.float32)
+    # Δmin = 0 (or subnormal): k = 0, the step sizes stored as they are, below 2
+    assert _packing.Quarters.of(0.0, jnp.float32).k == 0
+    assert _packing.Quarters.fits(0.0, 1.5, jnp.float32)
+    assert not _packing.Quarters.fits(0.0, 50.0, jnp.float32)
+    assert not _packing.Quarters.fits(1e-6, 50.0, jnp.float16)  # 1e-6 is subnormal in float16
+    assert not _packing.Quarters.fits(1e-3, 50.0, jnp.float16)  # 2^-10 to 2^5: float16 holds 16
+    assert _packing.Quarters.fits(1e-3, 1.0, jnp.float16)
+
+
+@pytest.mark.parametrize("variant", PLUS)
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16, jnp.float16])
+def test_plus_variants_keep_the_floor_exact_where_scaled_products_underflow(variant, dtype):
+    """Δmin a power of two is scaled to the lowest normal float exactly: there Δ·2^-k·η-
+    falls below it, into the subnormals that XLA on CPU flushes to zero, and the clip
+    must still give Δmin·2^-k, as the unpacked layout's clip gives Δmin. Alternating
+    signs drive every step size down to the floor and keep it there."""
+    low = 2.0**-100 if dtype != jnp.float16 else 2.0**-10
+    hyper = dict(learning_rate=0.5, eta_minus=0.01, eta_plus=1.7, min_step_size=low)
+    packed = gradtx.scale_by_rprop(**hyper, max_step_size=1.0, variant=variant)
+    unpacked = gradtx.scale_by_rprop(**hyper, max_step_size=jnp.float32(1.0), variant=variant)
+    assert isinstance(
+        packed.init({"w": jnp.ones(1, dtype)}),
+        gradtx.ScaleByRpropPlusPackedState | gradtx.ScaleByIRpropPlusPackedState,
+    )
+    params = {"w": jnp.zeros(4, dtype)}
+    signs = np.asarray([1.0, -1.0, 1.0, 0.0])
+    grads = [{"w": jnp.asarray(signs * (-1) ** t, dtype)} for t in range(60)]
+    (ours, s_p), (theirs, _) = _run(packed, params, grads), _run(unpacked, params, grads)
+    for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(theirs)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert float(jnp.min(gradtx.rprop_step_sizes(s_p)["w"])) == low  # the floor was reached
+
+
+@pytest.mark.parametrize("variant", PLUS)
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16, jnp.float16, jnp.float64])
+def test_the_accessors_read_a_plus_state_alike_under_jit(variant, dtype):
+    """Under ``jit`` the state's Δmin is traced, and so is the scale it gives."""
+    params, grads = _problem(dtype)
+    bounds = dict(min_step_size=1e-3, max_step_size=1.0) if dtype == jnp.float16 else {}
+    tx = gradtx.scale_by_rprop(0.02, variant=variant, **bounds)
+    _, state = _run(tx, params, grads)
+    assert jax.tree.leaves(state.packed)[0].dtype.itemsize == jnp.dtype(dtype).itemsize
+    for read in (gradtx.rprop_step_sizes, gradtx.rprop_prev_signs):
+        chex.assert_trees_all_equal(jax.jit(read)(state), read(state))
 
 
 @pytest.mark.parametrize("variant", PLUS)
@@ -238,7 +297,7 @@ def test_plus_variants_pack_with_torch_bounds_and_fall_back_where_they_cannot(va
     )
     unpacked = gradtx.ScaleByRpropState | gradtx.ScaleByIRpropPlusState
     for kw in (
-        dict(min_step_size=0.0),  # 0 to 50 spans more than a quarter of the bit patterns
+        dict(min_step_size=0.0),  # k = 0: the step sizes must stay below 2
         dict(eta_minus=jnp.float32(0.5)),  # an array: the state could not hold it exactly
         dict(min_step_size=jnp.float32(1e-6)),
     ):
