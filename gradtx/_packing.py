@@ -224,15 +224,12 @@ class Quarters(NamedTuple):
         dtype = jnp.dtype(step_dtype)
         info = jnp.finfo(dtype)
         lowest, emin = float(info.smallest_normal), int(info.minexp)
-        if isinstance(min_step_size, jax.core.Tracer):
-            low = jnp.asarray(min_step_size).astype(dtype)
-            exponent = jnp.frexp(low.astype(jnp.float32 if dtype.itemsize < 4 else dtype))[1]
-            k = jnp.where(low >= lowest, jnp.minimum(exponent - 1 - emin, -emin), 0)
-            return cls(k, dtype.itemsize)
-        low = float(np.asarray(min_step_size, dtype))
-        if not low >= lowest:
-            return cls(0, dtype.itemsize)
-        return cls(min(int(np.frexp(low)[1]) - 1 - emin, -emin), dtype.itemsize)
+        traced = isinstance(min_step_size, jax.core.Tracer)
+        xp = jnp if traced else np
+        low = xp.asarray(min_step_size).astype(dtype)
+        exponent = xp.frexp(low.astype(np.float32) if dtype.itemsize < 4 else low)[1] - 1
+        k = xp.where(low >= lowest, xp.minimum(exponent - emin, -emin), 0)
+        return cls(k if traced else int(k), dtype.itemsize)
 
     @classmethod
     def fits(cls, min_step_size: float, max_step_size: float, step_dtype: Any) -> bool:
@@ -246,17 +243,15 @@ class Quarters(NamedTuple):
         return 1 << (8 * self.width - 2)
 
     def holds(self, step: Any) -> bool:
-        """Whether concrete step sizes (NumPy) all scale exactly into [0, 2): non-negative,
-        and where k > 0 no lower than the lowest normal float once scaled."""
+        """Whether concrete step sizes (NumPy) all lie in :meth:`bounds` (NaN does not)."""
         step = np.asarray(step)
+        lowest, highest = self.bounds(step.dtype)
         wide = step.astype(np.float64)
-        scaled = np.ldexp(wide, -self.k)
-        lowest = float(jnp.finfo(step.dtype).smallest_normal)
-        exact = scaled >= lowest if self.k else scaled >= 0.0
-        return bool(np.all(exact & (scaled < 2.0)))
+        return bool(np.all((wide >= lowest) & (wide < highest)))
 
     def bounds(self, step_dtype: Any) -> tuple[float, float]:
-        """[lowest, highest): the step sizes that scale exactly into [0, 2) (concrete k)."""
+        """[lowest, highest): the step sizes that scale exactly into [0, 2) (concrete k):
+        where k > 0, those that stay normal once scaled, from 2^(k + e_min)."""
         emin = int(jnp.finfo(step_dtype).minexp)
         return (2.0 ** (self.k + emin) if self.k else 0.0), 2.0 ** (self.k + 1)
 
@@ -292,9 +287,13 @@ class Quarters(NamedTuple):
         top = jnp.where(pos, q(1), jnp.where(neg, q(3), jnp.where(pending, q(2), q(0))))
         return self.encode(step * self._power(-1, step.dtype), top)
 
+    def _magnitude(self, bits: jax.Array) -> jax.Array:
+        """The bits of Δ·2^-k: the code without its top two bits."""
+        return bits & (self._q(1) - 1)
+
     def scaled_step(self, code: jax.Array) -> jax.Array:
         """The scaled step sizes Δ·2^-k, which the rule runs on."""
-        return jax.lax.bitcast_convert_type(_bits(code) & (self._q(1) - 1), step_dtype(code))
+        return jax.lax.bitcast_convert_type(self._magnitude(_bits(code)), step_dtype(code))
 
     def step(self, code: jax.Array) -> jax.Array:
         """The step sizes Δ."""
@@ -322,7 +321,7 @@ class Quarters(NamedTuple):
             moving = bits >= q(1)
         else:  # iRprop+: the mask 3Q if worse, else Q, one scalar for the whole step
             moving = (bits & _once_per_step(jnp.where(worse, q(3), q(1)))) != q(0)
-        signed = (bits & (q(1) - 1)) | _sign_bit(g, self.width)
+        signed = self._magnitude(bits) | _sign_bit(g, self.width)
         signed = self._unscale(jax.lax.bitcast_convert_type(signed, step_dtype(code)))
         return jnp.where(moving, signed, jnp.zeros((), step_dtype(code)))
 

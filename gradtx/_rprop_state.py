@@ -166,10 +166,7 @@ def find_rprop_state(state: Any) -> Any:
 
 def _quarters(block: Any, code: jax.Array) -> packing.Quarters:
     """The quarters of a "+" variant's code, from the Δmin its state holds."""
-    low = block.min_step_size
-    if not isinstance(low, jax.core.Tracer):
-        low = np.asarray(low)
-    return packing.Quarters.of(low, packing.step_dtype(code))
+    return packing.Quarters.of(block.min_step_size, packing.step_dtype(code))
 
 
 def _read_deferred(block: Any, code: jax.Array) -> tuple[jax.Array, jax.Array]:
