@@ -13,10 +13,10 @@ from typing import Any
 import jax.numpy as jnp
 
 from gradtx import _validation as check
-from gradtx._base import GradientTransformation, ScalarOrSchedule
+from gradtx._base import GradientTransformation, ScalarOrSchedule, identity
 from gradtx._combine import chain
 from gradtx._momentum import trace
-from gradtx._rms import scale_by_rms, scale_by_stddev
+from gradtx._rms import L2Penalty, _scale_by_rms, _scale_by_stddev
 from gradtx._rprop import RpropVariant, scale_by_rprop
 from gradtx._scaling import scale, scale_by_learning_rate
 from gradtx._weight_decay import add_decayed_weights
@@ -217,6 +217,12 @@ def rmsprop(
             scale_by_learning_rate(learning_rate),
         )
 
+    That is its state, entry for entry, and its numbers (``tests/test_rmsprop_penalty.py``).
+    A weight decay that is not a schedule is computed inside the normaliser's rule, with
+    the sign of ``maximize``: their two entries are ``identity()`` blocks, whose
+    ``EmptyState`` is also that of ``scale`` and ``add_decayed_weights``, and the compiled
+    step keeps no temporary buffer for :math:`g + \lambda\theta` (the performance page).
+
     The rule (Hinton 2012; centered: Graves 2013), with :math:`\gamma` =
     ``learning_rate``, :math:`\alpha`, :math:`\lambda` = ``weight_decay``, :math:`\mu` =
     ``momentum`` and :math:`v_0 = \bar g_0 = b_0 = 0`:
@@ -300,16 +306,22 @@ def rmsprop(
     ]:
         check.non_negative(name, value)
     check.in_range("alpha", alpha, 0.0, 1.0)
-    normaliser = scale_by_stddev if centered else scale_by_rms
-    blocks = [scale(-1.0)] if maximize else []
-    if not _is_zero(weight_decay):
-        blocks.append(add_decayed_weights(weight_decay))
-    extra = {"clamp_variance": clamp_variance} if centered else {}
-    blocks.append(
-        normaliser(
-            decay=alpha, eps=eps, eps_in_sqrt=False, accumulator_dtype=accumulator_dtype, **extra
+    # A numeric weight decay (and with it the sign of maximize) is computed inside the
+    # normaliser's rule (_rms.L2Penalty: the same numbers, no temporary buffer for
+    # g + wd * theta); identity() keeps each of their blocks' slot in the state, so the
+    # state is the chain's above in every case. A schedule keeps its own block.
+    decays = not _is_zero(weight_decay)
+    penalty = L2Penalty(weight_decay, maximize) if decays and not callable(weight_decay) else None
+    blocks = [identity() if penalty else scale(-1.0)] if maximize else []
+    if decays:
+        blocks.append(identity() if penalty else add_decayed_weights(weight_decay))
+    if centered:
+        normaliser = _scale_by_stddev(
+            alpha, eps, 0.0, False, False, clamp_variance, accumulator_dtype, penalty
         )
-    )
+    else:
+        normaliser = _scale_by_rms(alpha, eps, 0.0, False, False, accumulator_dtype, penalty)
+    blocks.append(normaliser)
     if not _is_zero(momentum):
         blocks.append(trace(decay=momentum, accumulator_dtype=accumulator_dtype))
     blocks.append(scale_by_learning_rate(learning_rate))

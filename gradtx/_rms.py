@@ -24,6 +24,7 @@ and imaginary parts each get their own :math:`\\nu`. optax instead averages
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple
 
 import jax
@@ -121,9 +122,18 @@ def _check(decay, eps, initial_scale, **flags) -> None:
 
 def _ema_sq(decay, nu, g):
     """:math:`\\nu \\leftarrow (1-\\beta)\\,g^2 + \\beta\\,\\nu`, written so that XLA fuses it into
-    the same multiply-add as torch's ``addcmul`` (:math:`((1-\\beta) g)\\cdot g + \\beta\\nu`,
-    one rounding for the last multiply-add): it then rounds exactly as torch does."""
-    return ((1 - decay) * g) * g + decay * nu
+    the same multiply-add as torch's ``addcmul``: :math:`((1-\\beta) g)\\cdot g + \\beta\\nu`
+    with one rounding for the last multiply and the add, :math:`\\beta\\nu` rounded first;
+    it then rounds exactly as torch does.
+
+    Written as a difference: of ``a*b + c*d`` LLVM may fuse either product into the add
+    (it fused :math:`\\beta\\nu` where the gradient was widened from bfloat16, or computed
+    in the same loop from :math:`g + \\lambda\\theta`); ``a*b - (-c)*d`` fuses its first
+    operand's product in every loop measured with :math:`\\beta` a constant. With
+    :math:`\\beta` traced (``inject_hyperparams``) LLVM fused :math:`\\beta\\nu` in both
+    forms: one rounding of :math:`\\nu` from torch's there. Without FMA
+    (``--xla_cpu_max_isa=SSE4_2``) all are the same two roundings."""
+    return ((1 - decay) * g) * g - (-decay) * nu
 
 
 def _lerp(moment, x, decay):
@@ -147,6 +157,59 @@ def _normalise(g, var, eps, eps_in_sqrt):
     if eps_in_sqrt:
         return g * jax.lax.rsqrt(var + eps)
     return g / (jnp.sqrt(var) + eps)
+
+
+class L2Penalty(NamedTuple):
+    r"""An L2 penalty computed inside a normaliser's rule: the normaliser's input is
+    :math:`\pm g + \lambda\theta` (``negate``: :math:`-g`, an ascent) instead of
+    :math:`g`. The same numbers as ``add_decayed_weights`` (after ``scale(-1)``) chained
+    before the normaliser; what differs is the compiled step, see :func:`_inputs_of`."""
+
+    weight_decay: Any  # lambda: a number, or an array (traced under inject_hyperparams)
+    negate: bool = False
+
+
+def _inputs_of(penalty: L2Penalty | None):
+    r"""The normaliser's two uses of its input: the one its averages take in and the one
+    its update divides. Without a penalty both are the gradient. With one, both are
+    :math:`\pm g + \lambda\theta`, the second computed again from :math:`g` and
+    :math:`\theta` behind ``lax.optimization_barrier``.
+
+    Why twice: one value feeding the averages' loops and the update's loop (which also
+    reads the new averages) is written by XLA (CPU) to a temporary buffer, 4 bytes per
+    param allocated at every step. Two values computed alike from the step's inputs
+    fuse each into its own loop instead (the barrier keeps XLA from merging them back):
+    the same numbers and kernels, no temporary. Not where the averages are kept in a
+    wider dtype than the param (``accumulator_dtype``): there the penalised gradient must
+    be rounded to the param's dtype before it is widened, and only a stored value is
+    sure to be (XLA computes a bfloat16 expression in float32 inside a loop and may skip
+    that rounding), so it is computed once and stored (behind the barrier), as the
+    chained blocks store it.
+
+    ``inputs(g, acc_dtype, p=, wd=)``: ``p`` is the param and ``wd`` :math:`\lambda`,
+    passed as a rule argument so that a traced value works."""
+    if penalty is None:
+        return lambda g, acc_dtype: (g, g)
+
+    def penalised(g, p, wd):
+        return (-g if penalty.negate else g) + wd * p
+
+    def inputs(g, acc_dtype, *, p, wd):
+        if jnp.promote_types(g.dtype, acc_dtype) != g.dtype:
+            stored = jax.lax.optimization_barrier(penalised(g, p, wd))
+            return stored, stored
+        return penalised(g, p, wd), penalised(*jax.lax.optimization_barrier((g, p)), wd)
+
+    return inputs
+
+
+def _lifted(update_leaf, penalty: L2Penalty | None, **engine_args) -> GradientTransformation:
+    r""":func:`leafwise` on a normaliser's rule, handing it the param and :math:`\lambda`
+    when it carries a penalty."""
+    if penalty is None:
+        return leafwise(update_leaf, **engine_args)
+    rule = functools.partial(update_leaf, wd=penalty.weight_decay)
+    return leafwise(rule, with_params=True, **engine_args)
 
 
 def _bias_correction(decay, bias_correction):
@@ -216,20 +279,30 @@ def scale_by_rms(
       dtype('float32')
     """
     _check(decay, eps, initial_scale, eps_in_sqrt=eps_in_sqrt, bias_correction=bias_correction)
+    return _scale_by_rms(decay, eps, initial_scale, eps_in_sqrt, bias_correction, accumulator_dtype)
+
+
+def _scale_by_rms(
+    decay, eps, initial_scale, eps_in_sqrt, bias_correction, accumulator_dtype, penalty=None
+) -> GradientTransformation:
+    """:func:`scale_by_rms` from checked arguments, with an optional :class:`L2Penalty`."""
     acc_dtype = check.float_dtype("accumulator_dtype", accumulator_dtype)
     counted = bias_correction
+    inputs = _inputs_of(penalty)
 
     def init_leaf(p):
         return (jnp.full_like(p, initial_scale, dtype=acc_dtype),)
 
-    def update_leaf(g, nu, correction=1.0):
+    def update_leaf(g, nu, correction=1.0, **given):
+        g, g_out = inputs(g, nu.dtype, **given)
         g = _widened(g, nu)
         nu = _ema_sq(decay, nu, g)
         nu_hat = nu * jnp.asarray(correction, nu.dtype) if counted else nu
-        return _normalise(g, nu_hat, eps, eps_in_sqrt), (nu,)
+        return _normalise(_widened(g_out, nu), nu_hat, eps, eps_in_sqrt), (nu,)
 
-    return leafwise(
+    return _lifted(
         update_leaf,
+        penalty,
         state=ScaleByRmsWithCountState if counted else ScaleByRmsState,
         init_leaf=init_leaf,
         scalars=_bias_correction(decay, counted),
@@ -305,13 +378,31 @@ def scale_by_stddev(
         bias_correction=bias_correction,
         clamp_variance=clamp_variance,
     )
+    return _scale_by_stddev(
+        decay, eps, initial_scale, eps_in_sqrt, bias_correction, clamp_variance, accumulator_dtype
+    )
+
+
+def _scale_by_stddev(
+    decay,
+    eps,
+    initial_scale,
+    eps_in_sqrt,
+    bias_correction,
+    clamp_variance,
+    accumulator_dtype,
+    penalty=None,
+) -> GradientTransformation:
+    """:func:`scale_by_stddev` from checked arguments, with an optional :class:`L2Penalty`."""
     acc_dtype = check.float_dtype("accumulator_dtype", accumulator_dtype)
     counted = bias_correction
+    inputs = _inputs_of(penalty)
 
     def init_leaf(p):
         return jnp.zeros_like(p, dtype=acc_dtype), jnp.full_like(p, initial_scale, dtype=acc_dtype)
 
-    def update_leaf(g, mu, nu, correction=1.0):
+    def update_leaf(g, mu, nu, correction=1.0, **given):
+        g, g_out = inputs(g, nu.dtype, **given)
         g = _widened(g, nu)
         mu = _lerp(mu, g, decay)
         nu = _ema_sq(decay, nu, g)
@@ -323,10 +414,11 @@ def scale_by_stddev(
         var = nu_hat - mu_hat * mu_hat
         if clamp_variance:
             var = jnp.maximum(var, 0)
-        return _normalise(g, var, eps, eps_in_sqrt), (mu, nu)
+        return _normalise(_widened(g_out, nu), var, eps, eps_in_sqrt), (mu, nu)
 
-    return leafwise(
+    return _lifted(
         update_leaf,
+        penalty,
         state=ScaleByRStdDevWithCountState if counted else ScaleByRStdDevState,
         init_leaf=init_leaf,
         scalars=_bias_correction(decay, counted),

@@ -161,3 +161,44 @@ def test_donated_step_moves_no_more_memory_than_optax(name, ours, theirs):
     their_bytes, their_temp = _real_step_cost(theirs(), optax.apply_updates)
     assert our_bytes <= their_bytes
     assert our_temp <= their_temp
+
+
+# RMSprop's L2 penalty (weight_decay) in every combination of its other options
+L2_PENALISED = [
+    (
+        f"rmsprop[wd,momentum={m},centered={c},maximize={x}]",
+        lambda m=m, c=c, x=x: gradtx.rmsprop(
+            1e-2, weight_decay=1e-4, momentum=m, centered=c, maximize=x
+        ),
+    )
+    for m in (0.0, 0.9)
+    for c in (False, True)
+    for x in (False, True)
+] + [
+    (
+        "rmsprop[injected wd,momentum,centered]",
+        lambda: gradtx.inject_hyperparams(gradtx.rmsprop)(
+            learning_rate=1e-2, weight_decay=1e-4, momentum=0.9, centered=True
+        ),
+    )
+]
+
+
+@pytest.mark.parametrize("name,make", L2_PENALISED, ids=[t[0] for t in L2_PENALISED])
+def test_weight_decay_needs_no_temporary_buffer(name, make):
+    """``rmsprop(weight_decay=...)`` computes g + wd * theta inside its normaliser's rule,
+    once for the averages' loops and once for the update's (``_rms._inputs_of``): the
+    donated step then allocates no temporary buffer. The same work written as the chain
+    of blocks (``add_decayed_weights`` before the normaliser) has one, 4 bytes per
+    param, which shows that the check can tell the two apart."""
+    params = _real_tree()
+    n_params = sum(x.size for x in jax.tree.leaves(params))
+    compiled, _ = _compiled(make(), donate=True, tree=_real_tree)
+    assert compiled.memory_analysis().temp_size_in_bytes == 0
+    chained = gradtx.chain(
+        gradtx.add_decayed_weights(1e-4),
+        gradtx.scale_by_rms(0.99, eps_in_sqrt=False),
+        gradtx.scale_by_learning_rate(1e-2),
+    )
+    compiled, _ = _compiled(chained, donate=True, tree=_real_tree)
+    assert compiled.memory_analysis().temp_size_in_bytes >= 4 * n_params
