@@ -179,12 +179,13 @@ def _inputs_of(penalty: L2Penalty | None):
     reads the new averages) is written by XLA (CPU) to a temporary buffer, 4 bytes per
     param allocated at every step. Two values computed alike from the step's inputs
     fuse each into its own loop instead (the barrier keeps XLA from merging them back):
-    the same numbers and kernels, no temporary. Not where the averages are kept in a
+    the same numbers, one kernel fewer, no temporary. Not where the averages are kept in a
     wider dtype than the param (``accumulator_dtype``): there the penalised gradient must
     be rounded to the param's dtype before it is widened, and only a stored value is
     sure to be (XLA computes a bfloat16 expression in float32 inside a loop and may skip
-    that rounding), so it is computed once and stored (behind the barrier), as the
-    chained blocks store it.
+    that rounding, even in the chain of blocks under ``jit``), so it is computed once
+    and stored (behind the barrier): jitted or eager, the numbers of the blocks run
+    eagerly.
 
     ``inputs(g, acc_dtype, p=, wd=)``: ``p`` is the param and ``wd`` :math:`\lambda`,
     passed as a rule argument so that a traced value works."""
