@@ -315,13 +315,12 @@ def rmsprop(
     blocks = [identity() if penalty else scale(-1.0)] if maximize else []
     if decays:
         blocks.append(identity() if penalty else add_decayed_weights(weight_decay))
+    common = dict(decay=alpha, eps=eps, initial_scale=0.0, eps_in_sqrt=False)
+    common |= dict(bias_correction=False, accumulator_dtype=accumulator_dtype, penalty=penalty)
     if centered:
-        normaliser = _scale_by_stddev(
-            alpha, eps, 0.0, False, False, clamp_variance, accumulator_dtype, penalty
-        )
+        blocks.append(_scale_by_stddev(clamp_variance=clamp_variance, **common))
     else:
-        normaliser = _scale_by_rms(alpha, eps, 0.0, False, False, accumulator_dtype, penalty)
-    blocks.append(normaliser)
+        blocks.append(_scale_by_rms(**common))
     if not _is_zero(momentum):
         blocks.append(trace(decay=momentum, accumulator_dtype=accumulator_dtype))
     blocks.append(scale_by_learning_rate(learning_rate))

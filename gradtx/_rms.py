@@ -146,10 +146,10 @@ def _lerp(moment, x, decay):
     return jnp.where(w < 0.5, moment + w * (x - moment), x - (x - moment) * (1 - w))
 
 
-def _widened(g, state):
-    """``g`` in the wider of its dtype and the state's, so that an average kept in a
-    wider ``accumulator_dtype`` is computed in it; a no-op when the dtypes agree."""
-    return g.astype(jnp.promote_types(g.dtype, state.dtype))
+def _wider(dtype, acc_dtype):
+    """The wider of a gradient's dtype and the state's: an average kept in a wider
+    ``accumulator_dtype`` is computed in it."""
+    return jnp.promote_types(dtype, acc_dtype)
 
 
 def _normalise(g, var, eps, eps_in_sqrt):
@@ -170,8 +170,9 @@ class L2Penalty(NamedTuple):
 
 
 def _inputs_of(penalty: L2Penalty | None):
-    r"""The normaliser's two uses of its input: the one its averages take in and the one
-    its update divides. Without a penalty both are the gradient. With one, both are
+    r"""The normaliser's two uses of its input, in the averages' dtype (:func:`_wider`):
+    the one its averages take in and the one its update divides. Without a penalty both
+    are the gradient. With one, both are
     :math:`\pm g + \lambda\theta`, the second computed again from :math:`g` and
     :math:`\theta` behind ``lax.optimization_barrier``.
 
@@ -190,14 +191,20 @@ def _inputs_of(penalty: L2Penalty | None):
     ``inputs(g, acc_dtype, p=, wd=)``: ``p`` is the param and ``wd`` :math:`\lambda`,
     passed as a rule argument so that a traced value works."""
     if penalty is None:
-        return lambda g, acc_dtype: (g, g)
+
+        def inputs(g, acc_dtype):
+            g = g.astype(_wider(g.dtype, acc_dtype))
+            return g, g
+
+        return inputs
 
     def penalised(g, p, wd):
         return (-g if penalty.negate else g) + wd * p
 
     def inputs(g, acc_dtype, *, p, wd):
-        if jnp.promote_types(g.dtype, acc_dtype) != g.dtype:
-            stored = jax.lax.optimization_barrier(penalised(g, p, wd))
+        wide = _wider(g.dtype, acc_dtype)
+        if wide != g.dtype:
+            stored = jax.lax.optimization_barrier(penalised(g, p, wd)).astype(wide)
             return stored, stored
         return penalised(g, p, wd), penalised(*jax.lax.optimization_barrier((g, p)), wd)
 
@@ -296,10 +303,9 @@ def _scale_by_rms(
 
     def update_leaf(g, nu, correction=1.0, **given):
         g, g_out = inputs(g, nu.dtype, **given)
-        g = _widened(g, nu)
         nu = _ema_sq(decay, nu, g)
         nu_hat = nu * jnp.asarray(correction, nu.dtype) if counted else nu
-        return _normalise(_widened(g_out, nu), nu_hat, eps, eps_in_sqrt), (nu,)
+        return _normalise(g_out, nu_hat, eps, eps_in_sqrt), (nu,)
 
     return _lifted(
         update_leaf,
@@ -404,7 +410,6 @@ def _scale_by_stddev(
 
     def update_leaf(g, mu, nu, correction=1.0, **given):
         g, g_out = inputs(g, nu.dtype, **given)
-        g = _widened(g, nu)
         mu = _lerp(mu, g, decay)
         nu = _ema_sq(decay, nu, g)
         if counted:
@@ -415,7 +420,7 @@ def _scale_by_stddev(
         var = nu_hat - mu_hat * mu_hat
         if clamp_variance:
             var = jnp.maximum(var, 0)
-        return _normalise(_widened(g_out, nu), var, eps, eps_in_sqrt), (mu, nu)
+        return _normalise(g_out, var, eps, eps_in_sqrt), (mu, nu)
 
     return _lifted(
         update_leaf,
