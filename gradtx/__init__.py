@@ -170,3 +170,12 @@ __all__ = [
     "warmup_exponential_decay_schedule",
     "zero_nans",
 ]
+
+# Transforms as values (issue 26): every public constructor's transforms compare and hash
+# equal when built alike and are valid arguments of jitted functions (gradtx/_values.py).
+from gradtx._leafwise import leafwise
+from gradtx._values import constructor
+from gradtx._values import publish as _publish
+
+_publish(globals())
+__all__ += ["constructor", "leafwise"]

@@ -98,6 +98,9 @@ class GradientTransformation(_Pair):
         return optax.GradientTransformation
 
     def __repr__(self) -> str:
+        label = getattr(self.update, "label", None)  # a keyed transform: how it was built
+        if label is not None and getattr(self.init, "label", None) == label:
+            return f"GradientTransformation<{label}>"
         return f"GradientTransformation(init={self.init!r}, update={self.update!r})"
 
     def __reduce__(self) -> tuple:
