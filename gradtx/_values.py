@@ -101,7 +101,7 @@ class Keyed:
     """A callable (a transform's ``init`` or ``update``, or a schedule) that compares and
     hashes by ``(key, role)``; a pytree with no leaves."""
 
-    __slots__ = ("__wrapped__", "_hash", "key", "label", "role")
+    __slots__ = ("__weakref__", "__wrapped__", "_hash", "key", "label", "role")
 
     def __init__(self, fn: Callable, key: Any, role: str, label: str):
         self.__wrapped__ = fn.__wrapped__ if isinstance(fn, Keyed) else fn
@@ -110,6 +110,10 @@ class Keyed:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.__wrapped__(*args, **kwargs)
+
+    @property
+    def __name__(self) -> str:
+        return getattr(self.__wrapped__, "__name__", self.role)
 
     def __eq__(self, other: Any) -> bool:
         if not isinstance(other, Keyed):
