@@ -75,6 +75,8 @@ MODULE_GROUPS = {
     "gradtx._schedules_joined": "schedules",
     "gradtx._checkpoint": "checkpoints",
     "gradtx._base": "protocol",
+    "gradtx._leafwise": "protocol",
+    "gradtx._values": "protocol",
 }
 
 # public modules besides ``gradtx`` whose ``__all__`` is documented, and their group.

@@ -131,7 +131,39 @@ def leafwise(
     extra_args: Sequence[str] = (),
     complex_as_real: bool = True,
 ) -> GradientTransformation:
-    """Lift the rule for one array to a transform over pytrees.
+    r"""Lift the rule for one array to a transform over pytrees.
+
+    **The way to write your own transform.** Write the rule for one array, in the
+    notation of the paper: ``update_leaf(g, *state_fields) -> (u, new_state_fields)``,
+    and, when it keeps state, a ``NamedTuple`` naming the fields and ``init_leaf(p)``
+    giving their first values. ``leafwise`` makes it a
+    :class:`~gradtx.GradientTransformation` and gives it, for free and the same way as
+    every gradtx block:
+
+    * any pytree of params (dicts, lists, dataclasses, flax and equinox modules); ``None``
+      entries are empty subtrees and keep no state;
+    * a state that is a ``NamedTuple`` of trees mirroring the params (the layout optax,
+      orbax and flax expect), plus scalar fields advanced once per step (``scalars=``);
+    * complex params as pairs of reals (a trailing axis of 2), as ``torch.optim`` does;
+    * errors that name the path: updates, params and state of different structures or
+      shapes raise ``ValueError`` naming the first leaf that differs; integer params raise
+      ``TypeError`` naming theirs;
+    * ``init`` on ``jax.ShapeDtypeStruct`` params: the state's shapes, dtypes and
+      shardings, without allocating;
+    * state placed like its param under sharding (a state leaf of the param's shape gets
+      the param's sharding);
+    * extra arguments of ``update`` (``value=loss``) handed to the rule when asked for
+      (``extra_args=``), and passed on by every combinator;
+    * dtypes: each update leaves with its gradient's dtype and each state leaf keeps its
+      own, so ``init_leaf`` choosing a wider accumulator (``jnp.zeros(p.shape,
+      jnp.float32)`` for bfloat16 params) is all a rule needs for mixed precision;
+    * one compiled rule per leaf signature, eagerly and under ``jit``: the same numbers in
+      both modes.
+
+    Decorate the function that builds it with :func:`gradtx.constructor` and the
+    transforms compare equal when built alike, so that rebuilding one does not recompile.
+    The guide page "Write your own transform" builds signSGD with momentum, Lion and WAME
+    this way.
 
     Args:
       update_leaf: ``update_leaf(g, *s, **kw) -> (u, new_s)``: the rule for one leaf.
@@ -156,6 +188,32 @@ def leafwise(
       real arrays with a trailing axis of 2 (real and imaginary part), as
       ``torch.optim`` does with ``view_as_real``; their state is stored in that real
       form, and their update is returned complex again.
+
+    Example:
+      Signum (signSGD with momentum; Bernstein et al., 2018):
+      :math:`m_t = \beta m_{t-1} + (1 - \beta) g_t`, :math:`u_t = -\eta\,\mathrm{sign}(m_t)`.
+
+      >>> from typing import NamedTuple
+      >>> import jax
+      >>> import jax.numpy as jnp
+      >>> import gradtx
+      >>> class SignumState(NamedTuple):
+      ...     momentum: dict
+      >>> @gradtx.constructor
+      ... def signum(learning_rate, beta=0.9):
+      ...     def rule(g, m):
+      ...         m = beta * m + (1 - beta) * g
+      ...         return -learning_rate * jnp.sign(m), (m,)
+      ...     zeros = lambda p: (jnp.zeros_like(p),)
+      ...     return gradtx.leafwise(rule, state=SignumState, init_leaf=zeros)
+      >>> tx = signum(0.1)
+      >>> params = {"w": jnp.array([1.0, -2.0]), "b": None}
+      >>> state = tx.init(params)
+      >>> updates, state = jax.jit(tx.update)({"w": jnp.array([0.5, -3.0]), "b": None}, state)
+      >>> print(updates["w"], state.momentum["w"])
+      [-0.1  0.1] [ 0.05 -0.3 ]
+      >>> signum(0.1) == tx
+      True
     """
     scalar_fields = scalars.fields if scalars else ()
     unknown = [f for f in scalar_fields if f not in state._fields]
