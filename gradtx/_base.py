@@ -66,6 +66,23 @@ class GradientTransformation(_Pair):
     ``isinstance``): ``isinstance(tx, optax.GradientTransformationExtraArgs)`` is True,
     ``type(tx)`` is still this class, and gradtx never imports optax. A pair built by hand
     whose ``update`` takes no ``**kwargs`` reports ``optax.GradientTransformation``.
+    (For contributors: the property below reads ``sys.modules``, so importing optax
+    before or after gradtx gives the same answer; ``tests/test_values_jit.py`` checks
+    the class in a fresh process without optax, then with it. jax flattens by the real
+    type, so the pytree is unaffected.)
+
+    **A value: equal when built alike.** The transforms that gradtx's public
+    constructors return compare and hash equal when built with equal arguments
+    (``rmsprop(1e-3) == rmsprop(learning_rate=1e-3)``), nested ones too, and are
+    pytrees with no leaves: ``jax.jit(step)(tx, params, state, grads)`` works, and a
+    rebuilt-alike transform, as a plain or a static argument or under equinox's
+    ``filter_jit``, does not retrace. Their hyperparameters are static: a different
+    learning rate is a different transform and compiles again (the compiled step is
+    the one of the transform closed over, bit for bit); to change one without
+    recompiling, inject it (:func:`gradtx.inject_hyperparams`). Numbers and concrete
+    arrays compare by value, functions and optax transforms by identity
+    (:func:`gradtx.constructor` says how, and makes your own transforms values too).
+    A pair built by hand as below compares as a tuple of its two functions.
 
     Attributes:
       init: ``params -> state``.
@@ -90,6 +107,8 @@ class GradientTransformation(_Pair):
 
     @property  # type: ignore[misc]
     def __class__(self) -> type:
+        # What isinstance() consults besides type(): optax's class once optax is imported
+        # (optax forwards extra arguments only to its ...ExtraArgs instances), else ours.
         optax = sys.modules.get("optax")
         if optax is None:
             return type(self)
