@@ -128,6 +128,12 @@ class Keyed:
     def __repr__(self) -> str:
         return f"<{self.role} of {self.label}>"
 
+    def __copy__(self) -> Keyed:  # immutable, as the functions it stands for
+        return self
+
+    def __deepcopy__(self, memo: dict) -> Keyed:
+        return self
+
 
 jax.tree_util.register_pytree_node(Keyed, lambda k: ((), k), lambda k, _: k)
 
@@ -148,7 +154,7 @@ def _label(name: str, args: tuple, kwargs: dict) -> str:
 
 def keyed_transform(tx: Any, key: Any, label: str) -> Any:
     """``tx`` with ``init`` and ``update`` keyed (a ``GradientTransformation`` only)."""
-    if not isinstance(tx, GradientTransformation) or type(tx) is not GradientTransformation:
+    if type(tx) is not GradientTransformation:
         return tx
     init, update = Keyed(tx.init, key, "init", label), Keyed(tx.update, key, "update", label)
     return GradientTransformation(init, update)

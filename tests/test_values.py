@@ -257,3 +257,12 @@ def test_repr_says_how_it_was_built():
     assert "inject_hyperparams(gradtx.rmsprop)" in repr(
         gradtx.inject_hyperparams(gradtx.rmsprop)(learning_rate=0.1)
     )
+
+
+def test_copies_are_the_same_transform():
+    import copy
+
+    tx = gradtx.chain(gradtx.clip(1.0), gradtx.rprop())
+    assert copy.deepcopy(tx) == tx and copy.copy(tx) == tx
+    ms = gradtx.MultiSteps(gradtx.rprop(), 2)
+    assert copy.deepcopy(ms) == ms
