@@ -160,9 +160,7 @@ def keyed_transform(tx: Any, key: Any, label: str) -> Any:
     return GradientTransformation(init, update)
 
 
-def constructor(
-    fn: Callable[..., Any], *, _identity: Any = None, _name: str | None = None
-) -> Callable[..., Any]:
+def constructor(fn: Callable[..., Any]) -> Callable[..., Any]:
     r"""Make the transforms that ``fn`` builds values: equal when built alike.
 
     Decorate a function that returns a :class:`~gradtx.GradientTransformation` (a
@@ -194,13 +192,20 @@ def constructor(
       >>> sign_descent(0.1) == sign_descent(0.1), sign_descent(0.1) == sign_descent(0.2)
       (True, False)
     """
-    if isinstance(fn, type):
-        raise TypeError(f"constructor: {fn!r} is a class; decorate a function")
+    if not callable(fn) or isinstance(fn, type):
+        raise TypeError(
+            f"constructor: expected a function that builds a transform, got {fn!r}; "
+            "use it as a decorator: @gradtx.constructor above the def."
+        )
+    name = f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', fn)}"
+    return _constructor(
+        fn, fn, "gradtx." + name.rsplit(".", 1)[-1] if name.startswith("gradtx._") else name
+    )
+
+
+def _constructor(fn: Callable[..., Any], identity: Any, name: str) -> Callable[..., Any]:
+    """:func:`constructor`, with the key's first entry and the label's name given."""
     signature = inspect.signature(fn)
-    identity = fn if _identity is None else _identity
-    name = _name or f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', fn)}"
-    if name.startswith("gradtx._"):
-        name = "gradtx." + name.rsplit(".", 1)[-1]
 
     @functools.wraps(fn)
     def build(*args: Any, **kwargs: Any) -> Any:
@@ -226,7 +231,7 @@ def factory_of_constructors(fn: Callable[..., Callable]) -> Callable[..., Callab
     def outer(*args: Any, **kwargs: Any) -> Callable:
         inner = fn(*args, **kwargs)
         name = _label(f"gradtx.{fn.__name__}", args, kwargs)
-        return constructor(inner, _identity=_key(fn, signature, args, kwargs), _name=name)
+        return _constructor(inner, _key(fn, signature, args, kwargs), name)
 
     outer.__gradtx_constructor__ = fn
     return outer
@@ -267,50 +272,23 @@ def keyed_class(cls: type) -> type:
 # The public constructors, by what they return. tests/test_values.py fails when a
 # function of ``gradtx.__all__`` is in none of these lists nor in its list of functions
 # that build no transform.
-TRANSFORMS = (
-    "add_decayed_weights",
-    "apply_every",
-    "apply_if_finite",
-    "chain",
-    "clip",
-    "clip_by_block_norm",
-    "clip_by_block_rms",
-    "clip_by_global_norm",
-    "ema",
-    "flatten",
-    "identity",
-    "leafwise",
-    "masked",
-    "multi_transform",
-    "named_chain",
-    "partition",
-    "rmsprop",
-    "rprop",
-    "scale",
-    "scale_by_learning_rate",
-    "scale_by_rms",
-    "scale_by_rprop",
-    "scale_by_schedule",
-    "scale_by_stddev",
-    "set_to_zero",
-    "trace",
-    "zero_nans",
+TRANSFORMS = tuple(
+    """
+    add_decayed_weights apply_every apply_if_finite chain clip clip_by_block_norm
+    clip_by_block_rms clip_by_global_norm ema flatten identity leafwise masked
+    multi_transform named_chain partition rmsprop rprop scale scale_by_learning_rate
+    scale_by_rms scale_by_rprop scale_by_schedule scale_by_stddev set_to_zero trace
+    zero_nans
+    """.split()
 )
-SCHEDULES = (
-    "constant_schedule",
-    "cosine_decay_schedule",
-    "cosine_onecycle_schedule",
-    "exponential_decay",
-    "join_schedules",
-    "linear_onecycle_schedule",
-    "linear_schedule",
-    "piecewise_constant_schedule",
-    "piecewise_interpolate_schedule",
-    "polynomial_schedule",
-    "sgdr_schedule",
-    "warmup_constant_schedule",
-    "warmup_cosine_decay_schedule",
-    "warmup_exponential_decay_schedule",
+SCHEDULES = tuple(
+    """
+    constant_schedule cosine_decay_schedule cosine_onecycle_schedule exponential_decay
+    join_schedules linear_onecycle_schedule linear_schedule piecewise_constant_schedule
+    piecewise_interpolate_schedule polynomial_schedule sgdr_schedule
+    warmup_constant_schedule warmup_cosine_decay_schedule
+    warmup_exponential_decay_schedule
+    """.split()
 )
 FACTORIES = ("inject_hyperparams",)
 CLASSES = ("MultiSteps",)
@@ -322,6 +300,8 @@ def publish(namespace: dict[str, Any]) -> None:
         if name in namespace:
             namespace[name] = constructor(namespace[name])
     for name in FACTORIES:
-        namespace[name] = factory_of_constructors(namespace[name])
+        if name in namespace:
+            namespace[name] = factory_of_constructors(namespace[name])
     for name in CLASSES:
-        keyed_class(namespace[name])
+        if name in namespace:
+            keyed_class(namespace[name])
