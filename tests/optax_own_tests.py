@@ -13,10 +13,11 @@ Tests that fail on gradtx for documented differences (state layouts, numbers whe
 is wrong) fail both before and after: compare the two records, not the counts alone.
 
 Last run (issue 26, the 8 default files, 128 attributes replaced): 106 tests, the same
-99 passed and the same 7 failed before (main at 144f4be) and after keying the
-constructors. Of the 7, optax's partition tests (4) hit ``ema(decay=0.0)``'s
+99 passed and the same 8 failed before (main at 144f4be) and after keying the
+constructors. Of the 8, optax's partition tests (4) hit ``ema(decay=0.0)``'s
 ``math.log1p(-1)`` ("math domain error", a gradtx bug in ``_numerics.one_minus_power``);
-the others compare state layouts or a stateful schedule gradtx does not have.
+two expect optax's own ``MaskedNode`` class, one ``update(None, ...)``, one optax's
+stateful schedules.
 """
 
 from __future__ import annotations
