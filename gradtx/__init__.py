@@ -170,3 +170,10 @@ __all__ = [
     "warmup_exponential_decay_schedule",
     "zero_nans",
 ]
+
+# help() reads plain text: the reStructuredText docstrings (for the site) become their
+# plain-text form here; gradtx/_plaindoc.py keeps the originals for the site.
+from gradtx._plaindoc import plain_docstrings as _plain_docstrings
+
+_plain_docstrings(globals(), __all__)
+del _plain_docstrings

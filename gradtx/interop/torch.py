@@ -63,6 +63,7 @@ import numpy as np
 import torch
 
 from gradtx import GradientTransformation, OptState, Params
+from gradtx._plaindoc import plain_docstrings
 from gradtx.interop._torch_checks import (
     check_order,
     check_rprop_values,
@@ -271,3 +272,6 @@ def _shape(entry: dict | None, keys: set) -> tuple | None:
         if isinstance(entry[key], torch.Tensor):
             return tuple(entry[key].shape)
     return None
+
+
+plain_docstrings(globals(), __all__)  # help() reads plain text (gradtx/_plaindoc.py)
