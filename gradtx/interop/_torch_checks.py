@@ -133,9 +133,10 @@ def check_rprop_values(state: OptState, per_leaf: list[dict], params: Params) ->
         off = got.astype(np.float64) != want.astype(np.float64)
         if off.any():
             k = int(np.argmax(off.reshape(-1)))
+            was, becomes = float(given.reshape(-1)[k]), float(got.reshape(-1)[k])
             raise ValueError(
-                f"{where} holds {float(given.reshape(-1)[k]):.8g} (flat index {k}), which gradtx's "
-                f"Rprop state cannot hold as it is (it would become {float(got.reshape(-1)[k]):.8g}): "
+                f"{where} holds {was:.8g} (flat index {k}), which gradtx's Rprop state "
+                f"cannot hold as it is (it would become {becomes:.8g}): "
                 "step sizes outside the range that step_sizes and lr allow cannot be "
                 "converted."
             )
