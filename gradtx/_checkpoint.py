@@ -154,6 +154,20 @@ def _check_structure(saved: str, target: str) -> None:
         )
 
 
+def _x64_hint(saved: str, target: str) -> str:
+    """Why a 64-bit leaf meets a 32-bit target, when jax_enable_x64 explains it."""
+    if saved.startswith("key<") or target.startswith("key<"):
+        return ""
+    narrowed = jax.dtypes.canonicalize_dtype(jnp.dtype(saved))
+    if narrowed != jnp.dtype(saved) and narrowed == jnp.dtype(target):
+        return (
+            " The checkpoint holds 64-bit values and jax_enable_x64 is off here, so the "
+            "target was built in 32 bits: enable jax_enable_x64 (as the saving run had "
+            "it) to restore them."
+        )
+    return ""
+
+
 def _restored(zf, path: str, i: int, dtype_name: str, shape: tuple) -> Any:
     if dtype_name.startswith("key<"):
         impl = str(cf.read_small(zf, path, f"leaf_{i}_impl"))
@@ -229,6 +243,7 @@ def restore_checkpoint(path: str | os.PathLike, like: Any) -> Any:
                 raise ValueError(
                     f"checkpoint does not match the target tree at path {p}: saved "
                     f"{name}{list(shape)}, target {want_name}{list(want_shape)}."
+                    + _x64_hint(name, want_name)
                 )
             stored.append((name, shape))
         leaves = [_restored(zf, path, i, *s) for i, s in enumerate(stored)]

@@ -424,3 +424,20 @@ def test_format_1_files_still_restore(tmp_path):
         arrays[f"leaf_{i}_shape"] = np.array(a.shape, dtype=np.int64)
     np.savez(tmp_path / "v1.npz", **arrays)
     _assert_bit_identical(gradtx.restore_checkpoint(tmp_path / "v1.npz", tree), tree)
+
+
+def test_x64_checkpoint_into_a_32_bit_target_says_to_enable_x64(tmp_path):
+    with jax.enable_x64(True):
+        tx = gradtx.rmsprop(1e-2)
+        gradtx.save_checkpoint(tmp_path / "c.npz", tx.init({"w": jnp.ones(3, jnp.float64)}))
+    with jax.enable_x64(False):
+        like = jax.eval_shape(tx.init, {"w": jnp.ones(3, float)})
+        with pytest.raises(ValueError, match=r"float64\[3\], target float32.*jax_enable_x64"):
+            gradtx.restore_checkpoint(tmp_path / "c.npz", like)
+
+
+def test_same_paths_other_containers_are_refused_without_reprs(tmp_path):
+    """A tuple where a list was saved: the leaf paths agree, the containers do not."""
+    gradtx.save_checkpoint(tmp_path / "c.npz", {"a": (jnp.ones(2), jnp.ones(2))})
+    with pytest.raises(ValueError, match=r"different containers.*saved .*tuple.*target .*list"):
+        gradtx.restore_checkpoint(tmp_path / "c.npz", {"a": [jnp.ones(2), jnp.ones(2)]})
