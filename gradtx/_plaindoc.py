@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import inspect
 import re
+import sys
 import weakref
 from typing import Any
 
@@ -191,7 +192,10 @@ def original(obj: Any) -> str | None:
 
 def plain_docstrings(namespace: dict, names: list[str]) -> None:
     """Rewrite, in place, the docstrings of ``names`` in ``namespace`` (and of the
-    methods their classes define) to their plain-text form."""
+    methods their classes define, and of the module itself) to their plain-text form."""
+    module = sys.modules.get(namespace.get("__name__", ""))
+    if module is not None:
+        _rewrite(module)
     for name in names:
         obj = namespace[name]
         module = getattr(obj, "__module__", "") or ""

@@ -20,9 +20,10 @@ PUBLIC = {f"gradtx.{n}": getattr(gradtx, n) for n in gradtx.__all__} | {
 _MARKUP = re.compile(r"\.\. math::|:(?:py:)?(?:func|class|meth|mod|data|attr|obj|exc|math):`")
 
 
-@pytest.mark.parametrize("name", sorted(PUBLIC))
+@pytest.mark.parametrize("name", [*sorted(PUBLIC), "gradtx", "gradtx.interop.torch"])
 def test_help_text_has_no_markup_and_no_test_paths(name):
-    text = pydoc.render_doc(PUBLIC[name], renderer=pydoc.plaintext)
+    obj = PUBLIC.get(name) or {"gradtx": gradtx, "gradtx.interop.torch": interop_torch}[name]
+    text = pydoc.render_doc(obj, renderer=pydoc.plaintext)
     assert not _MARKUP.search(text), _MARKUP.search(text).group(0)
     assert "tests/" not in text
 
