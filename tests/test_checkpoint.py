@@ -441,3 +441,41 @@ def test_same_paths_other_containers_are_refused_without_reprs(tmp_path):
     gradtx.save_checkpoint(tmp_path / "c.npz", {"a": (jnp.ones(2), jnp.ones(2))})
     with pytest.raises(ValueError, match=r"different containers.*saved .*tuple.*target .*list"):
         gradtx.restore_checkpoint(tmp_path / "c.npz", {"a": [jnp.ones(2), jnp.ones(2)]})
+
+
+_LEAF = st.sampled_from(["float32", "int32", "bfloat16", "complex64", "bool"]).map(
+    lambda d: np.arange(3).astype(jnp.dtype(d))
+)
+_TREE = st.recursive(
+    _LEAF | st.none(),
+    lambda kids: (
+        st.lists(kids, max_size=3)
+        | st.lists(kids, max_size=3).map(tuple)
+        | st.dictionaries(st.text("abc", min_size=1, max_size=2), kids, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(tree=_TREE)
+def test_any_tree_shape_round_trips_and_other_containers_are_refused(tmp_path_factory, tree):
+    """Nested dicts, lists, tuples and Nones: restored with the same structure and bits;
+    a target with a list where a tuple was saved (or the reverse) is refused."""
+    path = tmp_path_factory.mktemp("trees") / "t.npz"
+    gradtx.save_checkpoint(path, tree)
+    back = gradtx.restore_checkpoint(path, tree)
+    assert jax.tree.structure(back) == jax.tree.structure(tree)
+    _assert_bit_identical(back, jax.tree.map(jnp.asarray, tree))
+
+    def swap(x):  # every list a tuple and every tuple a list
+        if isinstance(x, dict):
+            return {k: swap(v) for k, v in x.items()}
+        if isinstance(x, list | tuple):
+            return (tuple if isinstance(x, list) else list)(swap(v) for v in x)
+        return x
+
+    other = swap(tree)
+    if jax.tree.structure(other) != jax.tree.structure(tree):
+        with pytest.raises(ValueError, match="checkpoint does not match the target tree"):
+            gradtx.restore_checkpoint(path, other)
