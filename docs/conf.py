@@ -58,7 +58,16 @@ _apigen.generate(HERE / "api")
 
 def _drop_plain_formulas(app, what, name, obj, options, lines):
     """Docstrings give each formula twice: a ``Formula::`` block in plain text, for
-    ``help()``, then a ``.. math::`` block. The site shows only the rendered one."""
+    ``help()``, then a ``.. math::`` block. The site shows only the rendered one. (At
+    import gradtx turns ``__doc__`` into plain text for ``help()``; the site builds from
+    the reStructuredText original, which ``gradtx._plaindoc.original`` returns.)"""
+    from sphinx.util.docstrings import prepare_docstring
+
+    from gradtx._plaindoc import original
+
+    rst = original(obj)
+    if rst is not None:
+        lines[:] = prepare_docstring(rst)
     out, i = [], 0
     while i < len(lines):
         if lines[i].strip() == "Formula::":

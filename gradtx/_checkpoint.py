@@ -2,14 +2,22 @@
 file and restore it into a tree of the same structure, bit for bit.
 
 gradtx state is a pytree of arrays with a structure fixed by the transform and the
-params, so a checkpoint is just its leaves and a description of its structure. Each leaf
-is stored as its raw bytes with its dtype name and shape (exact for every dtype,
-bfloat16 and complex included, with no pickling); the tree structure is stored as text
-and, for error messages, the path of each leaf. ``restore_checkpoint(path, like)``
-checks the stored structure, paths, shapes and dtypes against ``like`` (a tree of
-arrays or of ``jax.ShapeDtypeStruct``, e.g. ``tx.init(params)`` or
-``jax.eval_shape(tx.init, params)``) before building anything, and raises
-``ValueError`` naming the first difference; it returns a new tree and changes nothing.
+params, so a checkpoint is its leaves and a description of its structure. Each leaf is
+stored as its raw bytes with its dtype name and shape (exact for every dtype, bfloat16,
+complex and 64-bit included, with no pickling; a typed PRNG key as its key data and the
+name of its implementation). The structure is stored as what identifies it, never as
+object reprs: the path of each leaf and the type name of each container (a flax
+``TrainState``'s ``apply_fn`` or an equinox module's static fields are not part of it),
+so a checkpoint written by one process restores in another. ``restore_checkpoint(path,
+like)`` checks the stored paths, containers, shapes and dtypes against ``like`` (a tree
+of arrays or of ``jax.ShapeDtypeStruct``, e.g. ``tx.init(params)`` or
+``jax.eval_shape(tx.init, params)``) before reading any leaf, and raises ``ValueError``
+naming the first difference; it returns a new tree and changes nothing. A file that is
+not a gradtx checkpoint, or is truncated or damaged, raises ``ValueError`` saying so.
+
+Leaves are written and read one at a time, in chunks: saving adds a few MiB to the
+state's memory, restoring holds the restored state and a few MiB (on CPU the restored
+arrays use the buffers read from the file as they are).
 
 This is the same contract as orbax's ``StandardCheckpointer`` (restore into a target
 structure). It is for one host: a dependency-free single file, exact for every dtype,
@@ -24,32 +32,56 @@ onto) work as they are; ``examples/multiprocess.py`` shows it.
 from __future__ import annotations
 
 import os
-import tempfile
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gradtx import _checkpoint_file as cf
 from gradtx._trees import leaf_paths
 
-_FORMAT = "gradtx-checkpoint-1"
+_FORMAT = "gradtx-checkpoint-2"
+_READS = ("gradtx-checkpoint-1", _FORMAT)
+"""Format 1 stored the structure as ``str(treedef)`` (object reprs, which change from
+process to process): its files are read with the structure checked by leaf paths."""
 
 
-def _flatten(tree: Any) -> tuple[list[str], list[Any], Any]:
-    """The leaf paths (named as every gradtx error names them), leaves and structure."""
-    leaves, treedef = jax.tree.flatten(tree)
-    return leaf_paths(tree), leaves, treedef
+def _structure(treedef: Any) -> str:
+    """The tree's containers by type name, without their static data: what identifies
+    the structure from one process to the next (``str(treedef)`` holds object reprs)."""
+    data = treedef.node_data()
+    if data is None:
+        return "*"
+    name = getattr(data[0], "__qualname__", str(data[0]))
+    return f"{name}({', '.join(_structure(c) for c in treedef.children())})"
+
+
+def _is_key(dtype: Any) -> bool:
+    return jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
+
+
+def _dtype_name(leaf: Any) -> str:
+    dtype = leaf.dtype if hasattr(leaf, "dtype") else np.asarray(leaf).dtype
+    return str(dtype) if _is_key(dtype) else np.dtype(dtype).name
 
 
 def save_checkpoint(path: str | os.PathLike, tree: Any) -> None:
     r"""Write a pytree of arrays (params, optimizer state, both) to one ``.npz`` file.
 
     Each leaf is stored as its raw bytes with its dtype and shape, so restoring is bit for
-    bit for every dtype. The file is written to a temporary name and renamed, so an
-    interrupted save never leaves a half-written checkpoint at ``path``. Call it outside
-    ``jit`` (it reads the arrays to the host). A leaf sharded over several processes
-    raises ``ValueError``: use orbax for those (``examples/multiprocess.py``).
+    bit for every dtype (64-bit leaves with ``jax_enable_x64`` off included: they are
+    NumPy arrays, and restore as NumPy arrays); a typed PRNG key (``jax.random.key``) is
+    stored as its key data and the name of its implementation. Leaves are written one
+    at a time, in chunks, so saving adds only a few MiB to the state's memory.
+
+    The file is written to a temporary beside ``path`` and renamed over it, so an
+    interrupted save never leaves a half-written checkpoint at ``path``; the temporary of
+    a save that was killed is removed by the next save to the same ``path``. A new file
+    gets the permissions the umask gives; a symlink at ``path`` stays, and the file it
+    points to is written. Call it outside ``jit`` (it reads the arrays to the host). A
+    leaf sharded over several processes raises ``ValueError``: use orbax for those
+    (``examples/multiprocess.py``).
 
     Args:
       path: the file to write (conventionally ending in ``.npz``).
@@ -69,7 +101,8 @@ def save_checkpoint(path: str | os.PathLike, tree: Any) -> None:
       >>> os.path.exists(path)
       True
     """
-    paths, leaves, treedef = _flatten(tree)
+    leaves, treedef = jax.tree.flatten(tree)
+    paths = leaf_paths(tree)
     for p, leaf in zip(paths, leaves):
         if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
             raise ValueError(
@@ -77,42 +110,95 @@ def save_checkpoint(path: str | os.PathLike, tree: Any) -> None:
                 "cannot read all of it. Checkpoint multi-process state with orbax "
                 "(ocp.StandardCheckpointer; see examples/multiprocess.py)."
             )
-    arrays = {
-        "format": np.array(_FORMAT),
-        "treedef": np.array(str(treedef)),
-        "paths": np.array(paths, dtype=str) if paths else np.zeros(0, dtype=str),
-    }
-    for i, leaf in enumerate(leaves):
-        a = np.asarray(jax.device_get(leaf))
-        arrays[f"leaf_{i}_bytes"] = np.frombuffer(a.tobytes(), np.uint8)
-        arrays[f"leaf_{i}_dtype"] = np.array(a.dtype.name)
-        arrays[f"leaf_{i}_shape"] = np.array(a.shape, dtype=np.int64)
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with cf.atomic_zip(os.fspath(path)) as zf:
+        cf.write_small(zf, "format", np.array(_FORMAT))
+        cf.write_small(zf, "structure", np.array(_structure(treedef)))
+        cf.write_small(zf, "paths", np.array(paths, dtype=str) if paths else np.zeros(0, str))
+        for i, leaf in enumerate(leaves):
+            cf.write_small(zf, f"leaf_{i}_dtype", np.array(_dtype_name(leaf)))
+            cf.write_small(zf, f"leaf_{i}_shape", np.array(np.shape(leaf), dtype=np.int64))
+            if _is_key(getattr(leaf, "dtype", None)):
+                cf.write_small(zf, f"leaf_{i}_impl", np.array(str(jax.random.key_impl(leaf))))
+                leaf = jax.random.key_data(leaf)
+                cf.write_small(zf, f"leaf_{i}_data_shape", np.array(leaf.shape, dtype=np.int64))
+            cf.write_bytes(zf, f"leaf_{i}_bytes", np.asarray(leaf))
+
+
+def _check_paths(paths: list[str], want_paths: list[str]) -> None:
+    for got, want in zip(paths, want_paths):
+        if got != want:
+            raise ValueError(
+                f"checkpoint does not match the target tree: it has a leaf at path {got} "
+                f"where the target has {want}."
+            )
+    if len(paths) != len(want_paths):
+        more = len(paths) > len(want_paths)
+        extra = (paths if more else want_paths)[min(len(paths), len(want_paths))]
+        raise ValueError(
+            f"checkpoint does not match the target tree: {len(paths)} leaves saved, "
+            f"{len(want_paths)} expected; {'the checkpoint' if more else 'the target'} has "
+            f"an extra leaf at path {extra}."
+        )
+
+
+def _check_structure(saved: str, target: str) -> None:
+    if saved != target:
+        at = next((i for i, (a, b) in enumerate(zip(saved, target)) if a != b), None)
+        at = min(len(saved), len(target)) if at is None else at
+        lo = max(0, at - 40)
+        raise ValueError(
+            "checkpoint does not match the target tree: same leaf paths but different "
+            f"containers: saved ...{saved[lo : at + 40]}..., target "
+            f"...{target[lo : at + 40]}... (first difference at character {at}; the full "
+            f"structures: saved {saved}, target {target})."
+        )
+
+
+def _x64_hint(saved: str, target: str) -> str:
+    """Why a 64-bit leaf meets a 32-bit target, when jax_enable_x64 explains it."""
+    if saved.startswith("key<") or target.startswith("key<"):
+        return ""
+    narrowed = jax.dtypes.canonicalize_dtype(jnp.dtype(saved))
+    if narrowed != jnp.dtype(saved) and narrowed == jnp.dtype(target):
+        return (
+            " The checkpoint holds 64-bit values and jax_enable_x64 is off here, so the "
+            "target was built in 32 bits: enable jax_enable_x64 (as the saving run had "
+            "it) to restore them."
+        )
+    return ""
+
+
+def _restored(zf, path: str, i: int, dtype_name: str, shape: tuple) -> Any:
+    if dtype_name.startswith("key<"):
+        impl = str(cf.read_small(zf, path, f"leaf_{i}_impl"))
+        data_shape = tuple(int(n) for n in cf.read_small(zf, path, f"leaf_{i}_data_shape"))
+        data = cf.read_bytes(zf, path, f"leaf_{i}_bytes", np.uint32, data_shape)
+        return jax.random.wrap_key_data(jnp.asarray(data), impl=impl)
+    array = cf.read_bytes(zf, path, f"leaf_{i}_bytes", jnp.dtype(dtype_name), shape)
+    if jax.dtypes.canonicalize_dtype(array.dtype) != array.dtype:
+        return array  # 64-bit with jax_enable_x64 off: JAX would truncate it
+    return jax.device_put(array, may_alias=True)
 
 
 def restore_checkpoint(path: str | os.PathLike, like: Any) -> Any:
     r"""Read the tree saved at ``path`` into a tree shaped like ``like``, bit for bit.
 
-    A stored tree whose structure, leaf paths, shapes or dtypes differ from ``like``'s
-    raises ``ValueError`` naming the first difference; nothing is modified either way.
+    A stored tree whose leaf paths, containers (by type name: a flax ``TrainState``'s
+    functions or an equinox module's static fields are not compared), shapes or dtypes
+    differ from ``like``'s raises ``ValueError`` naming the first difference, before any
+    leaf is read; so does a file that is not a gradtx checkpoint or is truncated or
+    damaged. Nothing is modified either way. Leaves are read one at a time, in chunks.
 
     Args:
-      path: a file written by :func:`save_checkpoint`.
+      path: a file written by ``gradtx.save_checkpoint``.
       like: the expected tree: arrays or ``jax.ShapeDtypeStruct`` leaves (for instance
         ``tx.init(params)``, or ``jax.eval_shape(tx.init, params)`` to allocate nothing).
 
     Returns:
-      A new pytree of ``jax.Array`` with exactly the saved bits.
+      A new pytree with exactly the saved bits: ``jax.Array`` leaves (typed PRNG keys
+      as keys of the saved implementation), except that a 64-bit leaf restored with
+      ``jax_enable_x64`` off is a NumPy array of the saved dtype, which JAX would
+      truncate to 32 bits.
 
     Example:
       >>> import os, tempfile
@@ -128,46 +214,37 @@ def restore_checkpoint(path: str | os.PathLike, like: Any) -> Any:
       >>> print(gradtx.rprop_prev_signs(restored)["w"])
       [ 1 -1]
     """
-    want_paths, want_leaves, want_def = _flatten(like)
-    with np.load(os.fspath(path), allow_pickle=False) as data:
-        if "format" not in data or str(data["format"]) != _FORMAT:
-            raise ValueError(f"{os.fspath(path)!r} is not a gradtx checkpoint.")
-        paths = [str(p) for p in data["paths"]]
-        stored_def = str(data["treedef"])
-        for got, want in zip(paths, want_paths):
-            if got != want:
+    want_leaves, want_def = jax.tree.flatten(like)
+    want_paths = leaf_paths(like)
+    path = os.fspath(path)
+    with cf.open_archive(path) as zf:
+        fmt = str(cf.read_small(zf, path, "format")) if cf.has(zf, "format") else None
+        if fmt not in _READS:
+            if fmt and fmt.startswith("gradtx-checkpoint"):
                 raise ValueError(
-                    f"checkpoint does not match the target tree: it has a leaf at path {got} "
-                    f"where the target has {want}."
+                    f"{path!r} is a gradtx checkpoint of format {fmt!r}, which this gradtx "
+                    f"cannot read (it reads {', '.join(_READS)}): restore it with the "
+                    "gradtx version that wrote it."
                 )
-        if len(paths) != len(want_paths):
-            extra = (paths if len(paths) > len(want_paths) else want_paths)[
-                min(len(paths), len(want_paths))
-            ]
-            which = "the checkpoint" if len(paths) > len(want_paths) else "the target"
             raise ValueError(
-                f"checkpoint does not match the target tree: {len(paths)} leaves saved, "
-                f"{len(want_paths)} expected; {which} has an extra leaf at path {extra}."
+                f"{path!r} is a zip (.npz) archive but not a gradtx checkpoint: it has no "
+                f"gradtx format entry (its first entries: {zf.namelist()[:5]}); pass a file "
+                "written by gradtx.save_checkpoint."
             )
-        if stored_def != str(want_def):
-            raise ValueError(
-                "checkpoint does not match the target tree: same leaf paths but different "
-                f"containers: saved {stored_def}, target {want_def}."
-            )
-        arrays = []
-        for i, (p, want) in enumerate(zip(paths, want_leaves)):
-            dtype = jnp.dtype(str(data[f"leaf_{i}_dtype"]))
-            shape = tuple(int(n) for n in data[f"leaf_{i}_shape"])
-            want_shape, want_dtype = tuple(np.shape(want)), jnp.dtype(_dtype_of(want))
-            if shape != want_shape or dtype != want_dtype:
+        _check_paths([str(p) for p in cf.read_small(zf, path, "paths")], want_paths)
+        if fmt != "gradtx-checkpoint-1":
+            _check_structure(str(cf.read_small(zf, path, "structure")), _structure(want_def))
+        stored = []
+        for i, (p, want) in enumerate(zip(want_paths, want_leaves)):
+            name = str(cf.read_small(zf, path, f"leaf_{i}_dtype"))
+            shape = tuple(int(n) for n in cf.read_small(zf, path, f"leaf_{i}_shape"))
+            want_name, want_shape = _dtype_name(want), tuple(np.shape(want))
+            if shape != want_shape or name != want_name:
                 raise ValueError(
                     f"checkpoint does not match the target tree at path {p}: saved "
-                    f"{dtype.name}{list(shape)}, target {want_dtype.name}{list(want_shape)}."
+                    f"{name}{list(shape)}, target {want_name}{list(want_shape)}."
+                    + _x64_hint(name, want_name)
                 )
-            raw = data[f"leaf_{i}_bytes"]
-            arrays.append(np.frombuffer(raw.tobytes(), dtype).reshape(shape))
-    return jax.tree.unflatten(want_def, [jnp.asarray(a) for a in arrays])
-
-
-def _dtype_of(leaf: Any) -> Any:
-    return leaf.dtype if hasattr(leaf, "dtype") else np.asarray(leaf).dtype
+            stored.append((name, shape))
+        leaves = [_restored(zf, path, i, *s) for i, s in enumerate(stored)]
+    return jax.tree.unflatten(want_def, leaves)

@@ -1,16 +1,30 @@
 """Checkpoints: for every alias and wrapper, a run stopped at step k, saved to disk,
 restored (in a fresh jitted step, as a new process would) and continued is bit-identical,
 params and state, to the uninterrupted run. A restore into a mismatched tree fails
-clearly and changes nothing."""
+clearly and changes nothing. Nothing is lost: every bit of every dtype with x64 on and
+off, PRNG keys, checkpoints moved between processes (flax, equinox, every alias), memory
+at most 1.5x the state, files that are not checkpoints refused, file permissions,
+symlinks and the temporaries of killed saves."""
 
 import hashlib
+import json
+import os
+import pathlib
+import stat
+import subprocess
+import sys
+import zipfile
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import gradtx
+from tests import _ckpt_cases
 
 STEPS, STOP = 12, 5
 NAN_STEPS = {3, 7, 8}
@@ -169,3 +183,299 @@ def test_every_dtype_round_trips_exactly(tmp_path):
     }
     gradtx.save_checkpoint(tmp_path / "t.npz", tree)
     _assert_bit_identical(gradtx.restore_checkpoint(tmp_path / "t.npz", tree), tree)
+
+
+# ----------------------------------------------------------------------------------------
+# Nothing lost: every dtype in x64 on and off, PRNG keys, other processes, memory, files
+# ----------------------------------------------------------------------------------------
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+DTYPES = [
+    "int64", "uint64", "float64", "complex128", "int32", "uint32", "float32", "complex64",
+    "bfloat16", "float16", "int8", "uint8", "bool",
+]  # fmt: skip
+
+
+def _array(dtype: str, raw: bytes) -> np.ndarray:
+    """Any bit pattern of ``dtype`` (NaN payloads included) from ``raw``."""
+    dt = jnp.dtype(dtype)
+    n = len(raw) // dt.itemsize
+    if dtype == "bool":
+        return np.frombuffer(raw, np.uint8) % 2 == 1
+    return np.frombuffer(raw[: n * dt.itemsize], dt).copy()
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    leaves=st.lists(st.tuples(st.sampled_from(DTYPES), st.binary(max_size=48)), max_size=6),
+    x64=st.booleans(),
+)
+def test_every_bit_of_every_dtype_survives_in_x64_on_and_off(tmp_path_factory, leaves, x64):
+    """A NumPy leaf of any dtype, any bits: restored with its dtype and bits. With x64 off
+    a 64-bit leaf restores as a NumPy array (JAX would make it 32 bits); every other leaf
+    as a jax.Array."""
+    tree = {f"l{i}": _array(d, raw) for i, (d, raw) in enumerate(leaves)}
+    path = tmp_path_factory.mktemp("x64") / "t.npz"
+    with jax.enable_x64(x64):
+        gradtx.save_checkpoint(path, tree)
+        restored = gradtx.restore_checkpoint(path, tree)
+        for key, want in tree.items():
+            got = restored[key]
+            assert got.dtype == want.dtype and got.shape == want.shape
+            assert np.asarray(got).tobytes() == want.tobytes()
+            canonical = jax.dtypes.canonicalize_dtype(want.dtype) == want.dtype
+            assert isinstance(got, jax.Array if canonical else np.ndarray)
+
+
+def test_the_issues_64_bit_examples_with_x64_off(tmp_path):
+    with jax.enable_x64(False):
+        tree = {"count": 2**40, "f": np.float64(1 + 2**-40), "c": np.complex128(1 + 2**-40j)}
+        gradtx.save_checkpoint(tmp_path / "t.npz", tree)
+        back = gradtx.restore_checkpoint(tmp_path / "t.npz", tree)
+    assert int(back["count"]) == 2**40 and back["count"].dtype == np.int64
+    assert float(back["f"]) == 1 + 2**-40 and complex(back["c"]) == 1 + 2**-40j
+
+
+@pytest.mark.parametrize("impl", ["threefry2x32", "rbg", "unsafe_rbg"])
+def test_prng_keys_round_trip(impl, tmp_path):
+    def keys():
+        return {
+            "one": jax.random.key(1, impl=impl),
+            "batch": jax.random.split(jax.random.key(2, impl=impl), 3),
+            "raw": jax.random.PRNGKey(4),  # a raw uint32 key: a plain array
+        }
+
+    tree = keys()
+    gradtx.save_checkpoint(tmp_path / "k.npz", tree)
+    back = gradtx.restore_checkpoint(tmp_path / "k.npz", jax.eval_shape(keys))
+    for name in ("one", "batch"):
+        assert jax.random.key_impl(back[name]) == jax.random.key_impl(tree[name])
+        chex.assert_trees_all_equal(
+            jax.random.key_data(back[name]), jax.random.key_data(tree[name])
+        )
+        chex.assert_trees_all_equal(  # the key draws what the saved key draws
+            jax.random.uniform(back[name].reshape(-1)[0]),
+            jax.random.uniform(tree[name].reshape(-1)[0]),
+        )
+    chex.assert_trees_all_equal(back["raw"], tree["raw"])
+    other = "rbg" if impl != "rbg" else "threefry2x32"
+    with pytest.raises(ValueError, match=r"at path \['one'\].*key<"):
+        gradtx.restore_checkpoint(
+            tmp_path / "k.npz", {**tree, "one": jax.random.key(0, impl=other)}
+        )
+
+
+def test_inject_hyperparams_with_a_key_hyperparameter_round_trips(tmp_path):
+    tree = _ckpt_cases.cases()["inject_with_key"]
+    gradtx.save_checkpoint(tmp_path / "s.npz", tree)
+    back = gradtx.restore_checkpoint(tmp_path / "s.npz", _ckpt_cases.like(tree))
+    _ckpt_cases.assert_bit_identical(back, tree)
+
+
+def _child(*args: str, timeout: float = 300) -> str:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.run(
+        [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True,
+        timeout=timeout,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+def test_saved_in_another_process_restores_here(tmp_path):
+    """A flax TrainState (apply_fn, tx: function addresses), an equinox module with a
+    static transform, and every alias (typed and raw keys beside them): written by a
+    child process, restored here bit for bit; the stored structure holds no repr."""
+    assert _child("-m", "tests._ckpt_cases", "save", str(tmp_path)).startswith("ok")
+    _ckpt_cases.main("restore", str(tmp_path))
+    ts = _ckpt_cases.cases()["flax_train_state"]
+    back = gradtx.restore_checkpoint(tmp_path / "flax_train_state.npz", _ckpt_cases.like(ts))
+    back.apply_gradients(grads=back.params)  # a usable TrainState, this process's tx
+    with zipfile.ZipFile(tmp_path / "flax_train_state.npz") as zf:
+        structure = str(np.lib.format.read_array(zf.open("structure.npy")))
+    assert "TrainState(" in structure and "0x" not in structure and "<" not in structure
+
+
+def test_saved_here_restores_in_another_process(tmp_path):
+    _ckpt_cases.main("save", str(tmp_path))
+    assert _child("-m", "tests._ckpt_cases", "restore", str(tmp_path)).startswith("ok")
+
+
+def test_peak_memory_of_save_and_restore_is_under_1_5x_the_state(tmp_path):
+    """64 MiB in a fresh process: the peak resident memory while saving, or restoring,
+    minus the memory before, is at most 1.5x the state (the state itself included)."""
+    path = str(tmp_path / "m.npz")
+    for action in ("save", "restore"):
+        out = json.loads(_child("-m", "tests._ckpt_memory", action, "64", path))
+        assert out["peak"] - out["base"] <= 1.5 * out["state_bytes"], out
+
+
+def _bad_files(tmp_path) -> dict:
+    good = tmp_path / "good.npz"
+    marker = np.full(64, 0x5A, np.uint8)
+    gradtx.save_checkpoint(good, {"w": marker})
+    raw = good.read_bytes()
+    files = {}
+    np.save(tmp_path / "a.npy", np.zeros(3))
+    files["a.npy"] = r"NumPy \.npy file \(one array\), not a gradtx checkpoint"
+    (tmp_path / "notes.txt").write_text("step 100: loss 0.3\n")
+    files["notes.txt"] = r"not a gradtx checkpoint: not a zip \(\.npz\) archive"
+    (tmp_path / "truncated.npz").write_bytes(raw[: len(raw) // 2])
+    files["truncated.npz"] = r"not a complete zip archive.*truncated or damaged"
+    at = raw.index(marker.tobytes())
+    (tmp_path / "flipped.npz").write_bytes(raw[:at] + b"\x5b" + raw[at + 1 :])
+    files["flipped.npz"] = r"damaged gradtx checkpoint: entry 'leaf_0_bytes' cannot be read"
+    np.savez(tmp_path / "other.npz", a=np.zeros(2))
+    files["other.npz"] = r"zip \(\.npz\) archive but not a gradtx checkpoint"
+    for name, entry, value, message in [
+        ("short.npz", "leaf_0_bytes", marker[:10], r"holds uint8\[10\] where the leaf"),
+        ("shape.npz", "leaf_0_shape", np.array([65]), r"holds uint8\[64\].*needs 65 bytes"),
+        ("future.npz", "format", np.array("gradtx-checkpoint-9"), r"format 'gradtx-check"),
+    ]:
+        with zipfile.ZipFile(good) as src, zipfile.ZipFile(tmp_path / name, "w") as dst:
+            for info in src.infolist():
+                if info.filename == entry + ".npy":
+                    with dst.open(info.filename, "w") as f:
+                        np.lib.format.write_array(f, value)
+                else:
+                    dst.writestr(info, src.read(info))
+        files[name] = message
+    return files
+
+
+def test_a_file_that_is_not_a_checkpoint_says_what_it_is_not(tmp_path):
+    like = {"w": jax.ShapeDtypeStruct((64,), jnp.uint8)}
+    for name, message in _bad_files(tmp_path).items():
+        like_here = {"w": jax.ShapeDtypeStruct((65,), jnp.uint8)} if name == "shape.npz" else like
+        with pytest.raises(ValueError, match=message):
+            gradtx.restore_checkpoint(tmp_path / name, like_here)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_files_get_the_umasks_permissions(tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        gradtx.save_checkpoint(tmp_path / "c.npz", {"a": jnp.ones(2)})
+        with open(tmp_path / "plain", "w"):  # what open() gives a new file
+            pass
+    finally:
+        os.umask(old)
+    mode = stat.S_IMODE(os.stat(tmp_path / "c.npz").st_mode)
+    assert mode == stat.S_IMODE(os.stat(tmp_path / "plain").st_mode) == 0o666 & ~umask
+
+
+def test_a_symlink_stays_and_its_target_is_written(tmp_path):
+    (tmp_path / "runs").mkdir()
+    target = tmp_path / "runs" / "real.npz"
+    gradtx.save_checkpoint(target, {"a": jnp.zeros(2)})
+    link = tmp_path / "latest.npz"
+    link.symlink_to(target)
+    gradtx.save_checkpoint(link, {"a": jnp.ones(2)})
+    assert link.is_symlink() and os.path.samefile(link, target)
+    chex.assert_trees_all_equal(
+        gradtx.restore_checkpoint(target, {"a": jnp.zeros(2)})["a"], jnp.ones(2)
+    )
+    assert sorted(os.listdir(tmp_path / "runs")) == ["real.npz"]
+
+
+_KILLED_SAVE = """
+import os, signal, sys
+import jax.numpy as jnp
+import gradtx
+from gradtx import _checkpoint_file as cf
+write = cf.write_bytes
+def write_then_die(*args):
+    write(*args)
+    os.kill(os.getpid(), signal.SIGKILL)  # as kill -9 in the middle of a save
+cf.write_bytes = write_then_die
+gradtx.save_checkpoint(sys.argv[1], {"a": jnp.full(4, 2.0), "b": jnp.ones(3)})
+"""
+
+
+def test_a_killed_save_leaves_the_old_file_and_the_next_save_removes_its_temporary(tmp_path):
+    path = tmp_path / "c.npz"
+    like = {"a": jnp.zeros(4), "b": jnp.zeros(3)}
+    gradtx.save_checkpoint(path, like)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.run([sys.executable, "-c", _KILLED_SAVE, str(path)], env=env, timeout=120)
+    assert proc.returncode == -9
+    orphans = [n for n in os.listdir(tmp_path) if n != "c.npz"]
+    assert len(orphans) == 1 and orphans[0].startswith(".c.npz.gradtx-tmp-")
+    chex.assert_trees_all_equal(gradtx.restore_checkpoint(path, like), like)  # old file
+    gradtx.save_checkpoint(path, {"a": jnp.ones(4), "b": jnp.ones(3)})
+    assert os.listdir(tmp_path) == ["c.npz"]
+    chex.assert_trees_all_equal(gradtx.restore_checkpoint(path, like)["a"], jnp.ones(4))
+
+
+def test_format_1_files_still_restore(tmp_path):
+    """A checkpoint written by the previous gradtx (``str(treedef)`` as its structure):
+    read, with the structure checked by leaf paths."""
+    tree = {"w": jnp.arange(3.0, dtype=jnp.float32), "n": jnp.int32(7)}
+    leaves, treedef = jax.tree.flatten(tree)
+    arrays = {
+        "format": np.array("gradtx-checkpoint-1"),
+        "treedef": np.array(str(treedef)),
+        "paths": np.array(["['n']", "['w']"]),
+    }
+    for i, leaf in enumerate(leaves):
+        a = np.asarray(leaf)
+        arrays[f"leaf_{i}_bytes"] = np.frombuffer(a.tobytes(), np.uint8)
+        arrays[f"leaf_{i}_dtype"] = np.array(a.dtype.name)
+        arrays[f"leaf_{i}_shape"] = np.array(a.shape, dtype=np.int64)
+    np.savez(tmp_path / "v1.npz", **arrays)
+    _assert_bit_identical(gradtx.restore_checkpoint(tmp_path / "v1.npz", tree), tree)
+
+
+def test_x64_checkpoint_into_a_32_bit_target_says_to_enable_x64(tmp_path):
+    with jax.enable_x64(True):
+        tx = gradtx.rmsprop(1e-2)
+        gradtx.save_checkpoint(tmp_path / "c.npz", tx.init({"w": jnp.ones(3, jnp.float64)}))
+    with jax.enable_x64(False):
+        like = jax.eval_shape(tx.init, {"w": jnp.ones(3, float)})
+        with pytest.raises(ValueError, match=r"float64\[3\], target float32.*jax_enable_x64"):
+            gradtx.restore_checkpoint(tmp_path / "c.npz", like)
+
+
+def test_same_paths_other_containers_are_refused_without_reprs(tmp_path):
+    """A tuple where a list was saved: the leaf paths agree, the containers do not."""
+    gradtx.save_checkpoint(tmp_path / "c.npz", {"a": (jnp.ones(2), jnp.ones(2))})
+    with pytest.raises(ValueError, match=r"different containers.*saved .*tuple.*target .*list"):
+        gradtx.restore_checkpoint(tmp_path / "c.npz", {"a": [jnp.ones(2), jnp.ones(2)]})
+
+
+_LEAF = st.sampled_from(["float32", "int32", "bfloat16", "complex64", "bool"]).map(
+    lambda d: np.arange(3).astype(jnp.dtype(d))
+)
+_TREE = st.recursive(
+    _LEAF | st.none(),
+    lambda kids: (
+        st.lists(kids, max_size=3)
+        | st.lists(kids, max_size=3).map(tuple)
+        | st.dictionaries(st.text("abc", min_size=1, max_size=2), kids, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(tree=_TREE)
+def test_any_tree_shape_round_trips_and_other_containers_are_refused(tmp_path_factory, tree):
+    """Nested dicts, lists, tuples and Nones: restored with the same structure and bits;
+    a target with a list where a tuple was saved (or the reverse) is refused."""
+    path = tmp_path_factory.mktemp("trees") / "t.npz"
+    gradtx.save_checkpoint(path, tree)
+    back = gradtx.restore_checkpoint(path, tree)
+    assert jax.tree.structure(back) == jax.tree.structure(tree)
+    _assert_bit_identical(back, jax.tree.map(jnp.asarray, tree))
+
+    def swap(x):  # every list a tuple and every tuple a list
+        if isinstance(x, dict):
+            return {k: swap(v) for k, v in x.items()}
+        if isinstance(x, list | tuple):
+            return (tuple if isinstance(x, list) else list)(swap(v) for v in x)
+        return x
+
+    other = swap(tree)
+    if jax.tree.structure(other) != jax.tree.structure(tree):
+        with pytest.raises(ValueError, match="checkpoint does not match the target tree"):
+            gradtx.restore_checkpoint(path, other)

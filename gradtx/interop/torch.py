@@ -8,9 +8,15 @@
 * :func:`alias_from_torch` builds that alias from the state dict's hyperparameters.
 
 Parameters are matched by position: torch's parameters, group after group in order,
-are the leaves of ``params`` in ``jax.tree_util`` order (``jax.tree.leaves(params)``).
-Shapes and dtypes must agree; a complex param is a complex tensor in torch, and its
-gradtx state is stored as the real view (trailing axis of 2), torch's ``view_as_real``.
+are the leaves of ``params`` in ``jax.tree_util`` order (``jax.tree.leaves(params)``),
+or by name with ``names=[n for n, _ in model.named_parameters()]`` (each the key path
+of a params leaf joined with ``'.'``). JAX orders a dict's leaves by sorted key, not in
+the order torch registered its parameters: a mismatch that order explains is refused
+saying so. Shapes and dtypes must agree, a gradtx state built for other shapes is
+refused naming the parameter, and so are torch Rprop values gradtx cannot continue
+from as they are (NaN or negative step sizes, a NaN previous gradient). A complex param
+is a complex tensor in torch, and its gradtx state is stored as the real view (trailing
+axis of 2), torch's ``view_as_real``.
 
 What is converted:
 
@@ -48,6 +54,7 @@ set). Hyperparameters given as schedules are not supported here.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -55,90 +62,26 @@ import jax.numpy as jnp
 import numpy as np
 import torch
 
-from gradtx import GradientTransformation, OptState, Params, rmsprop, rprop
+from gradtx import GradientTransformation, OptState, Params
+from gradtx._plaindoc import plain_docstrings
+from gradtx.interop._torch_checks import (
+    check_order,
+    check_rprop_values,
+    check_state_shapes,
+    torch_order,
+)
+from gradtx.interop._torch_hyper import alias, checklayout, describe, hyperparameters, probe
 from gradtx.interop._torch_state import (
     FIELDS,
     blocks,
     check_params,
     fill,
     from_tensor,
-    layout,
     read,
     to_tensor,
 )
 
 __all__ = ["alias_from_torch", "from_torch", "to_torch"]
-
-_HYPER = {
-    "Rprop": ("lr", "etas", "step_sizes", "maximize"),
-    "RMSprop": ("lr", "alpha", "eps", "weight_decay", "momentum", "centered", "maximize"),
-}
-"""The hyperparameters that change numbers; foreach, differentiable and capturable only
-choose torch's implementation."""
-
-# ----------------------------------------------------------------------------------------
-# Hyperparameters
-# ----------------------------------------------------------------------------------------
-
-
-def _kind_of_groups(groups: list[dict]) -> str:
-    keys = set(groups[0]) if groups else set()
-    if {"etas", "step_sizes"} <= keys:
-        return "Rprop"
-    if {"alpha", "centered", "momentum"} <= keys:
-        return "RMSprop"
-    raise ValueError(
-        f"not a torch.optim.Rprop or RMSprop state dict: its param_groups have keys {sorted(keys)}."
-    )
-
-
-def _plain(value: Any) -> Any:
-    """A torch scalar tensor (a 'Tensor lr') as a float; tuples of them as tuples."""
-    if isinstance(value, torch.Tensor):
-        return float(value.item())
-    if isinstance(value, list | tuple):
-        return tuple(_plain(v) for v in value)
-    return value
-
-
-def _hyperparameters(groups: list[dict]) -> tuple[str, dict]:
-    """(kind, hyperparameters shared by all groups); ValueError if groups differ."""
-    if not groups:
-        raise ValueError("the state dict has no param_groups.")
-    kind = _kind_of_groups(groups)
-    hps = [
-        {k: _plain(g.get(k, False if k == "maximize" else None)) for k in _HYPER[kind]}
-        for g in groups
-    ]
-    for i, hp in enumerate(hps[1:], 1):
-        if hp != hps[0]:
-            diff = {k: (hps[0][k], hp[k]) for k in hp if hp[k] != hps[0][k]}
-            raise ValueError(
-                f"param_groups 0 and {i} have different hyperparameters {diff}; one gradtx "
-                "alias has one set: build one alias per group and convert each group's "
-                "state on its own."
-            )
-    return kind, hps[0]
-
-
-def _describe(kind: str, hp: dict) -> str:
-    return f"torch.optim.{kind}(" + ", ".join(f"{k}={v!r}" for k, v in hp.items()) + ")"
-
-
-def _alias(kind: str, hp: dict) -> GradientTransformation:
-    if kind == "Rprop":
-        return rprop(
-            hp["lr"], tuple(hp["etas"]), tuple(hp["step_sizes"]), maximize=bool(hp["maximize"])
-        )
-    return rmsprop(
-        hp["lr"],
-        hp["alpha"],
-        hp["eps"],
-        hp["weight_decay"],
-        hp["momentum"],
-        bool(hp["centered"]),
-        maximize=bool(hp["maximize"]),
-    )
 
 
 def alias_from_torch(state_dict_or_optimizer: Any) -> GradientTransformation:
@@ -164,61 +107,7 @@ def alias_from_torch(state_dict_or_optimizer: Any) -> GradientTransformation:
     """
     sd = state_dict_or_optimizer
     groups = sd.state_dict()["param_groups"] if hasattr(sd, "state_dict") else sd["param_groups"]
-    return _alias(*_hyperparameters(groups))
-
-
-def _checklayout(state: OptState, ref_state: OptState, what: str, kind: str, hp: dict):
-    got, want = layout(state), layout(ref_state)
-    if got != want:
-        raise ValueError(
-            f"{what} has the state layout {got}, but {_describe(kind, hp)} is gradtx's "
-            f"{want}: the optimizer kind or its maximize/weight_decay/centered/momentum "
-            "settings differ."
-        )
-
-
-# ----------------------------------------------------------------------------------------
-# The probe: same structure is not enough, same updates is the test
-# ----------------------------------------------------------------------------------------
-
-
-def _probe(tx: GradientTransformation, ref: GradientTransformation, kind: str, hp: dict):
-    """Raise ValueError if ``tx`` and ``ref`` give different updates on a small problem
-    that exercises every hyperparameter of ``kind``. float32 throughout, so that it runs
-    the same with or without ``jax_enable_x64``."""
-    rng = np.random.default_rng(0)
-    n = 16
-    p = jnp.asarray(rng.uniform(-2, 2, n), jnp.float32)
-    grads = [
-        (rng.standard_normal(n) * 10.0 ** rng.integers(-9, 2, n)).astype(np.float32)
-        for _ in range(4)
-    ]
-    if kind == "Rprop":
-        grads[1] = np.where(np.arange(n) % 2 == 0, grads[0], -grads[0])  # flips and not
-    states = [tx.init(p), ref.init(p)]
-    if kind == "Rprop":
-        # also from step sizes far outside any bounds, to reveal min and max (1e13: about
-        # the largest step size Rprop's packed state holds)
-        big = np.where(np.arange(n) % 2 == 0, 1e-30, 1e13).astype(np.float32)
-        sign = np.sign(grads[2])
-        prev = np.where(np.arange(n) % 2 == 0, -sign, sign)
-        extreme = [{"step_size": big, "prev": prev}]
-        treedef = jax.tree.structure(p)
-        extra = [fill(s, extreme, treedef) for s in states]
-    # (after a flip iRprop- moves nothing; the clipped step size shows on the next step)
-    runs = [(states, grads)] + ([(extra, [grads[2], grads[2]])] if kind == "Rprop" else [])
-    for (s_tx, s_ref), gs in runs:
-        for t, g in enumerate(gs):
-            g = jnp.asarray(g)
-            u_tx, s_tx = tx.update(g, s_tx, p)
-            u_ref, s_ref = ref.update(g, s_ref, p)
-            a, b = np.asarray(u_tx), np.asarray(u_ref)
-            if not np.allclose(a, b, rtol=1e-9, atol=0.0, equal_nan=True):
-                raise ValueError(
-                    f"tx gives different updates from {_describe(kind, hp)} on a probe "
-                    f"problem (step {t + 1}): its hyperparameters differ from the state "
-                    "dict's param_groups."
-                )
+    return alias(*hyperparameters(groups))
 
 
 # ----------------------------------------------------------------------------------------
@@ -230,7 +119,14 @@ def _torch_params(optimizer: Any) -> list:
     return [p for g in optimizer.param_groups for p in g["params"]]
 
 
-def to_torch(opt_state: OptState, params: Params, optimizer: Any, *, step: int = 0) -> dict:
+def to_torch(
+    opt_state: OptState,
+    params: Params,
+    optimizer: Any,
+    *,
+    step: int = 0,
+    names: Sequence[str] | None = None,
+) -> dict:
     """A state dict for ``optimizer.load_state_dict`` that continues a gradtx run.
 
     Args:
@@ -241,6 +137,9 @@ def to_torch(opt_state: OptState, params: Params, optimizer: Any, *, step: int =
         run continues with, and must imply the layout of ``opt_state``.
       step: written as torch's per-parameter ``step`` count (neither optimizer's math
         reads it; gradtx keeps none).
+      names: optional, torch's parameter names in torch's order (e.g. ``[n for n, _ in
+        model.named_parameters()]``), each the key path of a params leaf joined with
+        ``'.'``; then params are matched by name instead of position.
 
     Returns:
       ``{"state": {i: {...}}, "param_groups": optimizer.state_dict()["param_groups"]}``
@@ -261,32 +160,45 @@ def to_torch(opt_state: OptState, params: Params, optimizer: Any, *, step: int =
     """
     sd = optimizer.state_dict()
     groups = sd["param_groups"]
-    kind, hp = _hyperparameters(groups)
+    kind, hp = hyperparameters(groups)
     if not isinstance(optimizer, getattr(torch.optim, kind)):
         raise ValueError(f"optimizer is a {type(optimizer).__name__}, not Rprop or RMSprop.")
     leaves, treedef = jax.tree.flatten(params)
     tparams = _torch_params(optimizer)
-    check_params(leaves, tparams, "optimizer")
-    ref_state = _alias(kind, hp).init(params)
-    _checklayout(opt_state, ref_state, "opt_state", kind, hp)
+    order = torch_order(params, names, len(tparams))
+    check_order(params, order, [tuple(t.shape) for t in tparams], "optimizer's parameter")
+    check_params([leaves[j] for j in order], tparams, "optimizer")
+    ref_state = alias(kind, hp).init(params)
+    checklayout(opt_state, ref_state, "opt_state", kind, hp)
     if jax.tree.structure(opt_state) != jax.tree.structure(ref_state):
-        raise ValueError("opt_state's tree structure does not match params'.")
+        raise ValueError(
+            "opt_state's tree structure does not match params': pass the params it was "
+            "built for (tx.init(params) gives the structure)."
+        )
+    check_state_shapes(opt_state, ref_state, params)
 
+    tensor_of = {j: tparams[k] for k, j in enumerate(order)}  # leaf index -> its tensor
     per_leaf: list[dict] = [{} for _ in leaves]
     for block in blocks(opt_state):
         for field, key in FIELDS.get(type(block), {}).items():
             for i, arr in enumerate(treedef.flatten_up_to(read(block, field))):
-                per_leaf[i][key] = to_tensor(np.asarray(arr), tparams[i])
+                per_leaf[i][key] = to_tensor(np.asarray(arr), tensor_of[i])
     step_dtype = torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
     ids = [pid for g in groups for pid in g["params"]]
     state = {
-        pid: {"step": torch.tensor(float(step), dtype=step_dtype), **values}
-        for pid, values in zip(ids, per_leaf)
+        pid: {"step": torch.tensor(float(step), dtype=step_dtype), **per_leaf[j]}
+        for pid, j in zip(ids, order)
     }
     return {"state": state, "param_groups": groups}
 
 
-def from_torch(state_dict: dict, tx: GradientTransformation, params: Params) -> OptState:
+def from_torch(
+    state_dict: dict,
+    tx: GradientTransformation,
+    params: Params,
+    *,
+    names: Sequence[str] | None = None,
+) -> OptState:
     """The state of ``tx`` that continues a torch Rprop/RMSprop run.
 
     Args:
@@ -296,6 +208,8 @@ def from_torch(state_dict: dict, tx: GradientTransformation, params: Params) -> 
         hyperparameters (:func:`alias_from_torch` builds it); checked, see the module
         docstring.
       params: the params tree (current values; shapes, dtypes and order matter).
+      names: optional, as for :func:`to_torch`: torch's parameter names in torch's
+        order, to match params by name instead of position.
 
     Returns:
       ``tx``'s state; params torch has not stepped yet keep ``tx.init``'s values.
@@ -317,7 +231,7 @@ def from_torch(state_dict: dict, tx: GradientTransformation, params: Params) -> 
     if not isinstance(state_dict, dict) or not {"state", "param_groups"} <= set(state_dict):
         raise ValueError("state_dict must be a torch optimizer's state_dict().")
     groups = state_dict["param_groups"]
-    kind, hp = _hyperparameters(groups)
+    kind, hp = hyperparameters(groups)
     ids = [pid for g in groups for pid in g["params"]]
     leaves, treedef = jax.tree.flatten(params)
     if len(leaves) != len(ids):
@@ -325,26 +239,39 @@ def from_torch(state_dict: dict, tx: GradientTransformation, params: Params) -> 
             f"params has {len(leaves)} leaves but the state dict has {len(ids)} "
             "parameters; they are matched by position (jax.tree_util leaf order)."
         )
-    ref = _alias(kind, hp)
+    ref = alias(kind, hp)
     template = tx.init(params)
-    _checklayout(template, ref.init(params), "tx", kind, hp)
-    _probe(tx, ref, kind, hp)
+    checklayout(template, ref.init(params), "tx", kind, hp)
+    probe(tx, ref, kind, hp)
 
     torch_state = state_dict["state"]
     wanted = {key for block in blocks(template) for key in FIELDS.get(type(block), {}).values()}
-    per_leaf = []
-    for i, (leaf, pid) in enumerate(zip(leaves, ids)):
+    order = torch_order(params, names, len(ids))
+    check_order(params, order, [_shape(torch_state.get(pid), wanted) for pid in ids], "state")
+    per_leaf: list[dict] = [{} for _ in leaves]
+    for k, (j, pid) in enumerate(zip(order, ids)):
         entry = torch_state.get(pid, {})
-        shape, cplx = tuple(np.shape(leaf)), bool(jnp.iscomplexobj(leaf))
-        values = {}
+        shape, cplx = tuple(np.shape(leaves[j])), bool(jnp.iscomplexobj(leaves[j]))
         if entry:
             missing = wanted - set(entry)
             if missing:
                 raise ValueError(
-                    f"parameter {i}: the state dict lacks {sorted(missing)} that "
-                    f"{_describe(kind, hp)} keeps."
+                    f"parameter {k}: the state dict lacks {sorted(missing)} that "
+                    f"{describe(kind, hp)} keeps."
                 )
-            for key in wanted:
-                values[key] = from_tensor(entry[key], shape, cplx, i, key)
-        per_leaf.append(values)
-    return fill(template, per_leaf, treedef)
+            per_leaf[j] = {key: from_tensor(entry[key], shape, cplx, k, key) for key in wanted}
+    state = fill(template, per_leaf, treedef)
+    if kind == "Rprop":
+        check_rprop_values(state, per_leaf, params)
+    return state
+
+
+def _shape(entry: dict | None, keys: set) -> tuple | None:
+    """The shape of a torch parameter's state (None if torch has not stepped it)."""
+    for key in sorted(keys & set(entry or {})):
+        if isinstance(entry[key], torch.Tensor):
+            return tuple(entry[key].shape)
+    return None
+
+
+plain_docstrings(globals(), __all__)  # help() reads plain text (gradtx/_plaindoc.py)

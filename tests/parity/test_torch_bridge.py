@@ -16,6 +16,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import gradtx
 from gradtx.interop.torch import alias_from_torch, from_torch, to_torch
@@ -156,7 +158,8 @@ def test_count_mismatch(small):
 
 def test_shape_mismatch(small):
     theta, tensors = small
-    opt = _stepped(torch.optim.RMSprop, tensors[::-1])  # wrong order: shapes differ
+    tensors = [torch.ones(4, dtype=torch.float64), tensors[1]]  # no order explains it
+    opt = _stepped(torch.optim.RMSprop, tensors)
     with pytest.raises(ValueError, match=r"parameter 0: state\['square_avg'\] has shape"):
         from_torch(opt.state_dict(), gradtx.rmsprop(), theta)
     with pytest.raises(ValueError, match="parameter 0: params leaf has shape"):
@@ -276,3 +279,104 @@ def test_bfloat16_round_trip():
     assert back["step_size"].dtype == torch.bfloat16
     assert torch.equal(back["step_size"], opt.state[tensors[0]]["step_size"])
     assert torch.equal(back["prev"], torch.sign(opt.state[tensors[0]]["prev"]))
+
+
+# ----------------------------------------------------------------------------------------
+# Dict order, states for other shapes, values gradtx cannot hold (issue 25)
+# ----------------------------------------------------------------------------------------
+
+_KEY = st.from_regex(r"[a-z]{1,3}(\.[a-z]{1,2})?", fullmatch=True)
+_SHAPE = st.lists(st.integers(1, 3), min_size=1, max_size=2).map(tuple)
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(shapes=st.dictionaries(_KEY, _SHAPE, min_size=2, max_size=4))
+def test_a_dict_in_torchs_order_is_refused_saying_why_or_matched_by_names(shapes):
+    """params as a dict in torch's registration order: JAX sorts its keys. Where the
+    shapes then disagree, both directions say that order is the likely cause; with
+    names=torch's names both directions match by name, value for value."""
+    names = list(shapes)  # torch's order: the order the dict was written in
+    theta = {k: jnp.full(s, 0.5, jnp.float32) for k, s in shapes.items()}
+    tensors = [torch.full(s, 0.5, dtype=torch.float32) for s in shapes.values()]
+    opt = torch.optim.RMSprop(tensors, lr=1e-2)
+    for i, t in enumerate(tensors):
+        t.grad = torch.full_like(t, 0.1 * (i + 1))
+    opt.step()
+    tx = alias_from_torch(opt)
+    sorted_shapes = [shapes[k] for k in sorted(names)]
+    if sorted_shapes != list(shapes.values()):
+        with pytest.raises(ValueError, match=r"sorted key.*names=\[n for n, _ in model"):
+            from_torch(opt.state_dict(), tx, theta)
+        with pytest.raises(ValueError, match=r"sorted key.*names=\[n for n, _ in model"):
+            to_torch(tx.init(theta), theta, opt)
+    state = from_torch(opt.state_dict(), tx, theta, names=names)
+    for k, t in zip(names, tensors):
+        np.testing.assert_array_equal(state[0].nu[k], opt.state[t]["square_avg"].numpy())
+    back = to_torch(state, theta, opt, names=names)["state"]
+    for i, t in enumerate(tensors):
+        assert torch.equal(back[i]["square_avg"], opt.state[t]["square_avg"])
+
+
+@pytest.mark.parametrize("kind", ["Rprop", "RMSprop"])
+@pytest.mark.parametrize(
+    "built_for,message",
+    [
+        (
+            {"w": jnp.zeros((16, 4), jnp.float32)},
+            r"params path \['w'\].*float32\[16, 4\].*float32\[16\]",
+        ),
+        ({"w": jnp.zeros(16, jnp.float64)}, r"params path \['w'\].*float64\[16\].*float32"),
+    ],
+)
+def test_to_torch_refuses_a_state_built_for_other_params(kind, built_for, message):
+    theta = {"w": jnp.zeros(16, jnp.float32)}
+    opt = getattr(torch.optim, kind)([torch.zeros(16)], lr=1e-2)
+    tx = alias_from_torch(opt)
+    with pytest.raises(ValueError, match="opt_state was built for other params: .*" + message):
+        to_torch(tx.init(built_for), theta, opt)
+
+
+def _rprop_state_dict(step_size, prev, step_sizes=(1e-6, 50.0)):
+    w = torch.ones(len(step_size), requires_grad=True)
+    opt = torch.optim.Rprop([w], lr=1e-2, step_sizes=step_sizes)
+    w.grad = torch.ones_like(w)
+    opt.step()
+    sd = opt.state_dict()
+    sd["state"][0]["step_size"] = torch.tensor(step_size, dtype=torch.float32)
+    sd["state"][0]["prev"] = torch.tensor(prev, dtype=torch.float32)
+    return sd, {"w": jnp.ones(len(step_size), jnp.float32)}
+
+
+@pytest.mark.parametrize(
+    "step_size,prev,message",
+    [
+        ([0.1, np.nan], [1.0, 1.0], r"path \['w'\]\): state\['step_size'\] holds 1 NaN"),
+        ([-0.5, 0.1], [1.0, 1.0], r"state\['step_size'\] holds 1 negative"),
+        ([0.1, 1e30], [1.0, 1.0], r"holds 1e\+30 .*cannot hold as it is"),
+        ([0.1, np.inf], [1.0, 1.0], r"holds inf .*cannot hold as it is"),
+        ([0.1, 0.1], [np.nan, 1.0], r"state\['prev'\] holds NaN"),
+    ],
+)
+def test_from_torch_refuses_step_sizes_gradtx_would_change(step_size, prev, message):
+    sd, theta = _rprop_state_dict(step_size, prev)
+    with pytest.raises(ValueError, match=message):
+        from_torch(sd, alias_from_torch(sd), theta)
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    sizes=st.lists(
+        st.floats(float(np.float32(1e-6)), 50.0, width=32) | st.just(0.0), min_size=1, max_size=8
+    ),
+    signs=st.data(),
+)
+def test_from_torch_keeps_every_step_size_rprop_can_reach(sizes, signs):
+    """Any step size in [0, max] (0: reachable with step_sizes' minimum 0) and any
+    previous gradient come through exactly (the sign for prev)."""
+    prev = signs.draw(
+        st.lists(st.floats(-2, 2, width=32), min_size=len(sizes), max_size=len(sizes))
+    )
+    sd, theta = _rprop_state_dict(sizes, prev, step_sizes=(0.0, 50.0))
+    state = from_torch(sd, alias_from_torch(sd), theta)
+    np.testing.assert_array_equal(gradtx.rprop_step_sizes(state)["w"], np.float32(sizes))
+    np.testing.assert_array_equal(gradtx.rprop_prev_signs(state)["w"], np.sign(prev))
