@@ -55,3 +55,61 @@ def check_shape(tree: Any, index: int, what: str, got: tuple, expected: tuple) -
         raise ValueError(
             f"{what} at path {path} has shape {tuple(got)}, expected {tuple(expected)}."
         )
+
+
+def describe(value: Any, depth: int = 2) -> str:
+    """A short picture of a state (or any pytree) for error messages: the container types
+    and field names, and each array's dtype and shape, never its values."""
+    if value is None:
+        return "None"
+    if hasattr(value, "shape") and hasattr(value, "dtype"):
+        return f"{value.dtype}{list(value.shape)}"
+    if depth == 0:
+        return type(value).__name__ + "(...)"
+    if isinstance(value, tuple) and hasattr(value, "_fields"):
+        inner = ", ".join(f"{f}={describe(getattr(value, f), depth - 1)}" for f in value._fields)
+        return f"{type(value).__name__}({inner})"
+    if isinstance(value, (tuple, list)):
+        inner = ", ".join(describe(x, depth - 1) for x in value)
+        return f"{type(value).__name__} of {len(value)}: ({inner})"
+    if isinstance(value, dict):
+        inner = ", ".join(f"{k!r}: {describe(v, depth - 1)}" for k, v in value.items())
+        return f"{type(value).__name__} {{{inner}}}"
+    return type(value).__name__
+
+
+class StateMismatchError(TypeError, ValueError):
+    """A state that does not belong to the transform it is passed to (or ``None``): a
+    ``TypeError`` (the wrong object) and, as gradtx's older messages raised for a chain's
+    state of the wrong length, a ``ValueError``."""
+
+
+def _matches(state: Any, expected: type) -> bool:
+    """Whether ``state`` is a ``NamedTuple`` of ``expected``'s name and fields (the class
+    itself, or one rebuilt from a checkpoint or another library with the same layout)."""
+    return (
+        isinstance(state, tuple)
+        and type(state).__name__ == expected.__name__
+        and getattr(state, "_fields", None) == expected._fields
+    )
+
+
+def check_state(state: Any, expected: type, owner: str) -> None:
+    """Raise :class:`StateMismatchError` (a ``TypeError``) unless ``state`` is a state of
+    type ``expected`` (a ``NamedTuple``), the type the transform's ``init`` makes: ``None``
+    (``init`` not called), or another transform's state, is refused before any field of it
+    is read. ``owner`` names the call in the message (``"update()"``, ``"chain"``)."""
+    if state is None:
+        raise StateMismatchError(
+            f"{owner} got state None: call init(params) first and pass the state "
+            "it returns: state = tx.init(params); updates, state = tx.update(grads, state, "
+            "params)."
+        )
+    if not _matches(state, expected):
+        fields = ", ".join(expected._fields)
+        raise StateMismatchError(
+            f"{owner}: the state passed does not belong to this transform. It "
+            f"expects a {expected.__name__}({fields}), as its init(params) makes; it got "
+            f"{describe(state)}. Pass the state this transform's init made (a state made by "
+            "another transform, or by other options of this one, does not fit)."
+        )
