@@ -241,7 +241,9 @@ def partition(transforms: dict[Any, Any], param_labels: Any) -> GradientTransfor
         if not jax.tree.leaves(params):  # nothing to label: optax.tree.map_params's probe
             return PartitionState({k: masked(tx, ()).init(params) for k, tx in transforms.items()})
         masks = groups(resolve(param_labels, params))
-        return PartitionState({k: masked(tx, masks[k]).init(params) for k, tx in transforms.items()})
+        return PartitionState(
+            {k: masked(tx, masks[k]).init(params) for k, tx in transforms.items()}
+        )
 
     def update(updates: Updates, state: PartitionState, params: Params | None = None, **extra):
         check_state(state, PartitionState, "partition")
