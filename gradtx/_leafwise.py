@@ -38,7 +38,7 @@ from gradtx._base import (
 )
 from gradtx._numerics import as_complex, as_real, real_shape
 from gradtx._sharding import placed_like
-from gradtx._trees import check_same_structure, check_state, leaf_paths
+from gradtx._trees import check_same_structure, check_state, check_stateless, leaf_paths
 
 
 class Scalars(NamedTuple):
@@ -239,13 +239,22 @@ def leafwise(
                 f"{missing[0]}=...) and then state.replace(step=state.step + 1, "
                 "params=gradtx.apply_updates(state.params, updates), opt_state=opt_state)."
             )
-        if state._fields:  # a stateless transform ignores what it is given, as optax's do
+        if state._fields:
             check_state(opt_state, state, "update()")
+        else:
+            check_stateless(opt_state, "update()")
         if with_params and params is None:
             raise ValueError(NO_PARAMS_MSG)
         state_trees = [getattr(opt_state, name) for name in tree_fields]
         for name, tree in zip(tree_fields, state_trees):
-            check_same_structure(updates, tree, "updates", f"state.{name}")
+            try:
+                check_same_structure(updates, tree, "updates", f"state.{name}")
+            except ValueError as e:
+                raise ValueError(
+                    f"{e} The state does not belong to these updates: init made it for params "
+                    "of another structure, or the gradients are not those of the params "
+                    "(compare jax.tree.structure of both)."
+                ) from None
         if params is not None:
             check_same_structure(updates, params, "updates", "params")
 

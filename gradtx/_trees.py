@@ -94,6 +94,31 @@ def _matches(state: Any, expected: type) -> bool:
     )
 
 
+def check_stateless(state: Any, owner: str) -> None:
+    """A transform that keeps no state takes ``None`` or an empty tuple (its own
+    ``EmptyState``, optax's); a state with contents belongs to another transform, and
+    continuing it here would drop what it holds."""
+    if state is None or (isinstance(state, tuple) and len(state) == 0):
+        return
+    raise StateMismatchError(
+        f"{owner}: the state passed does not belong to this transform. It keeps no state "
+        f"(its init(params) makes EmptyState()); it got {describe(state)}. Pass the state "
+        "this transform's init made."
+    )
+
+
+def check_names(values: Any, names: set, owner: str) -> None:
+    """Refuse a state's ``{name: value}`` field whose names are not ``names`` (a state of
+    the same type made by another transform: ``inject_hyperparams`` of another factory)."""
+    if not isinstance(values, dict) or set(values) != set(names):
+        got = sorted(map(str, values)) if isinstance(values, dict) else describe(values)
+        raise StateMismatchError(
+            f"{owner}: the state passed does not belong to this transform. It expects the "
+            f"names {sorted(map(str, names))}, as its init(params) makes; it got {got}. Pass "
+            "the state this transform's init made."
+        )
+
+
 def check_state(state: Any, expected: type, owner: str) -> None:
     """Raise :class:`StateMismatchError` (a ``TypeError``) unless ``state`` is a state of
     type ``expected`` (a ``NamedTuple``), the type the transform's ``init`` makes: ``None``

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 
 from gradtx._base import GradientTransformation, Params, Updates, abstract_aware
 from gradtx._leafwise import leafwise
+from gradtx._trees import check_state
 
 
 def set_to_zero() -> GradientTransformation:
@@ -79,6 +80,7 @@ def zero_nans() -> GradientTransformation:
         return ZeroNansState(jax.tree.map(lambda p: jnp.array(False), params))
 
     def update(updates: Updates, state: Any, params: Params | None = None, **extra_args):
+        check_state(state, ZeroNansState, "zero_nans")
         del state, params, extra_args
         found = jax.tree.map(lambda g: jnp.any(jnp.isnan(g)), updates)
         zeroed = jax.tree.map(lambda g: jnp.where(jnp.isnan(g), jnp.zeros_like(g), g), updates)
