@@ -102,7 +102,7 @@ def test_another_transforms_state_is_refused_for_every_pair():
             msg = str(e)
             if "does not belong" not in msg:
                 bad.append((src, dst, msg))
-        except Exception as e:  # noqa: BLE001 - an internal error: the failure we test for
+        except Exception as e:  # an internal error: the failure this test looks for
             bad.append((src, dst, f"{type(e).__name__}: {e}"))
         else:
             bad.append((src, dst, "accepted"))
