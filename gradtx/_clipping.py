@@ -172,8 +172,8 @@ def _parts(g: jax.Array) -> list[jax.Array]:
 
 def _accumulator(dtype: Any) -> Any:
     """The dtype a sum of squares of ``dtype`` values is taken in: float32 for float16 and
-    bfloat16 (as torch does), else the real dtype itself."""
-    real = jnp.finfo(dtype).dtype
+    bfloat16 (as torch does), else the real dtype itself (float32 for integers)."""
+    real = jnp.finfo(dtype).dtype if jnp.issubdtype(dtype, jnp.inexact) else jnp.float32
     return jnp.promote_types(real, jnp.float32)
 
 
@@ -195,7 +195,7 @@ def _sum_of_squares(leaves: list[jax.Array]) -> tuple[jax.Array, Callable[[jax.A
     if all(x.dtype == jnp.float16 for x in parts):
         squares = [jnp.sum(jnp.square(x.astype(acc))) for x in parts]
         return functools.reduce(operator.add, squares), lambda y: y
-    top = functools.reduce(jnp.maximum, [jnp.max(jnp.abs(x), initial=0).astype(acc) for x in parts])
+    top = functools.reduce(jnp.maximum, [jnp.max(jnp.abs(x.astype(acc)), initial=0) for x in parts])
     e = jnp.where(jnp.isfinite(top) & (top > 0), jnp.frexp(top)[1], 0)
     half = e // 2  # 2^e in two factors, each a normal number however large or small e is
     up = (jnp.ldexp(jnp.ones([], acc), half), jnp.ldexp(jnp.ones([], acc), e - half))

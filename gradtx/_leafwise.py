@@ -38,7 +38,14 @@ from gradtx._base import (
 )
 from gradtx._numerics import as_complex, as_real, real_shape
 from gradtx._sharding import placed_like
-from gradtx._trees import check_same_structure, check_state, check_stateless, leaf_paths
+from gradtx._trees import (
+    check_inexact_updates,
+    check_same_structure,
+    check_state,
+    check_stateless,
+    check_update_shape,
+    leaf_paths,
+)
 
 
 class Scalars(NamedTuple):
@@ -119,41 +126,6 @@ def _check_inexact(params: Params, index: int, p: jax.Array) -> None:
             "floating or complex params (as jax.grad does). Leave integer leaves out of the "
             "optimised tree, or give them set_to_zero() with gradtx.partition."
         )
-
-
-def _check_inexact_updates(updates: Updates, index: int, g: jax.Array) -> None:
-    """Integer or bool gradients would run the rule in integer arithmetic (RMSprop's
-    average truncated to 0, Rprop's step sizes overflowing): refused for every transform,
-    as integer params are, naming the path."""
-    if not jnp.issubdtype(g.dtype, jnp.inexact):
-        path = leaf_paths(updates)[index]
-        raise TypeError(
-            f"updates at path {path} have dtype {g.dtype}: gradtx's transforms need floating "
-            "or complex gradients (jax.grad gives them for floating params). Cast the "
-            "gradients (g.astype(jnp.float32)), or leave integer leaves out of the tree "
-            "given to update()."
-        )
-
-
-def _check_leaf_shape(updates: Updates, index: int, what: str, got: tuple, want: tuple) -> None:
-    """Raise ``ValueError`` if ``what`` (the params, or a state field) at leaf ``index`` has
-    shape ``got`` where the updates have ``want``. The params and the state are what
-    ``init`` saw: a difference there makes the gradients the odd one out, and the message
-    says so."""
-    if tuple(got) == tuple(want):
-        return
-    path = leaf_paths(updates)[index]
-    if what == "params":
-        raise ValueError(
-            f"updates at path {path} have shape {tuple(want)}, but the params there have "
-            f"shape {tuple(got)}: gradients must have their params' shapes. Check the "
-            "gradients (e.g. jax.grad of the loss with respect to these params)."
-        )
-    raise ValueError(
-        f"updates at path {path} have shape {tuple(want)} (real view of a complex leaf "
-        f"included), but {what} there has shape {tuple(got)}: the state was made by init "
-        "for params of other shapes. Check the gradients, or call init with these params."
-    )
 
 
 def leafwise(
@@ -272,13 +244,13 @@ def leafwise(
         out_u, out_s = [], []
         for i, g in enumerate(g_leaves):
             g = jnp.asarray(g)
-            _check_inexact_updates(updates, i, g)
+            check_inexact_updates(updates, i, g)
             s = tuple(column[i] for column in s_leaves)
             if p_leaves is not None:
-                _check_leaf_shape(updates, i, "params", jnp.shape(p_leaves[i]), g.shape)
+                check_update_shape(updates, i, "params", jnp.shape(p_leaves[i]), g.shape)
             want = real_shape(g) if complex_as_real else g.shape
             for name, x in zip(tree_fields, s):
-                _check_leaf_shape(updates, i, f"state.{name}", jnp.shape(x), want)
+                check_update_shape(updates, i, f"state.{name}", jnp.shape(x), want)
             leaf_kw = {**kw, "p": view(jnp.asarray(p_leaves[i]))} if with_params else kw
             u, new_s = rule(view(g), *s, **leaf_kw)
             out_u.append(unview(u, g))

@@ -57,6 +57,43 @@ def check_shape(tree: Any, index: int, what: str, got: tuple, expected: tuple) -
         )
 
 
+def check_inexact_updates(updates: Any, index: int | None = None, leaf: Any = None) -> None:
+    """Refuse integer or bool gradients (leaf ``index``, or every leaf), naming the path:
+    a rule would run in integer arithmetic (RMSprop's average truncated to 0, Rprop's step
+    sizes overflowing), as integer params would."""
+    leaves = enumerate(jax.tree.leaves(updates)) if index is None else [(index, leaf)]
+    for i, g in leaves:
+        dtype = jax.numpy.result_type(g)
+        if not jax.numpy.issubdtype(dtype, jax.numpy.inexact):
+            raise TypeError(
+                f"updates at path {leaf_paths(updates)[i]} have dtype {dtype}: gradtx's "
+                "transforms need floating or complex gradients (jax.grad gives them for "
+                "floating params). Cast the gradients (g.astype(jnp.float32)), or leave "
+                "integer leaves out of the tree given to update()."
+            )
+
+
+def check_update_shape(updates: Any, index: int, what: str, got: tuple, want: tuple) -> None:
+    """Raise ``ValueError`` if ``what`` (the params, or a state field) at leaf ``index`` has
+    shape ``got`` where the updates have ``want``. The params and the state are what
+    ``init`` saw: a difference there makes the gradients the odd one out, and the message
+    says so."""
+    if tuple(got) == tuple(want):
+        return
+    path = leaf_paths(updates)[index]
+    if what == "params":
+        raise ValueError(
+            f"updates at path {path} have shape {tuple(want)}, but the params there have "
+            f"shape {tuple(got)}: gradients must have their params' shapes. Check the "
+            "gradients (e.g. jax.grad of the loss with respect to these params)."
+        )
+    raise ValueError(
+        f"updates at path {path} have shape {tuple(want)} (real view of a complex leaf "
+        f"included), but {what} there has shape {tuple(got)}: the state was made by init "
+        "for params of other shapes. Check the gradients, or call init with these params."
+    )
+
+
 def describe(value: Any, depth: int = 2) -> str:
     """A short picture of a state (or any pytree) for error messages: the container types
     and field names, and each array's dtype and shape, never its values."""
