@@ -257,7 +257,11 @@ def schedule_value(name: str, value: Any, rule: Rule, count: Any) -> None:
         at = f"step {int(count)}"
     where = f"{name} (its schedule's value at {at})"
     if shape != () or dtype == np.bool_ or not _is_real_dtype(dtype):
-        _fail(where, value, "a real scalar: a schedule gives one number per step")
+        got = f"a {dtype} array of shape {shape}" if shape != () else repr(value)
+        raise ValueError(
+            f"Invalid {where}: {got} (must be a real scalar: a schedule gives one number "
+            "per step, never broadcast over the leaves)."
+        )
     rule(where, value)
 
 
