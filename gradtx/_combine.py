@@ -202,9 +202,13 @@ def partition(transforms: dict[Any, Any], param_labels: Any) -> GradientTransfor
     r"""Apply a different transform to each group of parameters: torch's param groups.
 
     Each transform sees only its own leaves (the others are empty :class:`MaskedNode`), so it
-    keeps state for those alone. A label with no transform raises ``ValueError`` naming it.
-    Same name (as ``optax.transforms.partition``; ``multi_transform`` is its alias),
-    arguments and state layout as optax.
+    keeps state for those alone. A label names the key that ``transforms[label]`` finds
+    (a dict lookup, the one notion of label equality in the check and the grouping alike:
+    ``np.int64(0)`` names the key ``0``, the string ``"0"`` does not); a label with no
+    transform raises ``ValueError`` naming its path, an unhashable one ``TypeError``. A
+    tuple that is a key of ``transforms`` is one label, not a subtree. Same name (as
+    ``optax.transforms.partition``; ``multi_transform`` is its alias), arguments and state
+    layout as optax.
 
     Args:
       transforms: ``{label: transform}``.

@@ -9,7 +9,11 @@ turns such a rule into a transform. It owns, once for all transforms:
   (optax's and checkpointing tools' layout), plus scalar fields updated once per step
   (:class:`Scalars`; a step ``count`` is the common one, :func:`counter`),
 * checking that updates, params and state have the same tree structure and shapes,
-  naming the first path that differs,
+  naming the first path that differs (the gradients as the odd one out: the params and
+  state are what ``init`` saw),
+* refusing, before a field is read, a state that ``init`` did not make (``None``, or
+  another transform's: :func:`gradtx._trees.check_state`), and integer or bool
+  gradients, by path,
 * complex parameters, viewed as pairs of reals the way ``torch.optim`` does,
 * dtypes: an update leaves with its gradient's dtype, a state leaf keeps its own,
 * placement: a state leaf of its param's shape is sharded like the param
@@ -137,6 +141,7 @@ def leafwise(
     with_params: bool = False,
     extra_args: Sequence[str] = (),
     complex_as_real: bool = True,
+    integers: bool = False,
 ) -> GradientTransformation:
     """Lift the rule for one array to a transform over pytrees.
 
@@ -157,6 +162,9 @@ def leafwise(
         transform needs; they go to ``scalars.step`` if there is one, else to every leaf.
       complex_as_real: whether complex leaves reach the rule as pairs of reals (below);
         a rule that reduces over a leaf and counts a complex element once sets ``False``.
+      integers: whether integer and bool gradients are taken (a rule exact on them, such
+        as :func:`gradtx.set_to_zero`'s, which freezes integer leaves); by default they
+        are refused naming their path, as a rule in integer arithmetic would truncate.
 
     Returns:
       The transform. Complex leaves are (by default) handed to ``update_leaf`` and ``init_leaf`` as
@@ -244,7 +252,8 @@ def leafwise(
         out_u, out_s = [], []
         for i, g in enumerate(g_leaves):
             g = jnp.asarray(g)
-            check_inexact_updates(updates, i, g)
+            if not integers:
+                check_inexact_updates(updates, i, g)
             s = tuple(column[i] for column in s_leaves)
             if p_leaves is not None:
                 check_update_shape(updates, i, "params", jnp.shape(p_leaves[i]), g.shape)

@@ -98,9 +98,10 @@ def masked(inner: Any, mask: Any) -> GradientTransformation:
 
     ``inner`` sees only the leaves it owns: the others are replaced by an empty
     :class:`MaskedNode`, so they have no state (a masked-out leaf costs no memory and cannot
-    be touched by ``inner``). The mask must be static (Python bools), as in
-    ``optax.masked``, whose name, arguments, state layout (:class:`MaskedState`) and
-    behaviour these are.
+    be touched by ``inner``). The mask must be static: Python or NumPy bools (or concrete
+    boolean scalars); any other entry (``"False"``, ``0``) is refused naming its path,
+    where optax would take its truthiness. Otherwise ``optax.masked``'s name, arguments,
+    state layout (:class:`MaskedState`) and behaviour.
 
     Args:
       inner: the transform to apply (gradtx or optax).

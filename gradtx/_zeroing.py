@@ -31,7 +31,7 @@ def set_to_zero() -> GradientTransformation:
       >>> print(round(float(updates["w"][0]), 4), float(updates["b"][0]))
       -0.1 0.0
     """
-    return leafwise(lambda g: (jnp.zeros_like(g), ()), complex_as_real=False)
+    return leafwise(lambda g: (jnp.zeros_like(g), ()), complex_as_real=False, integers=True)
 
 
 class ZeroNansState(NamedTuple):

@@ -18,11 +18,11 @@ STATELESS = {
     "clip_by_block_norm": lambda: gradtx.clip_by_block_norm(1.0),
     "clip_by_block_rms": lambda: gradtx.clip_by_block_rms(1.0),
     "clip_by_global_norm": lambda: gradtx.clip_by_global_norm(1.0),
-    "set_to_zero": lambda: gradtx.set_to_zero(),
     "add_decayed_weights": lambda: gradtx.add_decayed_weights(0.1),
 }
-# identity and zero_nans compute nothing that an integer could truncate: they return
-# integer gradients unchanged (the right result), so they are not in this list.
+# identity, zero_nans and set_to_zero compute nothing that an integer could truncate:
+# they return integer gradients unchanged or zeroed (the right result; set_to_zero is
+# how partition freezes integer leaves), so they are not in this list.
 ALL = {**STATELESS, **{k: v for k, v in STATEFUL.items() if k != "zero_nans"}}
 
 PARAMS = {"w": jnp.ones(3, jnp.float32), "b": {"c": jnp.ones(2, jnp.float32)}}
@@ -43,6 +43,14 @@ def test_a_nested_integer_leaf_is_named_by_its_path():
     tx = gradtx.rmsprop(0.1)
     with pytest.raises(TypeError, match=r"updates at path \['b'\]\['c'\] have dtype int32"):
         tx.update(grads, tx.init(PARAMS), PARAMS)
+
+
+@pytest.mark.parametrize("dtype", ["int32", "bool"])
+def test_set_to_zero_freezes_integer_leaves(dtype):
+    grads = {"ids": jnp.array([3, 0, 1]).astype(dtype)}
+    out, _ = gradtx.set_to_zero().update(grads, gradtx.EmptyState())
+    assert out["ids"].dtype == grads["ids"].dtype
+    np.testing.assert_array_equal(out["ids"], np.zeros(3, dtype))
 
 
 def test_the_issues_integer_examples():
