@@ -108,7 +108,7 @@ def _reference(keys, params, labels):
     ), factors
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(labelled_trees())
 def test_each_leaf_gets_its_labels_transform_or_the_label_is_refused(case):
     keys, params, labels = case
