@@ -94,6 +94,14 @@ def check_update_shape(updates: Any, index: int, what: str, got: tuple, want: tu
     )
 
 
+_SHOWN = 4  # entries of a container that describe() shows
+
+
+def _first(shown: list[str], total: int) -> str:
+    more = f", ... ({total - len(shown)} more)" if total > len(shown) else ""
+    return ", ".join(shown) + more
+
+
 def describe(value: Any, depth: int = 2) -> str:
     """A short picture of a state (or any pytree) for error messages: the container types
     and field names, and each array's dtype and shape, never its values."""
@@ -107,10 +115,11 @@ def describe(value: Any, depth: int = 2) -> str:
         inner = ", ".join(f"{f}={describe(getattr(value, f), depth - 1)}" for f in value._fields)
         return f"{type(value).__name__}({inner})"
     if isinstance(value, (tuple, list)):
-        inner = ", ".join(describe(x, depth - 1) for x in value)
+        inner = _first([describe(x, depth - 1) for x in value[:_SHOWN]], len(value))
         return f"{type(value).__name__} of {len(value)}: ({inner})"
     if isinstance(value, dict):
-        inner = ", ".join(f"{k!r}: {describe(v, depth - 1)}" for k, v in value.items())
+        items = list(value.items())[:_SHOWN]
+        inner = _first([f"{k!r}: {describe(v, depth - 1)}" for k, v in items], len(value))
         return f"{type(value).__name__} {{{inner}}}"
     return type(value).__name__
 
