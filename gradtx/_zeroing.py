@@ -80,7 +80,8 @@ def zero_nans() -> GradientTransformation:
         return ZeroNansState(jax.tree.map(lambda p: jnp.array(False), params))
 
     def update(updates: Updates, state: Any, params: Params | None = None, **extra_args):
-        check_state(state, ZeroNansState, "zero_nans")
+        if state is not None:  # None: optax's zero_nans takes it too (it only writes it)
+            check_state(state, ZeroNansState, "zero_nans")
         del state, params, extra_args
         found = jax.tree.map(lambda g: jnp.any(jnp.isnan(g)), updates)
         zeroed = jax.tree.map(lambda g: jnp.where(jnp.isnan(g), jnp.zeros_like(g), g), updates)

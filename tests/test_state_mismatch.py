@@ -124,8 +124,9 @@ def test_the_message_says_what_the_state_is_and_what_is_expected():
         )
 
 
-@pytest.mark.parametrize("name", list(STATEFUL))
+@pytest.mark.parametrize("name", [n for n in STATEFUL if n != "zero_nans"])
 def test_update_before_init_says_init_comes_first(name):
+    """(zero_nans only writes its state: it takes None, as optax's does.)"""
     with pytest.raises(TypeError, match=r"state None: call init\(params\) first"):
         _update(_TX[name], None)
 
