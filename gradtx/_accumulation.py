@@ -30,6 +30,7 @@ from gradtx._base import (
     update_with_extra_args,
 )
 from gradtx._leafwise import Scalars, leafwise
+from gradtx._trees import check_state
 
 
 def skip_not_finite(updates: Updates, gradient_step: Any, params: Params | None) -> tuple:
@@ -246,6 +247,7 @@ class MultiSteps:
         params: Params | None = None,
         **extra_args: Any,
     ) -> tuple[Updates, MultiStepsState]:
+        check_state(state, MultiStepsState, "MultiSteps")
         if self._skip is None:
             new_updates, fields = self._accumulate(updates, state, params, extra_args)
             return new_updates, MultiStepsState(*fields, state.skip_state)

@@ -11,11 +11,22 @@ Three ways to bound a step, from finest to coarsest:
 
 None keeps state. Complex leaves count as pairs of reals: their norm is
 :math:`\\sqrt{\\sum |g|^2}`, as in optax and torch.
+
+**Norms that do not overflow (better than optax).** Every norm and RMS here is summed in
+float32 for float16 and bfloat16 leaves (as torch's ``clip_grad_norm_`` does), and over
+elements scaled by a power of two first, so that it neither overflows nor underflows
+where its true value is representable: ``clip_by_global_norm(1.0)`` on float16
+``[300, 400]`` gives torch's ``[0.6, 0.8]``, where optax 0.2.8 squares in float16,
+overflows to ``inf`` and returns ``[0, 0]``. The scaling is exact, so where optax's sum
+of squares stays in range the numbers are optax's, bit for bit.
 """
 
 from __future__ import annotations
 
+import functools
 import operator
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -77,7 +88,9 @@ def clip_by_block_norm(max_norm: float | jax.Array) -> GradientTransformation:
     has ``clip_norm > 0`` (Dragon applies its ``scale`` first: chain
     ``scale(s)`` before this block). optax has no per-leaf norm clip; its
     ``clip_by_block_rms`` bounds the root *mean* square instead (see
-    :func:`clip_by_block_rms`).
+    :func:`clip_by_block_rms`). The norm is summed in float32 for half-precision leaves,
+    over elements scaled by a power of two, so it never overflows where it is
+    representable (see the module's note).
 
     Args:
       max_norm: the largest L2 norm a leaf keeps (``> 0``).
@@ -97,13 +110,13 @@ def clip_by_block_norm(max_norm: float | jax.Array) -> GradientTransformation:
     check.positive("max_norm", max_norm)
 
     def update_leaf(g):
-        c = jnp.asarray(max_norm, g.dtype)
-        sq = jnp.sum(g * g)
-        # sqrt and c / norm only where used, so that jax.grad through a zero leaf is finite
-        norm = jnp.where(sq > 0, jnp.sqrt(jnp.where(sq > 0, sq, 1)), 0)
+        t, unscale = _sum_of_squares([g])
+        norm = unscale(_safe_sqrt(t))
+        c = jnp.asarray(max_norm, norm.dtype)
         over = norm > c
+        # c / norm only where used, so that jax.grad through a zero leaf is finite
         factor = jnp.where(over, c / jnp.where(over, norm, 1), 1)
-        return jnp.where(over, g * factor, g), ()
+        return jnp.where(over, (g.astype(norm.dtype) * factor).astype(g.dtype), g), ()
 
     return leafwise(update_leaf)
 
@@ -121,7 +134,9 @@ def clip_by_block_rms(threshold: float | jax.Array) -> GradientTransformation:
 
     with :math:`\tau` = ``threshold`` and the mean over the leaf's elements (a complex
     element counts once, with :math:`|g|^2`). Same name, argument and numbers as
-    ``optax.clip_by_block_rms``.
+    ``optax.clip_by_block_rms``, except that the RMS never overflows or underflows
+    where it is representable (float16 and bfloat16 summed in float32, elements scaled by
+    a power of two first; optax squares in the leaf's dtype).
 
     Args:
       threshold: the largest root mean square a leaf keeps (``> 0``).
@@ -140,15 +155,59 @@ def clip_by_block_rms(threshold: float | jax.Array) -> GradientTransformation:
     check.positive("threshold", threshold)
 
     def clip_leaf(g):
-        rms = jnp.sqrt(jnp.mean(_abs_sq(g)))
-        return g / jnp.maximum(1.0, rms / jnp.asarray(threshold, rms.dtype)).astype(g.dtype), ()
+        t, unscale = _sum_of_squares([g])
+        rms = unscale(jnp.sqrt(t / max(g.size, 1)))
+        divisor = jnp.maximum(1.0, rms / jnp.asarray(threshold, rms.dtype))
+        wide = jnp.promote_types(g.dtype, rms.dtype)
+        return (g.astype(wide) / divisor.astype(wide)).astype(g.dtype), ()
 
     return leafwise(clip_leaf, complex_as_real=False)
 
 
-def _abs_sq(g: jax.Array) -> jax.Array:
-    """:math:`|g|^2` element-wise, real for complex ``g``."""
-    return jnp.square(jnp.real(g)) + jnp.square(jnp.imag(g)) if jnp.iscomplexobj(g) else g * g
+def _parts(g: jax.Array) -> list[jax.Array]:
+    """The real arrays whose squares sum to :math:`\\sum |g|^2`: ``g``, or its real and
+    imaginary parts."""
+    return [jnp.real(g), jnp.imag(g)] if jnp.iscomplexobj(g) else [g]
+
+
+def _accumulator(dtype: Any) -> Any:
+    """The dtype a sum of squares of ``dtype`` values is taken in: float32 for float16 and
+    bfloat16 (as torch does), else the real dtype itself (float32 for integers)."""
+    real = jnp.finfo(dtype).dtype if jnp.issubdtype(dtype, jnp.inexact) else jnp.float32
+    return jnp.promote_types(real, jnp.float32)
+
+
+def _sum_of_squares(leaves: list[jax.Array]) -> tuple[jax.Array, Callable[[jax.Array], Any]]:
+    """``(t, unscale)`` with :math:`\\sum_{\\text{leaves}} \\sum |g|^2 = t\\,4^e` and
+    ``unscale(y)`` :math:`= y\\,2^e`: the square root of the sum (a norm) is
+    ``unscale(sqrt(t))``, never overflowing or underflowing where the norm is
+    representable in the accumulator's dtype (:func:`_accumulator`).
+
+    Every element is multiplied by :math:`2^{-e}` before it is squared, :math:`2^e` the
+    largest element's binade, so the squares lie in :math:`[0, 1]`; a power of two
+    scales exactly, so where the plain sum of squares neither overflows nor underflows
+    ``unscale(sqrt(t))`` has its bits (optax's numbers in float32). Squares of float16
+    values cannot leave float32's range: float16 leaves are summed in float32 unscaled."""
+    parts = [x for g in leaves for x in _parts(jnp.asarray(g))]
+    if not parts:
+        return jnp.zeros([], jnp.float32), lambda y: y
+    acc = functools.reduce(jnp.promote_types, [_accumulator(x.dtype) for x in parts])
+    if all(x.dtype == jnp.float16 for x in parts):
+        squares = [jnp.sum(jnp.square(x.astype(acc))) for x in parts]
+        return functools.reduce(operator.add, squares), lambda y: y
+    top = functools.reduce(jnp.maximum, [jnp.max(jnp.abs(x.astype(acc)), initial=0) for x in parts])
+    e = jnp.where(jnp.isfinite(top) & (top > 0), jnp.frexp(top)[1], 0)
+    half = e // 2  # 2^e in two factors, each a normal number however large or small e is
+    up = (jnp.ldexp(jnp.ones([], acc), half), jnp.ldexp(jnp.ones([], acc), e - half))
+    down = (jnp.ldexp(jnp.ones([], acc), -half), jnp.ldexp(jnp.ones([], acc), half - e))
+    squares = [jnp.sum(jnp.square(x.astype(acc) * down[0] * down[1])) for x in parts]
+    return functools.reduce(operator.add, squares), lambda y: y * up[0] * up[1]
+
+
+def _safe_sqrt(t: jax.Array) -> jax.Array:
+    """``sqrt(t)`` (NaN for NaN), with a finite gradient at 0 (``jax.grad`` through an
+    all-zero leaf)."""
+    return jnp.where(t > 0, jnp.sqrt(jnp.where(t > 0, t, 1)), t)
 
 
 def global_norm(updates: Updates) -> jax.Array:
@@ -163,6 +222,12 @@ def global_norm(updates: Updates) -> jax.Array:
     Args:
       updates: a pytree of arrays (complex elements count with :math:`|g|^2`).
 
+    Unlike ``optax.tree.norm``, it does not overflow or underflow where the norm is
+    representable (see the module's note): it squares float16 and bfloat16 leaves in
+    float32, each leaf scaled by a power of two first, and returns the norm in that
+    accumulator's dtype (float32 for half-precision leaves, so that a norm beyond
+    float16's range is still returned; float64 where a leaf is).
+
     Returns:
       A scalar array.
 
@@ -172,8 +237,8 @@ def global_norm(updates: Updates) -> jax.Array:
       >>> print(gradtx.global_norm({"a": jnp.array([3.0]), "b": jnp.array([4.0])}))
       5.0
     """
-    sums = jax.tree.map(lambda g: jnp.sum(_abs_sq(jnp.asarray(g))), updates)
-    return jnp.sqrt(jax.tree.reduce(operator.add, sums, initializer=0))
+    t, unscale = _sum_of_squares(jax.tree.leaves(updates))
+    return unscale(_safe_sqrt(t))
 
 
 def clip_by_global_norm(max_norm: float | jax.Array) -> GradientTransformation:
@@ -188,7 +253,10 @@ def clip_by_global_norm(max_norm: float | jax.Array) -> GradientTransformation:
         u = \begin{cases} g & n < c \\ (g / n)\cdot c & \text{otherwise,} \end{cases}
 
     with :math:`c` = ``max_norm`` (``> 0``). Same name, argument and numbers as
-    ``optax.clip_by_global_norm`` (the same operations in the same order); torch's
+    ``optax.clip_by_global_norm`` (the same operations in the same order), except that
+    the norm never overflows where it is representable, and half-precision leaves are
+    divided in float32 (see :func:`global_norm`; optax gives ``[0, 0]`` for float16
+    ``[300, 400]``, gradtx torch's ``[0.6, 0.8]``); torch's
     ``clip_grad_norm_`` multiplies by :math:`c / (n + 10^{-6})` instead.
 
     Args:
@@ -209,8 +277,10 @@ def clip_by_global_norm(max_norm: float | jax.Array) -> GradientTransformation:
     check.positive("max_norm", max_norm)
 
     def clip_leaf(g, *, norm):
-        c = jnp.asarray(max_norm, g.dtype)
-        return jax.lax.select(norm < max_norm, g, (g / norm.astype(g.dtype)) * c), ()
+        wide = jnp.promote_types(g.dtype, norm.dtype)  # g's dtype, or float32 for halves
+        c = jnp.asarray(max_norm, wide)
+        clipped = ((g.astype(wide) / norm.astype(wide)) * c).astype(g.dtype)
+        return jax.lax.select(norm < max_norm, g, clipped), ()
 
     per_leaf = leafwise(clip_leaf, extra_args=("norm",), complex_as_real=False)
 

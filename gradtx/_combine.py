@@ -16,12 +16,27 @@ from gradtx._base import (
     update_with_extra_args,
 )
 from gradtx._masking import masked, resolve
+from gradtx._trees import StateMismatchError, check_state, describe
 
 
 def _require_transform(tx: Any, where: str) -> None:
     """Raise ``TypeError`` unless ``tx`` has callable ``init`` and ``update``."""
     if not (callable(getattr(tx, "init", None)) and callable(getattr(tx, "update", None))):
         raise TypeError(f"{where} is not a transform (no init/update): {tx!r}")
+
+
+def _check_members(state: Any, n: int) -> None:
+    """Refuse, before reading it, a state that is not the tuple of ``n`` member states
+    that :func:`chain`'s ``init`` makes (``None``; another transform's state)."""
+    if state is None:
+        check_state(state, tuple, "chain")
+    if not isinstance(state, tuple | list) or hasattr(state, "_fields") or len(state) != n:
+        raise StateMismatchError(
+            f"chain: the state passed does not belong to this chain of {n} transforms. It "
+            f"expects a tuple of {n} member states, as its init(params) makes; it got "
+            f"{describe(state)}. Pass the state this chain's init made (a state made by "
+            "another transform, or by a chain of other members, does not fit)."
+        )
 
 
 def chain(*transforms: Any) -> GradientTransformation:
@@ -62,13 +77,14 @@ def chain(*transforms: Any) -> GradientTransformation:
         return tuple(tx.init(params) for tx in transforms)
 
     def update(updates: Updates, state: tuple, params: Params | None = None, **extra_args):
-        if len(state) != len(transforms):
-            raise ValueError(
-                f"chain of {len(transforms)} transforms got a state of {len(state)} entries."
-            )
+        _check_members(state, len(transforms))
         new_state = []
-        for update_fn, s in zip(updates_fns, state):
-            updates, s = update_fn(updates, s, params, **extra_args)
+        for i, (update_fn, s) in enumerate(zip(updates_fns, state)):
+            try:
+                updates, s = update_fn(updates, s, params, **extra_args)
+            except (TypeError, ValueError) as e:
+                e.add_note(f"(raised by member {i} of the chain, counting from 0)")
+                raise
             new_state.append(s)
         return updates, tuple(new_state)
 
@@ -107,12 +123,60 @@ def named_chain(*transforms: tuple[str, Any]) -> GradientTransformation:
         return OrderedDict(zip(names, inner.init(params)))
 
     def update(updates: Updates, state: dict, params: Params | None = None, **extra_args):
+        if state is None:
+            check_state(state, OrderedDict, "named_chain")
+        if not isinstance(state, dict) or list(state) != names:
+            raise StateMismatchError(
+                f"named_chain: the state passed does not belong to this transform. It expects "
+                f"{{name: state}} for the names {names}, as its init(params) makes; it got "
+                f"{describe(state)}. Pass the state this transform's init made."
+            )
         updates, states = inner.update(
             updates, tuple(state[n] for n in names), params, **extra_args
         )
         return updates, OrderedDict(zip(names, states))
 
     return GradientTransformation(init, update)
+
+
+def leaf_keys(transforms: dict[Any, Any], labels: Any) -> Any:
+    """``labels`` with each label replaced by the position in ``transforms`` of the key it
+    names.
+
+    One notion of label equality everywhere: a label names the key that
+    ``transforms[label]`` finds (Python's dict lookup: hash and ``==``, so ``1``,
+    ``np.int64(1)`` and ``True`` name the key ``1``; ``"1"`` does not). A node of
+    ``labels`` that is itself a key (a tuple label) is one label, not a subtree. A label
+    that names no key, or cannot be one (unhashable: a list, an array), is refused naming
+    its path, as optax refuses a label with no transform.
+    """
+    canonical = {k: i for i, k in enumerate(transforms)}
+
+    def is_label(x: Any) -> bool:
+        try:
+            return x in canonical
+        except TypeError:  # unhashable: a list, dict or array, a subtree or refused below
+            return False
+
+    def key_of(path: Any, label: Any) -> Any:
+        where = jax.tree_util.keystr(path) or "<root>"
+        try:
+            return canonical[label]
+        except TypeError:
+            raise TypeError(
+                f"Invalid param_labels: the label at path {where} is {label!r} "
+                f"({type(label).__name__}), which cannot be a dict key. Labels are keys of "
+                f"transforms ({list(transforms)}): use hashable labels (str, int, ...)."
+            ) from None
+        except KeyError:
+            raise ValueError(
+                f"Invalid param_labels: the label at path {where} is {label!r} "
+                f"({type(label).__name__}), which has no transform (transforms has the keys "
+                f"{list(transforms)}; a label matches a key as a dict lookup does, so '0' "
+                "does not match 0). Add a transform for it or relabel that leaf."
+            ) from None
+
+    return jax.tree_util.tree_map_with_path(key_of, labels, is_leaf=is_label)
 
 
 class PartitionState(NamedTuple):
@@ -138,9 +202,13 @@ def partition(transforms: dict[Any, Any], param_labels: Any) -> GradientTransfor
     r"""Apply a different transform to each group of parameters: torch's param groups.
 
     Each transform sees only its own leaves (the others are empty :class:`MaskedNode`), so it
-    keeps state for those alone. A label with no transform raises ``ValueError`` naming it.
-    Same name (as ``optax.transforms.partition``; ``multi_transform`` is its alias),
-    arguments and state layout as optax.
+    keeps state for those alone. A label names the key that ``transforms[label]`` finds
+    (a dict lookup, the one notion of label equality in the check and the grouping alike:
+    ``np.int64(0)`` names the key ``0``, the string ``"0"`` does not); a label with no
+    transform raises ``ValueError`` naming its path, an unhashable one ``TypeError``. A
+    tuple that is a key of ``transforms`` is one label, not a subtree. Same name (as
+    ``optax.transforms.partition``; ``multi_transform`` is its alias), arguments and state
+    layout as optax.
 
     Args:
       transforms: ``{label: transform}``.
@@ -167,33 +235,32 @@ def partition(transforms: dict[Any, Any], param_labels: Any) -> GradientTransfor
     for label, tx in transforms.items():
         _require_transform(tx, f"partition: transforms[{label!r}]")
 
-    def check_labels(labels: Any) -> None:
-        missing = sorted({str(x) for x in jax.tree.leaves(labels)} - {str(k) for k in transforms})
-        if missing:
-            raise ValueError(
-                f"Invalid param_labels: label(s) {missing} have no transform "
-                f"(transforms has {sorted(str(k) for k in transforms)})."
-            )
-
-    def group(labels: Any, label: Any) -> Any:
-        return jax.tree.map(lambda x: x == label, labels)
+    def groups(labels: Any) -> dict[Any, Any]:
+        """``{key: mask}``: for each key of ``transforms``, where its transform applies."""
+        index = leaf_keys(transforms, labels)
+        return {k: jax.tree.map(lambda i, j=j: i == j, index) for j, k in enumerate(transforms)}
 
     @abstract_aware
     def init(params: Params) -> PartitionState:
         if not jax.tree.leaves(params):  # nothing to label: optax.tree.map_params's probe
             return PartitionState({k: masked(tx, ()).init(params) for k, tx in transforms.items()})
-        labels = resolve(param_labels, params)
-        check_labels(labels)
+        masks = groups(resolve(param_labels, params))
         return PartitionState(
-            {k: masked(tx, group(labels, k)).init(params) for k, tx in transforms.items()}
+            {k: masked(tx, masks[k]).init(params) for k, tx in transforms.items()}
         )
 
     def update(updates: Updates, state: PartitionState, params: Params | None = None, **extra):
-        labels = resolve(param_labels, updates)
-        check_labels(labels)
+        check_state(state, PartitionState, "partition")
+        if not isinstance(state.inner_states, dict) or set(state.inner_states) != set(transforms):
+            raise StateMismatchError(
+                "partition: the state passed does not belong to this transform. It expects "
+                f"one state per label {list(transforms)}, as its init(params) makes; it got "
+                f"{describe(state)}. Pass the state this transform's init made."
+            )
+        masks = groups(resolve(param_labels, updates))
         new_states = {}
         for k, tx in transforms.items():
-            updates, new_states[k] = masked(tx, group(labels, k)).update(
+            updates, new_states[k] = masked(tx, masks[k]).update(
                 updates, state.inner_states[k], params, **extra
             )
         return updates, PartitionState(new_states)

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from gradtx._base import GradientTransformation, Params, Updates, update_with_extra_args
+from gradtx._trees import check_inexact_updates, check_same_structure, check_update_shape
 
 
 def _ravel(tree: Any) -> jax.Array:
@@ -77,6 +78,12 @@ def flatten(inner: GradientTransformation) -> GradientTransformation:
         return inner.init(_ravel(params))
 
     def update(updates: Updates, state: Any, params: Params | None = None, **extra_args):
+        check_inexact_updates(updates)  # the concatenation would promote them silently
+        if params is not None:  # the same checks as the engine's, before raveling
+            check_same_structure(updates, params, "updates", "params")
+            p_leaves = jax.tree.structure(updates).flatten_up_to(params)
+            for i, (g, p) in enumerate(zip(jax.tree.leaves(updates), p_leaves)):
+                check_update_shape(updates, i, "params", jnp.shape(p), jnp.shape(g))
         flat_params = None if params is None else _ravel(params)
         flat, state = inner_update(_ravel(updates), state, flat_params, **extra_args)
         return _unravel(updates, flat), state

@@ -24,6 +24,7 @@ from gradtx._base import (
     safe_increment,
     update_with_extra_args,
 )
+from gradtx._trees import check_names, check_state
 
 
 class InjectHyperparamsState(NamedTuple):
@@ -192,6 +193,8 @@ def inject_hyperparams(
             return InjectHyperparamsState(count, hyperparams, build(hyperparams).init(params))
 
         def update(updates: Updates, state, params: Params | None = None, **extra_args):
+            check_state(state, InjectHyperparamsState, "inject_hyperparams")
+            check_names(state.hyperparams, {*numeric, *scheduled}, "inject_hyperparams")
             # the gradients have the params' dtypes: the same choice as at init, even when
             # a user replaced a value with a Python number
             dtype = hyperparam_dtype or _float_dtype(updates)

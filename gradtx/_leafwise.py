@@ -9,7 +9,11 @@ turns such a rule into a transform. It owns, once for all transforms:
   (optax's and checkpointing tools' layout), plus scalar fields updated once per step
   (:class:`Scalars`; a step ``count`` is the common one, :func:`counter`),
 * checking that updates, params and state have the same tree structure and shapes,
-  naming the first path that differs,
+  naming the first path that differs (the gradients as the odd one out: the params and
+  state are what ``init`` saw),
+* refusing, before a field is read, a state that ``init`` did not make (``None``, or
+  another transform's: :func:`gradtx._trees.check_state`), and integer or bool
+  gradients, by path,
 * complex parameters, viewed as pairs of reals the way ``torch.optim`` does,
 * dtypes: an update leaves with its gradient's dtype, a state leaf keeps its own,
 * placement: a state leaf of its param's shape is sharded like the param
@@ -38,7 +42,14 @@ from gradtx._base import (
 )
 from gradtx._numerics import as_complex, as_real, real_shape
 from gradtx._sharding import placed_like
-from gradtx._trees import check_same_structure, check_shape, leaf_paths
+from gradtx._trees import (
+    check_inexact_updates,
+    check_same_structure,
+    check_state,
+    check_stateless,
+    check_update_shape,
+    leaf_paths,
+)
 
 
 class Scalars(NamedTuple):
@@ -130,6 +141,7 @@ def leafwise(
     with_params: bool = False,
     extra_args: Sequence[str] = (),
     complex_as_real: bool = True,
+    integers: bool = False,
 ) -> GradientTransformation:
     r"""Lift the rule for one array to a transform over pytrees.
 
@@ -182,6 +194,9 @@ def leafwise(
         transform needs; they go to ``scalars.step`` if there is one, else to every leaf.
       complex_as_real: whether complex leaves reach the rule as pairs of reals (below);
         a rule that reduces over a leaf and counts a complex element once sets ``False``.
+      integers: whether integer and bool gradients are taken (a rule exact on them, such
+        as :func:`gradtx.set_to_zero`'s, which freezes integer leaves); by default they
+        are refused naming their path, as a rule in integer arithmetic would truncate.
 
     Returns:
       The transform. Complex leaves are (by default) handed to ``update_leaf`` and ``init_leaf`` as
@@ -262,11 +277,22 @@ def leafwise(
                 f"{missing[0]}=...) and then state.replace(step=state.step + 1, "
                 "params=gradtx.apply_updates(state.params, updates), opt_state=opt_state)."
             )
+        if state._fields:
+            check_state(opt_state, state, "update()")
+        else:
+            check_stateless(opt_state, "update()")
         if with_params and params is None:
             raise ValueError(NO_PARAMS_MSG)
         state_trees = [getattr(opt_state, name) for name in tree_fields]
         for name, tree in zip(tree_fields, state_trees):
-            check_same_structure(updates, tree, "updates", f"state.{name}")
+            try:
+                check_same_structure(updates, tree, "updates", f"state.{name}")
+            except ValueError as e:
+                raise ValueError(
+                    f"{e} The state does not belong to these updates: init made it for params "
+                    "of another structure, or the gradients are not those of the params "
+                    "(compare jax.tree.structure of both)."
+                ) from None
         if params is not None:
             check_same_structure(updates, params, "updates", "params")
 
@@ -284,12 +310,14 @@ def leafwise(
         out_u, out_s = [], []
         for i, g in enumerate(g_leaves):
             g = jnp.asarray(g)
+            if not integers:
+                check_inexact_updates(updates, i, g)
             s = tuple(column[i] for column in s_leaves)
             if p_leaves is not None:
-                check_shape(updates, i, "params", jnp.shape(p_leaves[i]), g.shape)
+                check_update_shape(updates, i, "params", jnp.shape(p_leaves[i]), g.shape)
             want = real_shape(g) if complex_as_real else g.shape
             for name, x in zip(tree_fields, s):
-                check_shape(updates, i, f"state.{name}", x.shape, want)
+                check_update_shape(updates, i, f"state.{name}", jnp.shape(x), want)
             leaf_kw = {**kw, "p": view(jnp.asarray(p_leaves[i]))} if with_params else kw
             u, new_s = rule(view(g), *s, **leaf_kw)
             out_u.append(unview(u, g))

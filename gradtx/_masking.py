@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import jax
+import numpy as np
 
 from gradtx._base import (
     GradientTransformation,
@@ -18,6 +19,7 @@ from gradtx._base import (
     abstract_aware,
     update_with_extra_args,
 )
+from gradtx._trees import check_state
 
 
 class MaskedNode(NamedTuple):
@@ -62,11 +64,28 @@ def resolve(tree_or_fn: Any, params: Any) -> Any:
     return tree_or_fn(params) if is_fn else tree_or_fn
 
 
+def _as_flag(path: Any, m: Any) -> bool:
+    """A mask entry as a Python bool: ``True``/``False``, a NumPy bool, or a concrete
+    boolean scalar array. Anything else (``"False"``, ``0``, a traced value) is refused
+    by path: a truthy string would silently select the leaf."""
+    if isinstance(m, bool | np.bool_):
+        return bool(m)
+    dtype, shape = getattr(m, "dtype", None), getattr(m, "shape", None)
+    if dtype == np.bool_ and shape == () and not isinstance(m, jax.core.Tracer):
+        return bool(m)
+    raise TypeError(
+        f"Invalid mask: the entry at path {jax.tree_util.keystr(path) or '<root>'} is "
+        f"{m!r} ({type(m).__name__}); a mask holds Python bools, fixed before tracing "
+        "(True: the transform applies to that leaf or subtree). For labels, use partition."
+    )
+
+
 def mask_tree(tree: Any, mask: Any) -> Any:
     """``tree`` with the subtrees where ``mask`` is False replaced by ``MaskedNode()``.
     ``mask`` has the tree's structure or is a prefix of it (one bool per subtree)."""
+    flags = jax.tree_util.tree_map_with_path(_as_flag, mask)
     try:
-        return jax.tree.map(lambda m, x: x if m else MaskedNode(), mask, tree)
+        return jax.tree.map(lambda m, x: x if m else MaskedNode(), flags, tree)
     except ValueError as e:
         raise ValueError(
             f"the mask's structure {jax.tree.structure(mask)} is not a prefix of the "
@@ -79,9 +98,10 @@ def masked(inner: Any, mask: Any) -> GradientTransformation:
 
     ``inner`` sees only the leaves it owns: the others are replaced by an empty
     :class:`MaskedNode`, so they have no state (a masked-out leaf costs no memory and cannot
-    be touched by ``inner``). The mask must be static (Python bools), as in
-    ``optax.masked``, whose name, arguments, state layout (:class:`MaskedState`) and
-    behaviour these are.
+    be touched by ``inner``). The mask must be static: Python or NumPy bools (or concrete
+    boolean scalars); any other entry (``"False"``, ``0``) is refused naming its path,
+    where optax would take its truthiness. Otherwise ``optax.masked``'s name, arguments,
+    state layout (:class:`MaskedState`) and behaviour.
 
     Args:
       inner: the transform to apply (gradtx or optax).
@@ -112,7 +132,8 @@ def masked(inner: Any, mask: Any) -> GradientTransformation:
         return MaskedState(inner.init(mask_tree(params, resolve(mask, params))))
 
     def update(updates: Updates, state: MaskedState, params: Params | None = None, **extra):
-        m = resolve(mask, updates)
+        check_state(state, MaskedState, "masked")
+        m = jax.tree_util.tree_map_with_path(_as_flag, resolve(mask, updates))
         sub_updates = mask_tree(updates, m)
         sub_params = None if params is None else mask_tree(params, m)
         new_sub, inner_state = inner_update(sub_updates, state.inner_state, sub_params, **extra)

@@ -77,7 +77,10 @@ def scale_by_schedule(step_size_fn) -> GradientTransformation:
 
     .. math:: u_t = s(t)\,g_t
 
-    Same as ``optax.scale_by_schedule``.
+    Same as ``optax.scale_by_schedule``, except that its values are checked (optax takes
+    any): each must be a finite real scalar (one that is not is refused, never broadcast),
+    checked at step 0 here and at every eager step, and for its shape only under ``jit``
+    (no host sync in a compiled step); the error names the step.
 
     Args:
       step_size_fn: a schedule: a function from the ``int32`` step count to a scalar.
@@ -98,6 +101,12 @@ def scale_by_schedule(step_size_fn) -> GradientTransformation:
       [0.5]
       [0.33333334]
     """
+
+    return _scaled_by(check.schedule("step_size_fn", step_size_fn, check.finite))
+
+
+def _scaled_by(step_size_fn) -> GradientTransformation:
+    """:func:`scale_by_schedule` of a schedule already checked."""
 
     def update_leaf(g, *, step_size):
         return _times(step_size, g), ()
@@ -125,8 +134,10 @@ def scale_by_learning_rate(
     Same as ``optax.scale_by_learning_rate``.
 
     Args:
-      learning_rate: :math:`\gamma`, a number ``>= 0`` or a schedule of the step count;
-        ``None`` means no scaling.
+      learning_rate: :math:`\gamma`, a number ``>= 0`` or a schedule of the step count
+        whose values are ``>= 0`` (checked at step 0 here and at every eager step: a
+        negative rate would climb; a value that is not a scalar is refused, never
+        broadcast); ``None`` means no scaling.
       flip_sign: negate, turning a gradient into a descent step (the default).
 
     Returns:
@@ -147,5 +158,6 @@ def scale_by_learning_rate(
     check.non_negative("learning_rate", learning_rate)
     m = -1 if flip_sign else 1
     if callable(learning_rate):
-        return scale_by_schedule(lambda count: m * learning_rate(count))
+        lr = check.schedule("learning_rate", learning_rate, check.non_negative)
+        return _scaled_by(lambda count: m * lr(count))
     return scale(m * learning_rate)

@@ -3,8 +3,9 @@
 One message style: ``Invalid <name>: <value> (must be <rule>).``, naming the argument
 as the caller spelled it. Every concrete value is checked where it enters: Python and
 NumPy numbers, and concrete JAX arrays (read once, a host sync at construction, never
-inside a step). Exempt: traced values (inside ``jit``, ``vmap``, ...), schedules
-(callables; ``inject_hyperparams`` checks their values at ``init``), and values passed
+inside a step). Exempt: traced values (inside ``jit``, ``vmap``, ...), schedules (callables: their
+values are checked by :func:`schedule`, at step 0 where the schedule enters and then
+wherever a value comes out concrete), and values passed
 while :func:`trusted` is active: ``inject_hyperparams`` rebuilds its inner transform
 inside every ``update`` from values it already checked, and must not read them again.
 """
@@ -13,9 +14,10 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import math
 import numbers
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import jax
@@ -233,3 +235,52 @@ def hyperparameter(name: str, value: Any) -> None:
         concrete(value)
     except ValueError:
         _fail(name, value, "a real scalar")
+
+
+Rule = Callable[[str, Any], Any]
+
+
+def schedule_value(name: str, value: Any, rule: Rule, count: Any) -> None:
+    """Check one value of the schedule given for ``name``, at step ``count``.
+
+    Its shape is static, so a value that is not a scalar is refused always (a schedule
+    giving ``[0.1, 0.2]`` would be broadcast over every leaf), traced or not. A concrete
+    value (an eager step, or a schedule that ignores the count) is checked by ``rule``
+    (:func:`non_negative`, :func:`finite`, ...) like the hyperparameter itself; a traced
+    one is not read: no host sync inside a compiled step."""
+    if isinstance(value, jax.core.Tracer) or hasattr(value, "dtype"):
+        shape, dtype = tuple(jnp.shape(value)), jnp.result_type(value)
+    else:
+        shape, dtype = tuple(np.shape(value)), np.asarray(value).dtype
+    at = "step ?" if isinstance(count, jax.core.Tracer) else f"step {count!r}"
+    if isinstance(count, jax.Array | np.ndarray) and not isinstance(count, jax.core.Tracer):
+        at = f"step {int(count)}"
+    where = f"{name} (its schedule's value at {at})"
+    if shape != () or dtype == np.bool_ or not _is_real_dtype(dtype):
+        got = f"a {dtype} array of shape {shape}" if shape != () else repr(value)
+        raise ValueError(
+            f"Invalid {where}: {got} (must be a real scalar: a schedule gives one number "
+            "per step, never broadcast over the leaves)."
+        )
+    rule(where, value)
+
+
+def schedule(name: str, fn: Any, rule: Rule) -> Callable[[Any], Any]:
+    """``fn``, a schedule given for hyperparameter ``name``, with its values checked.
+
+    The one place where schedules' values are checked (the blocks that take a schedule
+    wrap it here; ``MultiSteps``'s and ``inject_hyperparams``'s can too). Its value at
+    step 0 is checked now, where the schedule enters (a constructor); each later value by
+    :func:`schedule_value` as it is computed: eagerly by ``rule``, under ``jit`` for its
+    shape only. Raises ``ValueError`` naming ``name``, the step and the rule."""
+    if not callable(fn):
+        _fail(name, fn, "a schedule: a function of the step count")
+
+    def checked(count: Any) -> Any:
+        value = fn(count)
+        schedule_value(name, value, rule, count)
+        return value
+
+    functools.update_wrapper(checked, fn, updated=())
+    checked(jnp.zeros([], jnp.int32))
+    return checked

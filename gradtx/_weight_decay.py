@@ -89,6 +89,7 @@ def add_decayed_weights(
         return g + wd * p, ()
 
     if callable(weight_decay):
+        weight_decay = check.schedule("weight_decay", weight_decay, check.non_negative)
         return leafwise(
             decay,
             state=WeightDecayScheduleState,

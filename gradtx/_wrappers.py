@@ -27,6 +27,7 @@ from gradtx._base import (
     safe_increment,
     update_with_extra_args,
 )
+from gradtx._trees import check_state
 
 # --------------------------------------------------------------------------------------
 # apply_if_finite
@@ -125,6 +126,7 @@ def apply_if_finite(inner: Any, max_consecutive_errors: int) -> GradientTransfor
         return ApplyIfFiniteState(notfinite, jnp.array(True), total, inner.init(params))
 
     def update(updates: Updates, state: ApplyIfFiniteState, params=None, **extra_args):
+        check_state(state, ApplyIfFiniteState, "apply_if_finite")
         finite = _all_finite(updates)
         notfinite = jnp.where(finite, 0, safe_increment(state.notfinite_count))
         notfinite = notfinite.astype(jnp.int32)

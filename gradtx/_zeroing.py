@@ -9,6 +9,7 @@ import jax.numpy as jnp
 
 from gradtx._base import GradientTransformation, Params, Updates, abstract_aware
 from gradtx._leafwise import leafwise
+from gradtx._trees import check_state
 
 
 def set_to_zero() -> GradientTransformation:
@@ -30,7 +31,7 @@ def set_to_zero() -> GradientTransformation:
       >>> print(round(float(updates["w"][0]), 4), float(updates["b"][0]))
       -0.1 0.0
     """
-    return leafwise(lambda g: (jnp.zeros_like(g), ()), complex_as_real=False)
+    return leafwise(lambda g: (jnp.zeros_like(g), ()), complex_as_real=False, integers=True)
 
 
 class ZeroNansState(NamedTuple):
@@ -79,6 +80,8 @@ def zero_nans() -> GradientTransformation:
         return ZeroNansState(jax.tree.map(lambda p: jnp.array(False), params))
 
     def update(updates: Updates, state: Any, params: Params | None = None, **extra_args):
+        if state is not None:  # None: optax's zero_nans takes it too (it only writes it)
+            check_state(state, ZeroNansState, "zero_nans")
         del state, params, extra_args
         found = jax.tree.map(lambda g: jnp.any(jnp.isnan(g)), updates)
         zeroed = jax.tree.map(lambda g: jnp.where(jnp.isnan(g), jnp.zeros_like(g), g), updates)

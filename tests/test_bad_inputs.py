@@ -70,9 +70,9 @@ def test_inject_hyperparams_checks_at_construction(lr):
 
 
 def test_inject_hyperparams_checks_a_schedule_at_init():
-    tx = gradtx.inject_hyperparams(gradtx.rmsprop)(learning_rate=lambda count: count - 1.0)
+    # at construction already: the inner constructor checks the schedule's step-0 value
     with pytest.raises(ValueError, match="Invalid learning_rate"):
-        tx.init(PARAMS)
+        gradtx.inject_hyperparams(gradtx.rmsprop)(learning_rate=lambda count: count - 1.0)
 
 
 @pytest.mark.parametrize("bad", [-5.0, jnp.array(-5.0), np.float64(-5.0), float("nan")])
