@@ -49,16 +49,13 @@ from gradtx._rms import (
 from gradtx._rprop import (
     RPROP_VARIANTS,
     RpropVariant,
-    scale_by_rprop,
-)
-from gradtx._rprop_state import (
     ScaleByIRpropPlusPackedState,
     ScaleByIRpropPlusState,
     ScaleByRpropPackedState,
-    ScaleByRpropPlusPackedState,
     ScaleByRpropState,
     rprop_prev_signs,
     rprop_step_sizes,
+    scale_by_rprop,
 )
 from gradtx._scaling import ScaleByScheduleState, scale, scale_by_learning_rate, scale_by_schedule
 from gradtx._schedules import (
@@ -112,7 +109,6 @@ __all__ = [
     "ScaleByRmsState",
     "ScaleByRmsWithCountState",
     "ScaleByRpropPackedState",
-    "ScaleByRpropPlusPackedState",
     "ScaleByRpropState",
     "ScaleByScheduleState",
     "Schedule",

@@ -166,9 +166,8 @@ def test_state_bytes_per_float32_param(variant):
     params = {"w": jnp.zeros((300, 100), jnp.float32), "b": jnp.zeros(100, jnp.float32)}
     n = 30_100
     scalar_bytes = jnp.zeros((), jax.dtypes.canonicalize_dtype(jnp.float64)).nbytes
-    # one packed integer per weight; the "+" variants hold eta_minus and min_step_size for
-    # the accessors, and iRprop+ the previous loss, as scalars
-    scalars = {"irprop-": 0, "rprop-": 0, "rprop+": 2, "irprop+": 3}[variant]
+    # one packed integer per weight, and iRprop+'s previous loss as a scalar
+    scalars = {"irprop-": 0, "rprop-": 0, "rprop+": 0, "irprop+": 1}[variant]
     expected = 4.0 + scalars * scalar_bytes / n
     assert _bytes_per_param(variant, params) == expected
     assert _bytes_per_param(variant, params) <= 4.0 + 24 / n

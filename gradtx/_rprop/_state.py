@@ -1,0 +1,213 @@
+"""Rprop's state types, and the accessors that read any of them as floats and signs.
+
+Every variant stores the same thing per weight, (Δ, sign g'), packed or plain
+(:mod:`gradtx._rprop._storage`); iRprop+ also the previous loss. No field depends on a
+hyperparameter, so a state means the same whichever transform reads it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gradtx._rprop._storage import Packed, Plain, packed_limit, step_dtype
+
+
+def value_dtype() -> Any:
+    """The dtype of iRprop+'s E_{t-1}: float64 when x64 is enabled, else float32, so that
+    a loss is compared without rounding."""
+    return jax.dtypes.canonicalize_dtype(jnp.float64)
+
+
+class ScaleByRpropPackedState(NamedTuple):
+    r"""Rprop's state: step size and previous sign packed in one integer per weight.
+
+    4 B per float32 weight, for every variant but iRprop+ (which adds a scalar). Read it
+    with :func:`rprop_step_sizes` and :func:`rprop_prev_signs`.
+
+    Attributes:
+      packed: per weight, :math:`\Delta` and :math:`\operatorname{sign}(g')` in one unsigned
+        integer (``uint32`` for float32 step sizes).
+
+    Example:
+      >>> import jax.numpy as jnp
+import numpy as np
+      >>> import gradtx
+      >>> state = gradtx.scale_by_rprop(0.01).init({"w": jnp.zeros(2)})
+      >>> type(state).__name__, state.packed["w"].dtype
+      ('ScaleByRpropPackedState', dtype('uint32'))
+    """
+
+    packed: Any  # uint32 (float32 steps), uint64, uint16 (float16), int16 (bfloat16)
+
+
+class ScaleByIRpropPlusPackedState(NamedTuple):
+    r"""iRprop+'s state: Rprop's packed state plus the previous loss :math:`E_{t-1}`.
+
+    Attributes:
+      packed: as in :class:`ScaleByRpropPackedState`.
+      prev_value: :math:`E_{t-1}`, a scalar, ``+inf`` before the first update.
+
+    Example:
+      >>> import jax.numpy as jnp
+import numpy as np
+      >>> import gradtx
+      >>> state = gradtx.scale_by_rprop(0.01, variant="irprop+").init({"w": jnp.zeros(2)})
+      >>> type(state).__name__, float(state.prev_value)
+      ('ScaleByIRpropPlusPackedState', inf)
+    """
+
+    packed: Any
+    prev_value: jax.Array  # E_{t-1}: a scalar, +inf before the first update
+
+
+class ScaleByRpropState(NamedTuple):
+    r"""Rprop's unpacked state (``max_step_size`` an array): 5 B per float32 weight.
+
+    Attributes:
+      step_sizes: :math:`\Delta` per weight, in the step-size dtype, like the params.
+      prev_signs: the sign of the previous (possibly zeroed) gradient :math:`g'`, ``int8``.
+
+    Example:
+      >>> import jax.numpy as jnp
+import numpy as np
+      >>> import gradtx
+      >>> inject = gradtx.inject_hyperparams(gradtx.scale_by_rprop)
+      >>> tx = inject(learning_rate=0.01, max_step_size=50.0)
+      >>> type(tx.init({"w": jnp.zeros(2)}).inner_state).__name__
+      'ScaleByRpropState'
+    """
+
+    step_sizes: Any
+    prev_signs: Any
+
+
+class ScaleByIRpropPlusState(NamedTuple):
+    r"""iRprop+'s unpacked state: Rprop's, plus the previous loss :math:`E_{t-1}`.
+
+    Attributes:
+      step_sizes: :math:`\Delta` per weight, like the params.
+      prev_signs: the sign of :math:`g'`, ``int8``, like the params.
+      prev_value: :math:`E_{t-1}`, a scalar, ``+inf`` before the first update.
+
+    Example:
+      >>> import jax.numpy as jnp
+import numpy as np
+      >>> import gradtx
+      >>> tx = gradtx.inject_hyperparams(gradtx.scale_by_rprop, static_args="variant")(
+      ...     learning_rate=0.01, max_step_size=50.0, variant="irprop+")
+      >>> type(tx.init({"w": jnp.zeros(2)}).inner_state).__name__
+      'ScaleByIRpropPlusState'
+    """
+
+    step_sizes: Any
+    prev_signs: Any
+    prev_value: jax.Array
+
+
+RPROP_STATES = (
+    ScaleByRpropPackedState,
+    ScaleByIRpropPlusPackedState,
+    ScaleByRpropState,
+    ScaleByIRpropPlusState,
+)
+# (packed, reads the loss) -> the state type
+STATE_TYPES = dict(zip([(True, False), (True, True), (False, False), (False, True)], RPROP_STATES))
+
+
+def find_rprop_state(state: Any) -> Any:
+    """The one Rprop block state inside ``state`` (a block state, a chain's tuple, an
+    ``inject_hyperparams`` state, ...)."""
+    found = jax.tree.leaves(state, is_leaf=lambda x: isinstance(x, RPROP_STATES))
+    found = [s for s in found if isinstance(s, RPROP_STATES)]
+    if len(found) != 1:
+        raise ValueError(
+            f"expected one Rprop state (from scale_by_rprop or rprop) inside the state, "
+            f"found {len(found)}; pass that block's state."
+        )
+    return found[0]
+
+
+def _fields(block: Any) -> tuple[str, ...]:
+    return ("packed",) if hasattr(block, "packed") else ("step_sizes", "prev_signs")
+
+
+def _read(state: Any, which: int) -> Any:
+    block = find_rprop_state(state)
+    store = Packed if hasattr(block, "packed") else Plain
+
+    def leaf(*arrays):
+        step, sign = (s := store.like(arrays[0])).read(*arrays)
+        return (step, s.as_int8(sign))[which]
+
+    return jax.tree.map(leaf, *(getattr(block, f) for f in _fields(block)))
+
+
+def rprop_step_sizes(state: Any) -> Any:
+    r"""The step sizes :math:`\Delta` of an Rprop state, as a float tree mirroring the params.
+
+    These are the step sizes the next update adapts, as stored. The dtype is the step
+    sizes' (``accumulator_dtype``, else the param's; complex params have real ones of
+    shape ``(..., 2)``).
+
+    Args:
+      state: the state of :func:`gradtx.scale_by_rprop` or of anything holding one
+        (:func:`gradtx.rprop`'s chain, :func:`gradtx.inject_hyperparams`, ...).
+
+    Returns:
+      A tree of float arrays like the params.
+
+    Example:
+      >>> import jax.numpy as jnp, gradtx
+      >>> tx = gradtx.rprop(learning_rate=0.01)
+      >>> gradtx.rprop_step_sizes(tx.init({"w": jnp.zeros(2)}))["w"]
+      Array([0.01, 0.01], dtype=float32)
+    """
+    return _read(state, 0)
+
+
+def rprop_prev_signs(state: Any) -> Any:
+    r"""The signs of the stored previous gradients :math:`g'` of an Rprop state.
+
+    Args:
+      state: the state of :func:`gradtx.scale_by_rprop` or of anything holding one.
+
+    Returns:
+      A tree of ``int8`` arrays (-1, 0 or +1; 0 where the last step zeroed :math:`g'`) like
+      the params.
+
+    Example:
+      >>> import jax.numpy as jnp, gradtx
+      >>> tx = gradtx.rprop()
+      >>> params = {"w": jnp.zeros(3)}
+      >>> _, state = tx.update({"w": jnp.array([2.0, -1.0, 0.0])}, tx.init(params), params)
+      >>> gradtx.rprop_prev_signs(state)["w"]
+      Array([ 1, -1,  0], dtype=int8)
+    """
+    return _read(state, 1)
+
+
+def with_values(block: Any, step_sizes: Any, prev_signs: Any) -> Any:
+    """An Rprop block state of ``block``'s layout holding these step sizes and signs
+    (the torch bridge's way in); the step sizes are cast to the block's dtype."""
+    if not hasattr(block, "packed"):
+        steps = jax.tree.map(lambda new, old: new.astype(old.dtype), step_sizes, block.step_sizes)
+        return block._replace(step_sizes=steps, prev_signs=prev_signs)
+
+    def pack(step, sign, code):
+        step = jnp.asarray(step).astype(step_dtype(code))
+        if not isinstance(step, jax.core.Tracer):
+            wide, limit = np.asarray(step, np.float64), packed_limit(step.dtype)
+            if not np.all((wide >= 0) & (wide <= limit)):  # NaN fails too
+                raise ValueError(
+                    f"Invalid step sizes for a packed Rprop state: each must lie in "
+                    f"[0, {limit:.4g}] for {step.dtype}; got values from {np.min(wide)!r} "
+                    f"to {np.max(wide)!r}."
+                )
+        store = Packed.like(code)
+        return store.write(step, store.of_int8(jnp.asarray(sign, jnp.int8)))[0]
+
+    return block._replace(packed=jax.tree.map(pack, step_sizes, prev_signs, block.packed))
