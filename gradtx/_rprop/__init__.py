@@ -57,7 +57,9 @@ def _check_step_dtype(dtype: Any, hp: Hyper, packed: bool) -> None:
     it, and a positive ``min_step_size`` does not round to 0 in it (the step sizes would
     decay to 0 and freeze their weights)."""
     if not is_packable(dtype):
-        raise TypeError(f"Rprop's step sizes must be floats; got {dtype} (params or accumulator_dtype).")
+        raise TypeError(
+            f"Rprop's step sizes must be floats; got {dtype} (params or accumulator_dtype)."
+        )
     fix = "or pass accumulator_dtype=jnp.float32"
     if packed and not fits(hp.max_step_size, dtype):
         raise ValueError(

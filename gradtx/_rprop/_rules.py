@@ -54,9 +54,9 @@ def adapt(step, same, flip, hp: Hyper):
 def irprop_minus(g, step, prev, hp, store):
     """iRprop- (Igel & Hüsken 2000; torch.optim.Rprop)::
 
-        if g·g' > 0:  Δ = min(Δ·η+, Δmax)
-        elif g·g' < 0:  Δ = max(Δ·η-, Δmin);  g = 0
-        w = w - sign(g)·Δ;  g' = g
+    if g·g' > 0:  Δ = min(Δ·η+, Δmax)
+    elif g·g' < 0:  Δ = max(Δ·η-, Δmin);  g = 0
+    w = w - sign(g)·Δ;  g' = g
     """
     s = store.sign(g)
     same, flip = store.agreement(s, prev)
@@ -66,9 +66,9 @@ def irprop_minus(g, step, prev, hp, store):
 def rprop_minus(g, step, prev, hp, store):
     """Rprop- (Igel & Hüsken 2000)::
 
-        if g·g' > 0:  Δ = min(Δ·η+, Δmax)
-        elif g·g' < 0:  Δ = max(Δ·η-, Δmin)
-        w = w - sign(g)·Δ;  g' = g
+    if g·g' > 0:  Δ = min(Δ·η+, Δmax)
+    elif g·g' < 0:  Δ = max(Δ·η-, Δmin)
+    w = w - sign(g)·Δ;  g' = g
     """
     s = store.sign(g)
     return adapt(step, *store.agreement(s, prev), hp), s, None
