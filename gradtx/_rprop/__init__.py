@@ -19,7 +19,6 @@ from gradtx._base import GradientTransformation
 from gradtx._leafwise import Scalars, leafwise
 from gradtx._rprop._rules import RPROP_VARIANTS, VARIANTS, Hyper, RpropVariant
 from gradtx._rprop._state import (
-    RPROP_STATES,
     STATE_TYPES,
     ScaleByIRpropPlusPackedState,
     ScaleByIRpropPlusState,
@@ -95,19 +94,12 @@ def _guarded(tx: GradientTransformation, state_type: type, variant: str) -> Grad
 
     def update(updates, state, params=None, **extra):
         if not isinstance(state, state_type):
-            other = [t.__name__ for t in RPROP_STATES if isinstance(state, t)]
-            what = f"a {other[0]}" if other else f"{type(state).__name__}"
             raise ValueError(
-                f"scale_by_rprop(variant={variant!r}) keeps a {state_type.__name__}; the "
-                f"state passed is {what}. "
-                + (
-                    "Rprop states carry over between variants and hyperparameters only "
-                    "where the state type matches (iRprop+ also keeps the loss; "
-                    "inject_hyperparams keeps the unpacked one): "
-                    if other
-                    else ""
-                )
-                + "pass the state this transform's init returned (or that it updated)."
+                f"scale_by_rprop(variant={variant!r}) keeps a {state_type.__name__}, but the "
+                f"state passed is a {type(state).__name__}: pass the state this transform's "
+                "init returned. (Rprop states carry over between variants and hyperparameters "
+                "where the type matches; iRprop+'s also keeps the loss, and under "
+                "inject_hyperparams the step sizes are kept unpacked.)"
             )
         for path, g in zip(leaf_paths(updates), jax.tree.leaves(updates)):
             if not jnp.issubdtype(jnp.result_type(g), jnp.inexact):
