@@ -190,23 +190,31 @@ def rprop_prev_signs(state: Any) -> Any:
     return _read(state, 1)
 
 
+def _checked(step: Any, dtype: Any, limit: float) -> jax.Array:
+    """Step sizes cast to ``dtype``, refused where concrete and negative, NaN or above
+    ``limit`` (a packed state's range)."""
+    step = jnp.asarray(step).astype(dtype)
+    if not isinstance(step, jax.core.Tracer):
+        wide = np.asarray(step, np.float64)
+        if not np.all((wide >= 0) & (wide <= limit)):  # NaN fails too
+            raise ValueError(
+                f"Invalid step sizes for an Rprop state: each must lie in [0, {limit:.4g}] "
+                f"for {dtype}; got values from {np.min(wide)!r} to {np.max(wide)!r}."
+            )
+    return step
+
+
 def with_values(block: Any, step_sizes: Any, prev_signs: Any) -> Any:
     """An Rprop block state of ``block``'s layout holding these step sizes and signs
     (the torch bridge's way in); the step sizes are cast to the block's dtype."""
     if not hasattr(block, "packed"):
-        steps = jax.tree.map(lambda new, old: new.astype(old.dtype), step_sizes, block.step_sizes)
+        steps = jax.tree.map(
+            lambda new, old: _checked(new, old.dtype, np.inf), step_sizes, block.step_sizes
+        )
         return block._replace(step_sizes=steps, prev_signs=prev_signs)
 
     def pack(step, sign, code):
-        step = jnp.asarray(step).astype(step_dtype(code))
-        if not isinstance(step, jax.core.Tracer):
-            wide, limit = np.asarray(step, np.float64), packed_limit(step.dtype)
-            if not np.all((wide >= 0) & (wide <= limit)):  # NaN fails too
-                raise ValueError(
-                    f"Invalid step sizes for a packed Rprop state: each must lie in "
-                    f"[0, {limit:.4g}] for {step.dtype}; got values from {np.min(wide)!r} "
-                    f"to {np.max(wide)!r}."
-                )
+        step = _checked(step, step_dtype(code), packed_limit(step_dtype(code)))
         store = Packed.like(code)
         return store.write(step, store.of_int8(jnp.asarray(sign, jnp.int8)))[0]
 
