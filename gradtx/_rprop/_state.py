@@ -25,20 +25,19 @@ def value_dtype() -> Any:
 class ScaleByRpropPackedState(NamedTuple):
     r"""Rprop's state: step size and previous sign packed in one integer per weight.
 
-        4 B per float32 weight, for every variant but iRprop+ (which adds a scalar). Read it
-        with :func:`rprop_step_sizes` and :func:`rprop_prev_signs`.
+    4 B per float32 weight, for every variant but iRprop+ (which adds a scalar). Read it
+    with :func:`rprop_step_sizes` and :func:`rprop_prev_signs`.
 
-        Attributes:
-          packed: per weight, :math:`\Delta` and :math:`\operatorname{sign}(g')` in one unsigned
-            integer (``uint32`` for float32 step sizes).
+    Attributes:
+      packed: per weight, :math:`\Delta` and :math:`\operatorname{sign}(g')` in one unsigned
+        integer (``uint32`` for float32 step sizes).
 
-        Example:
-          >>> import jax.numpy as jnp
-    import numpy as np
-          >>> import gradtx
-          >>> state = gradtx.scale_by_rprop(0.01).init({"w": jnp.zeros(2)})
-          >>> type(state).__name__, state.packed["w"].dtype
-          ('ScaleByRpropPackedState', dtype('uint32'))
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import gradtx
+      >>> state = gradtx.scale_by_rprop(0.01).init({"w": jnp.zeros(2)})
+      >>> type(state).__name__, state.packed["w"].dtype
+      ('ScaleByRpropPackedState', dtype('uint32'))
     """
 
     packed: Any  # uint32 (float32 steps), uint64, uint16 (float16), int16 (bfloat16)
@@ -47,17 +46,16 @@ class ScaleByRpropPackedState(NamedTuple):
 class ScaleByIRpropPlusPackedState(NamedTuple):
     r"""iRprop+'s state: Rprop's packed state plus the previous loss :math:`E_{t-1}`.
 
-        Attributes:
-          packed: as in :class:`ScaleByRpropPackedState`.
-          prev_value: :math:`E_{t-1}`, a scalar, ``+inf`` before the first update.
+    Attributes:
+      packed: as in :class:`ScaleByRpropPackedState`.
+      prev_value: :math:`E_{t-1}`, a scalar, ``+inf`` before the first update.
 
-        Example:
-          >>> import jax.numpy as jnp
-    import numpy as np
-          >>> import gradtx
-          >>> state = gradtx.scale_by_rprop(0.01, variant="irprop+").init({"w": jnp.zeros(2)})
-          >>> type(state).__name__, float(state.prev_value)
-          ('ScaleByIRpropPlusPackedState', inf)
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import gradtx
+      >>> state = gradtx.scale_by_rprop(0.01, variant="irprop+").init({"w": jnp.zeros(2)})
+      >>> type(state).__name__, float(state.prev_value)
+      ('ScaleByIRpropPlusPackedState', inf)
     """
 
     packed: Any
@@ -67,18 +65,17 @@ class ScaleByIRpropPlusPackedState(NamedTuple):
 class ScaleByRpropState(NamedTuple):
     r"""Rprop's unpacked state (``max_step_size`` an array): 5 B per float32 weight.
 
-        Attributes:
-          step_sizes: :math:`\Delta` per weight, in the step-size dtype, like the params.
-          prev_signs: the sign of the previous (possibly zeroed) gradient :math:`g'`, ``int8``.
+    Attributes:
+      step_sizes: :math:`\Delta` per weight, in the step-size dtype, like the params.
+      prev_signs: the sign of the previous (possibly zeroed) gradient :math:`g'`, ``int8``.
 
-        Example:
-          >>> import jax.numpy as jnp
-    import numpy as np
-          >>> import gradtx
-          >>> inject = gradtx.inject_hyperparams(gradtx.scale_by_rprop)
-          >>> tx = inject(learning_rate=0.01, max_step_size=50.0)
-          >>> type(tx.init({"w": jnp.zeros(2)}).inner_state).__name__
-          'ScaleByRpropState'
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import gradtx
+      >>> inject = gradtx.inject_hyperparams(gradtx.scale_by_rprop)
+      >>> tx = inject(learning_rate=0.01, max_step_size=50.0)
+      >>> type(tx.init({"w": jnp.zeros(2)}).inner_state).__name__
+      'ScaleByRpropState'
     """
 
     step_sizes: Any
@@ -88,19 +85,18 @@ class ScaleByRpropState(NamedTuple):
 class ScaleByIRpropPlusState(NamedTuple):
     r"""iRprop+'s unpacked state: Rprop's, plus the previous loss :math:`E_{t-1}`.
 
-        Attributes:
-          step_sizes: :math:`\Delta` per weight, like the params.
-          prev_signs: the sign of :math:`g'`, ``int8``, like the params.
-          prev_value: :math:`E_{t-1}`, a scalar, ``+inf`` before the first update.
+    Attributes:
+      step_sizes: :math:`\Delta` per weight, like the params.
+      prev_signs: the sign of :math:`g'`, ``int8``, like the params.
+      prev_value: :math:`E_{t-1}`, a scalar, ``+inf`` before the first update.
 
-        Example:
-          >>> import jax.numpy as jnp
-    import numpy as np
-          >>> import gradtx
-          >>> tx = gradtx.inject_hyperparams(gradtx.scale_by_rprop, static_args="variant")(
-          ...     learning_rate=0.01, max_step_size=50.0, variant="irprop+")
-          >>> type(tx.init({"w": jnp.zeros(2)}).inner_state).__name__
-          'ScaleByIRpropPlusState'
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import gradtx
+      >>> tx = gradtx.inject_hyperparams(gradtx.scale_by_rprop, static_args="variant")(
+      ...     learning_rate=0.01, max_step_size=50.0, variant="irprop+")
+      >>> type(tx.init({"w": jnp.zeros(2)}).inner_state).__name__
+      'ScaleByIRpropPlusState'
     """
 
     step_sizes: Any
@@ -155,7 +151,7 @@ def rprop_step_sizes(state: Any) -> Any:
 
     Args:
       state: the state of :func:`gradtx.scale_by_rprop` or of anything holding one
-        (:func:`gradtx.rprop`'s chain, :func:`gradtx.inject_hyperparams`, ...).
+    (:func:`gradtx.rprop`'s chain, :func:`gradtx.inject_hyperparams`, ...).
 
     Returns:
       A tree of float arrays like the params.
