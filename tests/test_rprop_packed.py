@@ -104,7 +104,9 @@ def test_packed_and_unpacked_layouts_agree_bit_for_bit(variant):
     (ours, s_p), (theirs, s_u) = _run(packed, params, grads), _run(unpacked, params, grads)
     assert isinstance(
         s_p,
-        gradtx.ScaleByRpropPackedState | gradtx.ScaleByIRpropPlusPackedState,
+        gradtx.ScaleByRpropPackedState
+        | gradtx.ScaleByRpropPlusPackedState
+        | gradtx.ScaleByIRpropPlusPackedState,
     )
     assert isinstance(s_u, gradtx.ScaleByRpropState | gradtx.ScaleByIRpropPlusState)
     for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(theirs)):

@@ -26,7 +26,9 @@ from tests import reference
 from tests.rprop_cases import assert_same_bits, objective, run_gradtx, w0_of
 
 VARIANTS = gradtx.RPROP_VARIANTS
-_LOSSLESS = ("irprop-", "rprop-", "rprop+")  # one state type: any of them continues another
+# variants that share a state type continue each other's state; the "+" variants keep a
+# pending mark and the hyperparameters it was set under, iRprop+ also the loss
+_SAME_STATE = {"irprop-": "rprop-", "rprop-": "irprop-", "rprop+": "rprop+", "irprop+": "irprop+"}
 
 
 def _continue(phases, w0, *, state=None, t=0):
@@ -82,10 +84,11 @@ _BOUNDS = st.sampled_from([(1e-6, 50.0), (1e-3, 0.4), (0.0, 1.0), (0.05, 0.06), 
 def test_a_state_continued_by_another_transform_equals_the_papers_rule(
     first, second, etas, bounds, steps, lr, dtype
 ):
-    """Any variant's state continued by any variant with the same state type, under any
-    valid hyperparameters: the reference run through both phases, bit for bit."""
-    if (first == "irprop+") != (second == "irprop+"):
-        second = first  # iRprop+ keeps the loss too: refused below, not continued
+    """Any variant's state continued by a variant with the same state type (the "-"
+    variants share one), under any valid hyperparameters, packed or not: the reference
+    run through both phases, bit for bit."""
+    if second not in (first, _SAME_STATE[first]):
+        second = _SAME_STATE[first]  # another state type: refused below, not continued
     w0 = w0_of(dtype)
     txs = [_tx(v, lr, e, b) for v, e, b in zip((first, second), etas, bounds)]
     ws, ds, _ = _continue(list(zip(txs, steps)), w0)
@@ -154,6 +157,8 @@ def test_a_restored_state_continues_under_other_hyperparameters(tmp_path):
     [
         (lambda: gradtx.scale_by_rprop(0.1, variant="irprop+"), "irprop-", "irprop-"),
         (lambda: gradtx.scale_by_rprop(0.1, variant="rprop+"), "irprop+", "irprop+"),
+        (lambda: gradtx.scale_by_rprop(0.1, variant="rprop+"), "irprop-", "irprop-"),
+        (lambda: gradtx.scale_by_rprop(0.1), "rprop+", "rprop+"),
         (lambda: gradtx.scale_by_rprop(0.1, max_step_size=1e20), "rprop-", "rprop-"),
         (lambda: gradtx.rmsprop(), "rprop+", "rprop+"),
     ],

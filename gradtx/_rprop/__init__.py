@@ -19,16 +19,18 @@ from gradtx._base import GradientTransformation
 from gradtx._leafwise import Scalars, leafwise
 from gradtx._rprop._rules import RPROP_VARIANTS, VARIANTS, Hyper, RpropVariant
 from gradtx._rprop._state import (
+    HELD,
     STATE_TYPES,
     ScaleByIRpropPlusPackedState,
     ScaleByIRpropPlusState,
     ScaleByRpropPackedState,
+    ScaleByRpropPlusPackedState,
     ScaleByRpropState,
     rprop_prev_signs,
     rprop_step_sizes,
     value_dtype,
 )
-from gradtx._rprop._storage import Packed, Plain, fits, is_packable, packed_limit
+from gradtx._rprop._storage import Deferred, Packed, Plain, fits, is_packable, packed_limit
 from gradtx._trees import leaf_paths
 
 __all__ = [
@@ -37,6 +39,7 @@ __all__ = [
     "ScaleByIRpropPlusPackedState",
     "ScaleByIRpropPlusState",
     "ScaleByRpropPackedState",
+    "ScaleByRpropPlusPackedState",
     "ScaleByRpropState",
     "rprop_prev_signs",
     "rprop_step_sizes",
@@ -44,11 +47,28 @@ __all__ = [
 ]
 
 
-def _packs(max_step_size: Any) -> bool:
-    """Packed where ``max_step_size`` is a number known now that packs in float32 and
-    bfloat16 (float16, with its 85.25, is checked at ``init``)."""
-    number = check.is_python_number(max_step_size) or isinstance(max_step_size, np.generic)
-    return number and all(fits(float(max_step_size), d) for d in (jnp.float32, jnp.bfloat16))
+def _number(x: Any) -> bool:
+    return check.is_python_number(x) or isinstance(x, np.generic)
+
+
+def _choose(backtracks: bool, hp: Hyper) -> type:
+    """The store: packed where ``max_step_size`` is a number known now that packs in
+    float32 and bfloat16 (float16, with its 85.25, is checked at ``init``); for the
+    variants that backtrack, where η-, Δmin and Δmax are numbers too, which the state
+    holds exactly (in :func:`value_dtype`, then cast as the rule casts them); else plain."""
+    high = hp.max_step_size
+    if not (_number(high) and all(fits(float(high), d) for d in (jnp.float32, jnp.bfloat16))):
+        return Plain
+    if not backtracks:
+        return Packed
+    held = (hp.eta_minus, hp.min_step_size, high)
+    dtypes = (jnp.float16, jnp.bfloat16, jnp.float32)
+    exact = all(
+        _number(v) and np.asarray(np.asarray(v, value_dtype()), d) == np.asarray(v, d)
+        for v in held
+        for d in dtypes
+    )
+    return Deferred if exact else Plain
 
 
 def _check_step_dtype(dtype: Any, hp: Hyper, packed: bool) -> None:
@@ -75,18 +95,30 @@ def _check_step_dtype(dtype: Any, hp: Hyper, packed: bool) -> None:
         )
 
 
-def _loss_memory() -> Scalars:
-    """iRprop+'s scalar state: E_{t-1}, +inf before the first update. Each update reads
-    the loss E_t (``value=``) and hands every weight ``worse`` = E_t > E_{t-1}."""
+def _scalars(needs_loss: bool, held: tuple | None) -> Scalars | None:
+    """The scalar state: iRprop+'s E_{t-1} (+inf before the first update; each update
+    reads E_t, ``value=``, and hands every weight ``worse`` = E_t > E_{t-1}), and the
+    :class:`Deferred` store's η-, Δmin, Δmax (each update hands the leaves those of the
+    step before, and keeps its own)."""
+    fields = (("prev_value",) if needs_loss else ()) + (HELD if held else ())
+    now = dict(zip(HELD, held or ()))
 
-    def step(values, *, value):
-        value = jnp.asarray(value)
-        if value.shape != ():
-            raise ValueError(f"value must be a scalar loss, got shape {value.shape}.")
-        prev = values["prev_value"]
-        return {"worse": value > prev}, {"prev_value": value.astype(prev.dtype)}
+    def init():
+        first = {"prev_value": jnp.inf} if needs_loss else {}
+        return {k: jnp.asarray(v, value_dtype()) for k, v in {**first, **now}.items()}
 
-    return Scalars(("prev_value",), lambda: {"prev_value": jnp.array(jnp.inf, value_dtype())}, step)
+    def step(values, **extra):
+        kw = {"held": tuple(values[k] for k in HELD)} if held else {}
+        new = {k: jnp.asarray(v, value_dtype()) for k, v in now.items()}
+        if needs_loss:
+            value = jnp.asarray(extra["value"])
+            if value.shape != ():
+                raise ValueError(f"value must be a scalar loss, got shape {value.shape}.")
+            kw["worse"] = value > values["prev_value"]
+            new["prev_value"] = value.astype(values["prev_value"].dtype)
+        return kw, new
+
+    return Scalars(fields, init, step) if fields else None
 
 
 def _guarded(tx: GradientTransformation, state_type: type, variant: str) -> GradientTransformation:
@@ -217,10 +249,10 @@ def scale_by_rprop(
     if check.concrete(min_step_size) is not None:
         min_step_size = abs(min_step_size)  # -0.0 -> 0.0: step sizes stay non-negative
     hp = Hyper(eta_minus, eta_plus, min_step_size, max_step_size)
-    rule, needs_loss = VARIANTS[variant]
-    packed = _packs(max_step_size)
-    store = Packed if packed else Plain
-    state_type = STATE_TYPES[packed, needs_loss]
+    rule, backtracks, needs_loss = VARIANTS[variant]
+    store = _choose(backtracks, hp)
+    packed = store is not Plain
+    state_type = STATE_TYPES[store, needs_loss]
 
     def init_leaf(p):
         dtype = jnp.dtype(accumulator_dtype or p.dtype)
@@ -232,21 +264,17 @@ def scale_by_rprop(
         s = store.like(step)
         return s.write(step, s.of_int8(jnp.zeros(step.shape, jnp.int8)))
 
-    def update_leaf(g, *state, **worse):
-        s = store.like(state[0])
-        step, prev = s.read(*state)
-        step, sign, backtrack = rule(g, step, prev, hp, s, **worse)
-        new = s.write(step, sign)
-        u = s.move(*new)  # from the new state: the old one is then free to be overwritten
-        if backtrack is not None:
-            u = jnp.where(*backtrack, u)
-        return u, new
+    def update_leaf(g, *state, held=None, **worse):
+        s = store.like(state[0], held)
+        before, prev = s.read(*state)
+        step, sign, backtrack = rule(g, before, prev, hp, s, **worse)
+        return s.commit(before, step, sign, backtrack, g, worse.get("worse", True))
 
     tx = leafwise(
         update_leaf,
         state=state_type,
         init_leaf=init_leaf,
-        scalars=_loss_memory() if needs_loss else None,
+        scalars=_scalars(needs_loss, (eta_minus, *hp[2:]) if store is Deferred else None),
         extra_args=("value",) if needs_loss else (),
     )
     return _guarded(tx, state_type, variant)

@@ -97,9 +97,12 @@ def irprop_plus(g, step, prev, hp, store, *, worse):
 
 
 class Variant(NamedTuple):
-    """A row of :data:`VARIANTS`: the rule, and whether it reads the loss (``value=``)."""
+    """A row of :data:`VARIANTS`: the rule, whether it backtracks (its state then keeps
+    the step size its undo moves by, :class:`gradtx._rprop._storage.Deferred`) and
+    whether it reads the loss (``value=``)."""
 
     rule: Callable[..., tuple]
+    backtracks: bool = False
     needs_loss: bool = False
 
 
@@ -107,8 +110,8 @@ RpropVariant = Literal["irprop-", "rprop-", "rprop+", "irprop+"]
 VARIANTS: dict[str, Variant] = {
     "irprop-": Variant(irprop_minus),
     "rprop-": Variant(rprop_minus),
-    "rprop+": Variant(rprop_plus),
-    "irprop+": Variant(irprop_plus, needs_loss=True),
+    "rprop+": Variant(rprop_plus, backtracks=True),
+    "irprop+": Variant(irprop_plus, backtracks=True, needs_loss=True),
 }
 RPROP_VARIANTS: tuple[RpropVariant, ...] = typing.get_args(RpropVariant)
 """The names ``variant=`` accepts, the default (torch's rule) first."""

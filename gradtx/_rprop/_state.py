@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradtx._rprop._storage import Packed, Plain, packed_limit, step_dtype
+from gradtx._rprop._storage import Deferred, Packed, Plain, packed_limit, step_dtype
 
 
 def value_dtype() -> Any:
@@ -25,7 +25,7 @@ def value_dtype() -> Any:
 class ScaleByRpropPackedState(NamedTuple):
     r"""Rprop's state: step size and previous sign packed in one integer per weight.
 
-    4 B per float32 weight, for every variant but iRprop+ (which adds a scalar). Read it
+    4 B per float32 weight, for the "-" variants. Read it
     with :func:`rprop_step_sizes` and :func:`rprop_prev_signs`.
 
     Attributes:
@@ -43,12 +43,37 @@ class ScaleByRpropPackedState(NamedTuple):
     packed: Any  # uint32 (float32 steps), uint64, uint16 (float16), int16 (bfloat16)
 
 
-class ScaleByIRpropPlusPackedState(NamedTuple):
-    r"""iRprop+'s state: Rprop's packed state plus the previous loss :math:`E_{t-1}`.
+class ScaleByRpropPlusPackedState(NamedTuple):
+    r"""Rprop+'s state: Rprop's packed codes, a pending mark, and three scalars.
+
+    5 B per float32 weight. Where the sign flipped, the code keeps :math:`\Delta_{t-1}`
+    (the undo moves by it) and ``pending`` marks it; the next read applies the decrease
+    with the :math:`\eta^-, \Delta_{\min}, \Delta_{\max}` held here (those of the step
+    that marked it), so :func:`rprop_step_sizes` shows the papers' :math:`\Delta`.
 
     Attributes:
       packed: as in :class:`ScaleByRpropPackedState`.
-      prev_value: :math:`E_{t-1}`, a scalar, ``+inf`` before the first update.
+      pending: ``uint8`` per weight, 1 where a decrease is pending.
+      eta_minus, min_step_size, max_step_size: scalars.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import gradtx
+      >>> state = gradtx.scale_by_rprop(0.01, variant="rprop+").init({"w": jnp.zeros(2)})
+      >>> type(state).__name__, state.pending["w"].dtype, float(state.eta_minus)
+      ('ScaleByRpropPlusPackedState', dtype('uint8'), 0.5)
+    """
+
+    packed: Any
+    pending: Any
+    eta_minus: jax.Array
+    min_step_size: jax.Array
+    max_step_size: jax.Array
+
+
+class ScaleByIRpropPlusPackedState(NamedTuple):
+    r"""iRprop+'s state: Rprop+'s (:class:`ScaleByRpropPlusPackedState`) plus the previous
+    loss :math:`E_{t-1}`, a scalar, ``+inf`` before the first update.
 
     Example:
       >>> import jax.numpy as jnp
@@ -59,7 +84,11 @@ class ScaleByIRpropPlusPackedState(NamedTuple):
     """
 
     packed: Any
-    prev_value: jax.Array  # E_{t-1}: a scalar, +inf before the first update
+    pending: Any
+    prev_value: jax.Array
+    eta_minus: jax.Array
+    min_step_size: jax.Array
+    max_step_size: jax.Array
 
 
 class ScaleByRpropState(NamedTuple):
@@ -106,12 +135,19 @@ class ScaleByIRpropPlusState(NamedTuple):
 
 RPROP_STATES = (
     ScaleByRpropPackedState,
+    ScaleByRpropPlusPackedState,
     ScaleByIRpropPlusPackedState,
     ScaleByRpropState,
     ScaleByIRpropPlusState,
 )
-# (packed, reads the loss) -> the state type
-STATE_TYPES = dict(zip([(True, False), (True, True), (False, False), (False, True)], RPROP_STATES))
+# (store, reads the loss) -> the state type
+STATE_TYPES = dict(
+    zip(
+        [(Packed, False), (Deferred, False), (Deferred, True), (Plain, False), (Plain, True)],
+        RPROP_STATES,
+    )
+)
+HELD = ("eta_minus", "min_step_size", "max_step_size")  # Deferred's scalars
 
 
 def find_rprop_state(state: Any) -> Any:
@@ -127,19 +163,23 @@ def find_rprop_state(state: Any) -> Any:
     return found[0]
 
 
-def _fields(block: Any) -> tuple[str, ...]:
-    return ("packed",) if hasattr(block, "packed") else ("step_sizes", "prev_signs")
+def _store(block: Any) -> tuple[type, tuple[str, ...], Any]:
+    """The store of a block state, its tree fields, and its held scalars."""
+    if hasattr(block, "pending"):
+        return Deferred, ("packed", "pending"), tuple(getattr(block, f) for f in HELD)
+    if hasattr(block, "packed"):
+        return Packed, ("packed",), None
+    return Plain, ("step_sizes", "prev_signs"), None
 
 
 def _read(state: Any, which: int) -> Any:
-    block = find_rprop_state(state)
-    store = Packed if hasattr(block, "packed") else Plain
+    store, fields, held = _store(find_rprop_state(state))
 
     def leaf(*arrays):
-        step, sign = (s := store.like(arrays[0])).read(*arrays)
+        step, sign = (s := store.like(arrays[0], held)).read(*arrays)
         return (step, s.as_int8(sign))[which]
 
-    return jax.tree.map(leaf, *(getattr(block, f) for f in _fields(block)))
+    return jax.tree.map(leaf, *(getattr(find_rprop_state(state), f) for f in fields))
 
 
 def rprop_step_sizes(state: Any) -> Any:
@@ -214,4 +254,7 @@ def with_values(block: Any, step_sizes: Any, prev_signs: Any) -> Any:
         store = Packed.like(code)
         return store.write(step, store.of_int8(jnp.asarray(sign, jnp.int8)))[0]
 
-    return block._replace(packed=jax.tree.map(pack, step_sizes, prev_signs, block.packed))
+    new = {"packed": jax.tree.map(pack, step_sizes, prev_signs, block.packed)}
+    if hasattr(block, "pending"):  # no decrease pending: the step sizes are as given
+        new["pending"] = jax.tree.map(jnp.zeros_like, block.pending)
+    return block._replace(**new)

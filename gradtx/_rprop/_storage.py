@@ -40,9 +40,10 @@ class Storage(Protocol[S]):
     def write(self, step: jax.Array, prev: S) -> tuple[jax.Array, ...]:
         """The state arrays holding (Δ, sign g')."""
 
-    def move(self, *state: jax.Array) -> jax.Array:
-        """sign(g')·Δ read back from the new state arrays (the update of every step
-        that does not backtrack)."""
+    def commit(self, before, step, prev: S, backtrack, g, worse) -> tuple[jax.Array, tuple]:
+        """The update and the new state arrays, from a rule's output: the new (Δ, sign g')
+        and its backtracking ``(where, by)`` or ``None``; ``before`` is the Δ the rule
+        read, ``g`` the gradient, ``worse`` the "+" variants' condition."""
 
     def sign(self, x: jax.Array) -> S:
         """sign(x) in this store's form."""
@@ -68,11 +69,19 @@ class Storage(Protocol[S]):
 # --------------------------------------------------------------------------------------
 
 
-class Plain:
+class _Eager:
+    def commit(self, before, step, prev, backtrack, g, worse):
+        """The move sign(g')·Δ read back from the new state, or the backtracking step."""
+        new = self.write(step, prev)
+        u = self.move(*new)
+        return (u if backtrack is None else jnp.where(*backtrack, u)), new
+
+
+class Plain(_Eager):
     """Δ in the step-size dtype and sign g' as ``int8``, side by side."""
 
     @classmethod
-    def like(cls, step: jax.Array) -> Plain:
+    def like(cls, step: jax.Array, held: Any = None) -> Plain:
         return cls()
 
     def read(self, step, sign):
@@ -158,20 +167,19 @@ class Offset(NamedTuple):
     nonzero: jax.Array | None = None
 
 
-class Packed(NamedTuple):
+class Packed(_Eager):
     """Codes ``bits(Δ) + K·c``. Holds K·c for c = 0, 1, 2 broadcast to the leaf's shape,
     made once per leaf: each constant the compiler sees is one more instruction, and
     XLA's compile time grows with their count. Agreement is two integer comparisons and
     writing one addition."""
 
-    zero: jax.Array
-    one: jax.Array
-    two: jax.Array
-
-    @classmethod
-    def like(cls, x: jax.Array) -> Packed:
+    def __init__(self, x: jax.Array, held: Any = None):
         width = jnp.dtype(x.dtype).itemsize
-        return cls(*(jnp.full(x.shape, c * _k(width), UNSIGNED[width]) for c in (0, 1, 2)))
+        k = [jnp.full(x.shape, c * _k(width), UNSIGNED[width]) for c in (0, 1, 2)]
+        self.zero, self.one, self.two = k
+        self.held = held
+
+    like = classmethod(lambda cls, x, held=None: cls(x, held))
 
     def read(self, code):
         """bits(Δ) = code mod K; the offset is the rest."""
@@ -219,3 +227,32 @@ class Packed(NamedTuple):
     def of_int8(self, sign):
         sign = jnp.asarray(sign)
         return Offset(jnp.where(sign > 0, self.one, jnp.where(sign < 0, self.two, self.zero)))
+
+
+class Deferred(Packed):
+    """The "+" variants' store: :class:`Packed` codes and a ``uint8`` *pending* mark, 5
+    bytes per float32 weight. Where the sign flipped the code keeps Δ_{t-1}, the step
+    size the undo moves by, and marks it: the update then reads only the new state and
+    the gradient, and XLA overwrites the old state in place in a donated step (it copies
+    the old state first where the update reads it). :meth:`read` applies the decrease,
+    clip(Δ_{t-1}·η-, Δmin, Δmax), with ``held``: the η-, Δmin, Δmax of the step that
+    wrote the marks, which the state keeps as scalars. So Δ is the papers' whichever
+    hyperparameters read the state next."""
+
+    def read(self, code, pending):
+        step, prev = super().read(code)
+        eta, low, high = (jnp.asarray(v).astype(step.dtype) for v in self.held)
+        return jnp.where(pending != 0, jnp.clip(step * eta, low, high), step), prev
+
+    def write(self, step, prev):
+        return (*super().write(step, prev), jnp.zeros(step.shape, jnp.uint8))
+
+    def commit(self, before, step, prev, backtrack, g, worse):
+        """Where flipped, keep Δ_{t-1} marked; move by sign(g')·Δ, and where marked (if
+        ``worse``) by the undo -u_{t-1} = sign(g)·Δ_{t-1}. Both read the new code and g
+        only: a flip is where g != 0 but the new sign is 0 (elsewhere it is sign g)."""
+        (code,) = super().write(jnp.where(backtrack[0], before, step), prev)
+        flipped = (_bits(code) < self.one) & nonzero(g)  # sign 0: the code is bits(Δ)
+        kept = jax.lax.bitcast_convert_type(_bits(code), step_dtype(code))
+        undo = jnp.where(worse, self.times(self.sign(g), kept), jnp.zeros((), kept.dtype))
+        return jnp.where(flipped, undo, self.move(code)), (code, flipped.astype(jnp.uint8))
