@@ -184,19 +184,25 @@ def scale_by_rprop(
     when the blocks after it are fixed and linear.
 
     **State.** Per weight, Δ (in ``accumulator_dtype``, default the param's dtype) and
-    the *sign* of g', packed into one unsigned integer: 4 bytes per float32 weight for
-    every variant (torch and optax keep 8; 2 per float16/bfloat16, 8 per float64), plus
-    iRprop+'s scalar E_{t-1}. Read it with :func:`gradtx.rprop_step_sizes` and
-    :func:`gradtx.rprop_prev_signs`. The "+" variants need no stored Δw: they undo only
-    where g'_{t-1} != 0, and there u_{t-1} = sign(g'_{t-1})·Δ_{t-1} exactly. No field
-    depends on a hyperparameter: a state continues, restored or injected, under any other
-    valid hyperparameters and variant with the same state type, as the papers' rules
-    would continue it. Packing needs ``max_step_size`` at most about 1.47e13 (float16 step
-    sizes: 85.25, checked at ``init``; ``accumulator_dtype=jnp.float32`` lifts it); a
-    ``max_step_size`` beyond, or given as an array (``inject_hyperparams``), keeps step
-    sizes and signs apart (:class:`ScaleByRpropState`, 5 bytes per float32 weight).
-    ``init`` refuses a positive ``min_step_size`` that rounds to 0 in the step sizes'
-    dtype (e.g. 1e-8 in float16): the step sizes would decay to 0 and freeze.
+    the *sign* of g', packed into one unsigned integer: 4 bytes per float32 weight (torch
+    and optax keep 8; 2 per float16/bfloat16, 8 per float64). Read it with
+    :func:`gradtx.rprop_step_sizes` and :func:`gradtx.rprop_prev_signs`. The "+" variants
+    need no stored Δw: they undo only where g'_{t-1} != 0, and there u_{t-1} =
+    sign(g'_{t-1})·Δ_{t-1} exactly. Where they undo, they keep Δ_{t-1} marked (a
+    ``uint8`` per weight: 5 bytes per float32 weight) and the next read applies its
+    decrease with the η-, Δmin, Δmax kept in the state as scalars: their update then
+    reads only the new state, which XLA overwrites in place in a donated step. iRprop+
+    also keeps E_{t-1}. So a state means the same whichever hyperparameters read it
+    next: continued, restored or injected under other valid ones (or by another "-"
+    variant), it steps as the papers' rules would; a state of another type is refused.
+    Packing needs ``max_step_size`` at most about 1.47e13 (float16 step sizes: 85.25,
+    checked at ``init``; ``accumulator_dtype=jnp.float32`` lifts it); beyond that, or
+    with the bounds (for the "+" variants also η-) given as arrays
+    (``inject_hyperparams``), step sizes and signs are kept apart
+    (:class:`ScaleByRpropState`, 5 bytes per float32 weight, computed at once; in a
+    donated step XLA then copies the "+" variants' state first). ``init`` refuses a
+    positive ``min_step_size`` that rounds to 0 in the step sizes' dtype (e.g. 1e-8 in
+    float16): the step sizes would decay to 0 and freeze.
 
     **Where it can differ from torch.** torch multiplies g_t·g'_{t-1} and takes the sign of
     the product; where two tiny gradients' product underflows to 0 (float32: below

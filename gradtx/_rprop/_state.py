@@ -1,8 +1,10 @@
 """Rprop's state types, and the accessors that read any of them as floats and signs.
 
-Every variant stores the same thing per weight, (Δ, sign g'), packed or plain
-(:mod:`gradtx._rprop._storage`); iRprop+ also the previous loss. No field depends on a
-hyperparameter, so a state means the same whichever transform reads it.
+Every variant stores (Δ, sign g') per weight, packed or plain
+(:mod:`gradtx._rprop._storage`); the "+" variants' packed state also a pending decrease
+and the η-, Δmin, Δmax it is to be applied with, iRprop+ also the previous loss. No
+field is scaled by a hyperparameter, so a state means the same whichever transform
+reads it.
 """
 
 from __future__ import annotations

@@ -9,6 +9,9 @@ The rules (:mod:`gradtx._rprop._rules`) read and write signs only through
   range) for every Δ up to :func:`packed_limit` (about 1.47e13 in float32, bfloat16 and
   float64; 85.25 in float16). So ``code = bits(Δ) + K·c``, with c = 0, 1, 2 for a previous
   sign 0, +1, -1, holds both exactly, and means the same under any hyperparameters.
+* :class:`Deferred`, the "+" variants': the same codes and a ``uint8`` mark of a
+  step-size decrease deferred to the next read (5 bytes per float32 weight), so that
+  their undo reads only the new state (no copy in a donated step).
 * :class:`Plain`: Δ as floats and sign g' as ``int8`` (5 bytes per float32 weight), where
   ``max_step_size`` is not a number known when the transform is built (an array under
   ``inject_hyperparams``), or is beyond the packed range.
