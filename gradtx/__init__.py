@@ -46,9 +46,8 @@ from gradtx._rms import (
     scale_by_rms,
     scale_by_stddev,
 )
-from gradtx._rprop import (
-    RPROP_VARIANTS,
-    RpropVariant,
+from gradtx._rprop import RPROP_VARIANTS, RpropVariant, scale_by_rprop
+from gradtx._rprop._state import (
     ScaleByIRpropPlusPackedState,
     ScaleByIRpropPlusState,
     ScaleByRpropPackedState,
@@ -56,7 +55,6 @@ from gradtx._rprop import (
     ScaleByRpropState,
     rprop_prev_signs,
     rprop_step_sizes,
-    scale_by_rprop,
 )
 from gradtx._scaling import ScaleByScheduleState, scale, scale_by_learning_rate, scale_by_schedule
 from gradtx._schedules import (

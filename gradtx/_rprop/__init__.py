@@ -18,33 +18,11 @@ from gradtx import _validation as check
 from gradtx._base import GradientTransformation
 from gradtx._leafwise import Scalars, leafwise
 from gradtx._rprop._rules import RPROP_VARIANTS, VARIANTS, Hyper, RpropVariant
-from gradtx._rprop._state import (
-    HELD,
-    STATE_TYPES,
-    ScaleByIRpropPlusPackedState,
-    ScaleByIRpropPlusState,
-    ScaleByRpropPackedState,
-    ScaleByRpropPlusPackedState,
-    ScaleByRpropState,
-    rprop_prev_signs,
-    rprop_step_sizes,
-    value_dtype,
-)
+from gradtx._rprop._state import HELD, STATE_TYPES, value_dtype
 from gradtx._rprop._storage import Deferred, Packed, Plain, fits, is_packable, packed_limit
 from gradtx._trees import leaf_paths
 
-__all__ = [
-    "RPROP_VARIANTS",
-    "RpropVariant",
-    "ScaleByIRpropPlusPackedState",
-    "ScaleByIRpropPlusState",
-    "ScaleByRpropPackedState",
-    "ScaleByRpropPlusPackedState",
-    "ScaleByRpropState",
-    "rprop_prev_signs",
-    "rprop_step_sizes",
-    "scale_by_rprop",
-]
+__all__ = ["RPROP_VARIANTS", "RpropVariant", "scale_by_rprop"]
 
 
 def _number(x: Any) -> bool:
