@@ -74,8 +74,12 @@ class ScaleByRpropPlusPackedState(NamedTuple):
 
 
 class ScaleByIRpropPlusPackedState(NamedTuple):
-    r"""iRprop+'s state: Rprop+'s (:class:`ScaleByRpropPlusPackedState`) plus the previous
-    loss :math:`E_{t-1}`, a scalar, ``+inf`` before the first update.
+    r"""iRprop+'s state: Rprop+'s packed state plus the previous loss :math:`E_{t-1}`.
+
+    Attributes:
+      packed, pending, eta_minus, min_step_size, max_step_size: as in
+        :class:`ScaleByRpropPlusPackedState`.
+      prev_value: :math:`E_{t-1}`, a scalar, ``+inf`` before the first update.
 
     Example:
       >>> import jax.numpy as jnp
