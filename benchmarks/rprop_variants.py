@@ -283,7 +283,10 @@ def state_bytes_table() -> list[str]:
     rows = []
     for v in VARIANTS:
         state = gradtx.rprop(LR, variant=v).init(params)
-        kept = "Δ (float32), sign g' (int8)" + (", E_{t-1} (one scalar)" if v == "irprop+" else "")
+        kept = "Δ and sign g' packed (uint32)"
+        if v in ("rprop+", "irprop+"):
+            kept += ", a pending decrease (uint8), η-, Δmin, Δmax (scalars)"
+        kept += ", E_{t-1} (one scalar)" if v == "irprop+" else ""
         rows.append(f'| gradtx `rprop(variant="{v}")` | {kept} | {per_param(state):.4f} |')
     tp = [torch.nn.Parameter(torch.from_numpy(a.copy())) for layer in p for a in layer]
     opt = torch.optim.Rprop(tp)

@@ -46,12 +46,8 @@ from gradtx._rms import (
     scale_by_rms,
     scale_by_stddev,
 )
-from gradtx._rprop import (
-    RPROP_VARIANTS,
-    RpropVariant,
-    scale_by_rprop,
-)
-from gradtx._rprop_state import (
+from gradtx._rprop import RPROP_VARIANTS, RpropVariant, scale_by_rprop
+from gradtx._rprop._state import (
     ScaleByIRpropPlusPackedState,
     ScaleByIRpropPlusState,
     ScaleByRpropPackedState,

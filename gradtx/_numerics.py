@@ -22,32 +22,6 @@ class Signs(NamedTuple):
     pos: jax.Array
     neg: jax.Array
 
-    def as_int8(self) -> jax.Array:
-        """-1, 0 or +1 as ``int8``."""
-        return jnp.where(self.pos, jnp.int8(1), jnp.where(self.neg, jnp.int8(-1), jnp.int8(0)))
-
-    @classmethod
-    def of_int8(cls, s: jax.Array) -> Signs:
-        return cls(s > 0, s < 0)
-
-    def of(self, x: jax.Array) -> Signs:
-        """The signs of ``x`` in this representation (see :func:`signs`)."""
-        return signs(x)
-
-    def agreement(self, prev: Signs) -> tuple[jax.Array, jax.Array]:
-        """(x·x' > 0, x·x' < 0) for these signs of x and ``prev``'s of x'."""
-        same = (self.pos & prev.pos) | (self.neg & prev.neg)
-        flip = (self.pos & prev.neg) | (self.neg & prev.pos)
-        return same, flip
-
-    def unless(self, mask: jax.Array) -> Signs:
-        """These signs, 0 where ``mask``."""
-        return Signs(self.pos & ~mask, self.neg & ~mask)
-
-    def times(self, x: jax.Array) -> jax.Array:
-        """sign·x: x, -x or 0 (the product, bit for bit, without a multiply)."""
-        return jnp.where(self.pos, x, jnp.where(self.neg, -x, jnp.zeros((), x.dtype)))
-
 
 def signs(x: jax.Array) -> Signs:
     """The signs of a float array, read from its bit pattern.

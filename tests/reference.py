@@ -91,7 +91,9 @@ def _sgn(x):
     return x.dtype.type(0) if np.isnan(x) else np.sign(x)
 
 
-def rprop_variant(variant, w0, grad_fn, steps, lr, etas, step_sizes, *, sign_product=False):
+def rprop_variant(
+    variant, w0, grad_fn, steps, lr, etas, step_sizes, *, sign_product=False, then=()
+):
     """Run one Rprop variant from its published pseudo-code, weight by weight.
 
     ``grad_fn(w, t) -> (E, g)``: the loss and the gradient at ``w``. Returns the
@@ -112,19 +114,30 @@ def rprop_variant(variant, w0, grad_fn, steps, lr, etas, step_sizes, *, sign_pro
     The papers start from Δ0 inside the bounds; torch clamps lr into them, so Δ0 =
     clip(lr). E_prev starts at +inf. ``sign_product`` judges ∂'·∂ by sign(∂')·sign(∂)
     instead of by the floating-point product (they differ only where it underflows).
+
+    ``then``: further phases ``(variant, steps, etas, step_sizes)`` that continue the
+    same weights, Δ, ∂', Δw and E_prev under other hyperparameters or another variant
+    (the pseudo-code knows no boundary between them). The Rprop- branch also records its
+    move as Δw, which it never reads itself.
     """
     dt = w0.dtype.type
-    eta_minus, eta_plus = dt(etas[0]), dt(etas[1])
-    d_min, d_max = dt(step_sizes[0]), dt(step_sizes[1])
     w = w0.astype(w0.dtype).ravel().copy()
     n = w.size
-    delta = [min(max(dt(lr), d_min), d_max)] * n
+    delta = [min(max(dt(lr), dt(step_sizes[0])), dt(step_sizes[1]))] * n
     g_prev = [dt(0)] * n
     dw = [dt(0)] * n
     e_prev = np.inf
     ws, deltas = [], []
     branches = {"+": 0, "-": 0, "0": 0, "undo": 0, "keep": 0}
-    for t in range(steps):
+    phases = [(variant, steps, etas, step_sizes), *then]
+    schedule = [phase for phase in phases for _ in range(phase[1])]
+    for t, (variant, _, etas, step_sizes) in enumerate(schedule):
+        eta_minus, eta_plus = dt(etas[0]), dt(etas[1])
+        d_min, d_max = dt(step_sizes[0]), dt(step_sizes[1])
+
+        def clip(x, d_min=d_min, d_max=d_max):  # torch clamps every step: a no-op unless
+            return min(max(x, d_min), d_max)  # the bounds changed between phases
+
         e, g = grad_fn(w.reshape(w0.shape).copy(), t)
         g = np.asarray(g, dtype=w0.dtype).ravel()
         for i in range(n):
@@ -134,13 +147,13 @@ def rprop_variant(variant, w0, grad_fn, steps, lr, etas, step_sizes, *, sign_pro
             if variant in ("rprop+", "irprop+"):
                 if p > 0:
                     branches["+"] += 1
-                    delta[i] = min(delta[i] * eta_plus, d_max)
+                    delta[i] = clip(delta[i] * eta_plus)
                     dw[i] = -_sgn(gi) * delta[i]
                     w[i] = w[i] + dw[i]
                     g_prev[i] = gi
                 elif p < 0:
                     branches["-"] += 1
-                    delta[i] = max(delta[i] * eta_minus, d_min)
+                    delta[i] = clip(delta[i] * eta_minus)
                     if variant == "rprop+" or e > e_prev:
                         branches["undo"] += 1
                         w[i] = w[i] - dw[i]
@@ -149,21 +162,24 @@ def rprop_variant(variant, w0, grad_fn, steps, lr, etas, step_sizes, *, sign_pro
                     g_prev[i] = dt(0)
                 else:
                     branches["0"] += 1
+                    delta[i] = clip(delta[i])
                     dw[i] = -_sgn(gi) * delta[i]
                     w[i] = w[i] + dw[i]
                     g_prev[i] = gi
             else:
                 if p > 0:
                     branches["+"] += 1
-                    delta[i] = min(delta[i] * eta_plus, d_max)
+                    delta[i] = clip(delta[i] * eta_plus)
                 elif p < 0:
                     branches["-"] += 1
-                    delta[i] = max(delta[i] * eta_minus, d_min)
+                    delta[i] = clip(delta[i] * eta_minus)
                     if variant == "irprop-":
                         gi = dt(0)
                 else:
                     branches["0"] += 1
-                w[i] = w[i] - _sgn(gi) * delta[i]
+                    delta[i] = clip(delta[i])
+                dw[i] = -_sgn(gi) * delta[i]
+                w[i] = w[i] + dw[i]
                 g_prev[i] = gi
         e_prev = e
         ws.append(w.reshape(w0.shape).copy())

@@ -17,7 +17,7 @@ from gradtx import (
     rprop_prev_signs,
     rprop_step_sizes,
 )
-from gradtx._rprop_state import RPROP_STATES, with_values
+from gradtx._rprop._state import RPROP_STATES, with_values
 
 _RPROP = {"step_sizes": "step_size", "prev_signs": "prev"}
 FIELDS = {
