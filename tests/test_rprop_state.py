@@ -167,7 +167,7 @@ def test_a_state_of_another_type_is_refused_by_name(make_state, reader, variant)
     params = {"w": jnp.ones(3)}
     state = make_state().init(params)
     tx = gradtx.scale_by_rprop(0.1, variant=reader)
-    with pytest.raises(ValueError, match=re.escape(f"variant='{variant}'") + ".*state passed is a"):
+    with pytest.raises(ValueError, match=re.escape(f"variant='{variant}'") + ".*does not belong"):
         tx.update(params, state, params, value=1.0)
 
 

@@ -20,7 +20,7 @@ from gradtx._leafwise import Scalars, leafwise
 from gradtx._rprop._rules import RPROP_VARIANTS, VARIANTS, Hyper, RpropVariant
 from gradtx._rprop._state import HELD, STATE_TYPES, value_dtype
 from gradtx._rprop._storage import Deferred, Packed, Plain, fits, is_packable, packed_limit
-from gradtx._trees import leaf_paths
+from gradtx._trees import StateMismatchError, check_state, leaf_paths
 
 __all__ = ["RPROP_VARIANTS", "RpropVariant", "scale_by_rprop"]
 
@@ -103,14 +103,14 @@ def _guarded(tx: GradientTransformation, state_type: type, variant: str) -> Grad
     """``tx`` refusing another transform's state and integer gradients by name."""
 
     def update(updates, state, params=None, **extra):
-        if not isinstance(state, state_type):
-            raise ValueError(
-                f"scale_by_rprop(variant={variant!r}) keeps a {state_type.__name__}, but the "
-                f"state passed is a {type(state).__name__}: pass the state this transform's "
-                "init returned. (Rprop states carry over between variants and hyperparameters "
-                "where the type matches; iRprop+'s also keeps the loss, and under "
+        try:
+            check_state(state, state_type, f"scale_by_rprop(variant={variant!r})")
+        except StateMismatchError as e:
+            raise StateMismatchError(
+                f"{e} (Rprop states carry over between variants and hyperparameters where "
+                "the type matches; iRprop+'s also keeps the loss, and under "
                 "inject_hyperparams the step sizes are kept unpacked.)"
-            )
+            ) from None
         for path, g in zip(leaf_paths(updates), jax.tree.leaves(updates)):
             if not jnp.issubdtype(jnp.result_type(g), jnp.inexact):
                 raise TypeError(
