@@ -144,3 +144,15 @@ def apply_if_finite(inner: Any, max_consecutive_errors: int) -> GradientTransfor
         )
 
     return GradientTransformation(init, update)
+
+
+def negated_value(tx: GradientTransformation) -> GradientTransformation:
+    """``tx`` with its ``value=`` keyword negated: maximising E is minimising -E (how
+    :func:`gradtx.rprop` ascends with ``"irprop+"``, whose rule reads the loss)."""
+
+    def update(updates, state, params=None, **extra_args):
+        if extra_args.get("value") is not None:
+            extra_args = {**extra_args, "value": -jnp.asarray(extra_args["value"])}
+        return tx.update(updates, state, params, **extra_args)
+
+    return GradientTransformation(tx.init, update)
