@@ -162,26 +162,29 @@ def rmsprop(
 ) -> GradientTransformation:
     r"""RMSprop with ``torch.optim.RMSprop``'s arguments, defaults and numbers.
 
-    The chain (blocks whose hyperparameter is a Python zero are left out; an array, as
-    :func:`gradtx.inject_hyperparams` passes, always keeps its block)::
+    The chain it builds (a block whose hyperparameter is a Python zero is left out; an
+    array, as :func:`gradtx.inject_hyperparams` passes, always keeps its block)::
 
         chain(
-            scale(-1.0),                              # only if maximize
-            add_decayed_weights(weight_decay),        # L2 penalty, if weight_decay
-            scale_by_stddev(alpha, eps, eps_in_sqrt=False,   # if centered
-                            clamp_variance=clamp_variance,
-                            accumulator_dtype=accumulator_dtype)
-              or scale_by_rms(alpha, eps, eps_in_sqrt=False,
-                              accumulator_dtype=accumulator_dtype),
+            identity(),            # if maximize: the slot of scale(-1.0)
+            identity(),            # if weight_decay: the slot of add_decayed_weights(wd)
+            scale_by_stddev(alpha, eps, eps_in_sqrt=False,          # if centered
+                            clamp_variance=clamp_variance, weight_decay=weight_decay,
+                            maximize=maximize, accumulator_dtype=accumulator_dtype)
+              or scale_by_rms(alpha, eps, eps_in_sqrt=False, weight_decay=weight_decay,
+                              maximize=maximize, accumulator_dtype=accumulator_dtype),
             trace(momentum, accumulator_dtype=accumulator_dtype),  # if momentum
             scale_by_learning_rate(learning_rate),
         )
 
-    That is its state, entry for entry, and its numbers (``tests/test_rmsprop_penalty.py``).
-    A weight decay that is not a schedule is computed inside the normaliser's rule, with
-    the sign of ``maximize``: their two entries are ``identity()`` blocks, whose
-    ``EmptyState`` is also that of ``scale`` and ``add_decayed_weights``, and the compiled
-    step keeps no temporary buffer for :math:`g + \lambda\theta` (the performance page).
+    The normaliser takes the sign and the L2 penalty itself (its ``maximize`` and
+    ``weight_decay``: the same numbers, no temporary buffer for :math:`g + \lambda\theta`
+    in the compiled step). The two ``identity()`` blocks keep the state, entry for entry,
+    that of torch's RMSprop as separate blocks, ``chain(scale(-1.0),
+    add_decayed_weights(weight_decay), scale_by_rms(alpha, eps, eps_in_sqrt=False), ...)``,
+    whose numbers it gives bit for bit (``tests/test_rmsprop_penalty.py``). A schedule for
+    ``weight_decay`` needs a step count: those two slots are then ``scale(-1.0)`` and
+    ``add_decayed_weights(weight_decay)`` themselves and the normaliser takes neither.
 
     The rule (Hinton 2012; centered: Graves 2013), with :math:`\gamma` =
     ``learning_rate``, :math:`\alpha`, :math:`\lambda` = ``weight_decay``, :math:`\mu` =
@@ -275,7 +278,7 @@ def rmsprop(
         blocks.append(add_decayed_weights(weight_decay) if scheduled else identity())
     common = dict(decay=alpha, eps=eps, eps_in_sqrt=False, accumulator_dtype=accumulator_dtype)
     if not scheduled:
-        common |= dict(weight_decay=weight_decay, maximize=maximize)
+        common |= dict(weight_decay=weight_decay if decays else None, maximize=maximize)
     if centered:
         blocks.append(scale_by_stddev(clamp_variance=clamp_variance, **common))
     else:

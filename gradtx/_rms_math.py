@@ -51,10 +51,13 @@ def _penalised(g, p, wd, maximize):
 
 
 def inputs_of(decays: bool, maximize: bool):
-    r"""The normaliser's two uses of its input, in the averages' dtype: the one its
-    averages take in and the one its update divides. Without weight decay or
-    ``maximize`` both are the gradient; with them both are :math:`\pm g + \lambda\theta`,
-    the second computed again behind ``lax.optimization_barrier``.
+    r"""The normaliser's three uses of its input, in the averages' dtype: the one squared
+    into :math:`\nu`, the one averaged into :math:`\mu` and the one its update divides.
+    Without weight decay or ``maximize`` all are the gradient; with them all are
+    :math:`\pm g + \lambda\theta`, the last computed again behind
+    ``lax.optimization_barrier``; with ``maximize`` alone the squared one is :math:`g`
+    (the same square, and the same rounding of :math:`\nu` as from a stored :math:`-g`:
+    a negation inside the loop changes which product LLVM fuses).
 
     Why twice: one value that feeds both the averages' loops and the update's loop is
     written by XLA to a temporary buffer at every step; two values computed alike fuse
@@ -63,13 +66,13 @@ def inputs_of(decays: bool, maximize: bool):
     (``accumulator_dtype``) the input must be rounded to the param's dtype before it is
     widened, and only a stored value is sure to be: it is computed once and stored.
 
-    ``inputs(g, acc_dtype, p=None, wd=None)``: ``p`` is the param and ``wd``
-    :math:`\lambda`, a rule argument so that a traced value works."""
+    ``inputs(g, acc_dtype, p=None, wd=None) -> (squared, averaged, divided)``: ``p`` is
+    the param and ``wd`` :math:`\lambda`, a rule argument so that a traced value works."""
     if not (decays or maximize):
 
         def plain(g, acc_dtype):
             g = g.astype(jnp.promote_types(g.dtype, acc_dtype))
-            return g, g
+            return g, g, g
 
         return plain
     f = functools.partial(_penalised, maximize=maximize)
@@ -78,8 +81,9 @@ def inputs_of(decays: bool, maximize: bool):
         wide = jnp.promote_types(g.dtype, acc_dtype)
         if wide != g.dtype:
             stored = jax.lax.optimization_barrier(f(g, p, wd)).astype(wide)
-            return stored, stored
-        return f(g, p, wd), f(*jax.lax.optimization_barrier((g, p)), wd)
+            return stored, stored, stored
+        g_in = f(g, p, wd)
+        return (g_in if decays else g), g_in, f(*jax.lax.optimization_barrier((g, p)), wd)
 
     return inputs
 
