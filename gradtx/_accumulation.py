@@ -103,7 +103,7 @@ def _checked_k(value: Any, where: str) -> Any:
         v = check.concrete(value)
     except ValueError:
         v = math.nan
-    if v is not None and not (v >= 1 and v == math.floor(v)):
+    if v is not None and not (1 <= v < 2**31 and v == math.floor(v)):  # an int32 count
         raise ValueError(
             f"Invalid every_k_schedule: its value {where} is {value!r} (must be an integer "
             ">= 1 at every step)."
