@@ -150,7 +150,7 @@ class MultiSteps:
     accumulator sums and the mean divides once at the step (optax keeps a running mean;
     the two agree to rounding); its dtype is each gradient's own unless
     ``accumulator_dtype`` is given (optax: float32; a real dtype, which complex gradients
-    widen to the complex dtype of its precision, where optax drops their imaginary part);
+    widen to the complex dtype of its precision rather than lose their imaginary part);
     a schedule's value must be an integer >= 1, checked at construction (its value at
     step 0) and at every eager step (optax divides by 0 or flips the sign); the inner
     update runs only on the :math:`k`-th call (``lax.cond``), where optax runs it every

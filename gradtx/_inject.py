@@ -136,7 +136,8 @@ def inject_hyperparams(
       inner_factory: a function returning a transform, e.g. :func:`gradtx.rmsprop`.
       static_args: names of arguments never to inject (passed as given).
       hyperparam_dtype: the dtype of the injected floating values (``None``: the
-        widest floating dtype of the params).
+        widest floating dtype of the params); a real floating dtype (an integer one
+        would truncate them, and is refused).
 
     Returns:
       A function with ``inner_factory``'s signature that returns a

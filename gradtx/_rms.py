@@ -43,15 +43,6 @@ from gradtx._rms_states import (
 )
 from gradtx._trees import leaf_paths
 
-__all__ = [
-    "ScaleByRStdDevState",
-    "ScaleByRStdDevWithCountState",
-    "ScaleByRmsState",
-    "ScaleByRmsWithCountState",
-    "scale_by_rms",
-    "scale_by_stddev",
-]
-
 
 def _check(decay, eps, initial_scale, weight_decay, **flags) -> None:
     for name, value in flags.items():
