@@ -1,10 +1,11 @@
 """``gradtx.rmsprop(weight_decay=...)`` computes the L2 penalty inside its normaliser's
 rule (the documented ``weight_decay=`` of ``scale_by_rms``/``scale_by_stddev``), so
 that XLA keeps no temporary buffer for g + wd * theta (``tests/test_donation.py``
-checks that part). Here: it is the chain its docstring states, block for block, bit for bit: the same state tree and the same
-numbers as ``scale(-1) -> add_decayed_weights -> scale_by_stddev | scale_by_rms ->
-trace -> scale_by_learning_rate`` built from the public blocks, in every dtype, jitted
-and eager, with the weight decay a number or an injected (traced) hyperparameter."""
+checks that part). Here: it is the chain its docstring states, block for block, bit
+for bit: the same state tree and the same numbers as ``scale(-1) ->
+add_decayed_weights -> scale_by_stddev | scale_by_rms -> trace ->
+scale_by_learning_rate`` built from the public blocks, in every dtype, jitted and
+eager, with the weight decay a number or an injected (traced) hyperparameter."""
 
 from __future__ import annotations
 
