@@ -56,6 +56,7 @@ GROUPS = {
 MODULE_GROUPS = {
     "gradtx._aliases": "aliases",
     "gradtx._rms": "blocks",
+    "gradtx._rms_states": "blocks",
     "gradtx._rprop": "blocks",
     "gradtx._momentum": "blocks",
     "gradtx._weight_decay": "blocks",
@@ -70,6 +71,7 @@ MODULE_GROUPS = {
     "gradtx._rprop._rules": "blocks",
     "gradtx._wrappers": "wrappers",
     "gradtx._accumulation": "wrappers",
+    "gradtx._apply_every": "wrappers",
     "gradtx._flatten": "wrappers",
     "gradtx._schedules_cyclic": "schedules",
     "gradtx._schedules": "schedules",

@@ -4,14 +4,9 @@ small composable blocks they are made of.
 Everything public is exported here; the modules behind it are private.
 """
 
-from gradtx._accumulation import (
-    ApplyEvery,
-    MultiSteps,
-    MultiStepsState,
-    apply_every,
-    skip_not_finite,
-)
+from gradtx._accumulation import MultiSteps, MultiStepsState, skip_not_finite
 from gradtx._aliases import rmsprop, rprop
+from gradtx._apply_every import ApplyEvery, apply_every
 from gradtx._base import (
     EmptyState,
     GradientTransformation,

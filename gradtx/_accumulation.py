@@ -1,10 +1,9 @@
 r"""Accumulating gradients over several calls before stepping.
 
-* :class:`MultiSteps` accumulates :math:`k` micro-batch gradients and steps the wrapped
-  transform once (optax's ``MultiSteps``; Dragon's ``Optimizer.sum_grad``), optionally
-  skipping micro-batches that ``should_skip_update_fn`` rejects (:func:`skip_not_finite`).
-* :func:`apply_every` is the lighter block: it sums :math:`k` updates and emits the sum
-  every :math:`k`-th call, inside a chain whose other blocks step every call (optax's).
+:class:`MultiSteps` accumulates :math:`k` micro-batch gradients and steps the wrapped
+transform once (optax's ``MultiSteps``; Dragon's ``Optimizer.sum_grad``), optionally
+skipping micro-batches that ``should_skip_update_fn`` rejects (:func:`skip_not_finite`).
+The lighter block that only sums updates is :func:`gradtx.apply_every`.
 
 Counters are ``int32`` scalars; the wrapped transform's state is kept untouched inside
 (``inner_opt_state``), so checkpointing tools see a plain pytree of arrays.
@@ -12,6 +11,7 @@ Counters are ``int32`` scalars; the wrapped transform's state is kept untouched 
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -29,7 +29,6 @@ from gradtx._base import (
     safe_increment,
     update_with_extra_args,
 )
-from gradtx._leafwise import Scalars, leafwise
 from gradtx._trees import check_state
 
 
@@ -92,8 +91,30 @@ def _cast_like(new: Any, old: Any) -> Any:
     return jax.tree.map(lambda n, o: jnp.asarray(n).astype(jnp.asarray(o).dtype), new, old)
 
 
+def _checked_k(value: Any, where: str) -> Any:
+    """A value of ``every_k_schedule``, refused unless a scalar integer >= 1 (-1 would flip
+    the update's sign, 0 divide by zero). The shape is checked always (it is static); the
+    value where it is concrete (at construction, eager steps): never a sync in a step."""
+    if jnp.shape(value) != ():
+        raise ValueError(
+            f"Invalid every_k_schedule: its value {where} has shape {jnp.shape(value)} "
+            "(must be a scalar integer >= 1)."
+        )
+    try:
+        v = check.concrete(value)
+    except ValueError:
+        v = math.nan
+    if v is not None and not (1 <= v < 2**31 and v == math.floor(v)):  # an int32 count
+        raise ValueError(
+            f"Invalid every_k_schedule: its value {where} is {value!r} (must be an integer "
+            ">= 1 at every step)."
+        )
+    return value
+
+
 def _every_k(every_k_schedule: Any) -> Callable[[jax.Array], Any]:
     if callable(every_k_schedule):
+        _checked_k(every_k_schedule(jnp.zeros([], jnp.int32)), "at gradient_step 0")
         return every_k_schedule
     if isinstance(every_k_schedule, bool) or not isinstance(every_k_schedule, numbers.Integral):
         raise ValueError(
@@ -129,8 +150,12 @@ class MultiSteps:
     Arguments and state layout are ``optax.MultiSteps``'s, with these differences: the
     accumulator sums and the mean divides once at the step (optax keeps a running mean;
     the two agree to rounding); its dtype is each gradient's own unless
-    ``accumulator_dtype`` is given (optax: float32); the inner update runs only on the
-    :math:`k`-th call (``lax.cond``), where optax runs it every call and masks the result,
+    ``accumulator_dtype`` is given (optax: float32; a real dtype, which complex gradients
+    widen to the complex dtype of its precision rather than lose their imaginary part);
+    a schedule's value must be an integer >= 1, checked at construction (its value at
+    step 0) and at every eager step (optax divides by 0 or flips the sign); the inner
+    update runs only on the :math:`k`-th call (``lax.cond``), where optax runs it every
+    call and masks the result,
     so a NaN in a discarded inner update cannot leak through; any mix of float32,
     bfloat16 and float16 params and gradients works, the inner state keeping its dtypes.
 
@@ -182,7 +207,7 @@ class MultiSteps:
         self._every_k = _every_k(every_k_schedule)
         self._mean = bool(use_grad_mean)
         self._skip = should_skip_update_fn
-        self._acc_dtype = None if accumulator_dtype is None else jnp.dtype(accumulator_dtype)
+        self._acc_dtype = check.accumulator_dtype("accumulator_dtype", accumulator_dtype)
         self._inner_update = update_with_extra_args(transform)
         self.init = abstract_aware(self._init)
 
@@ -193,7 +218,7 @@ class MultiSteps:
     def _init(self, params: Params) -> MultiStepsState:
         def zeros(p):
             p = jnp.asarray(p)
-            return jnp.zeros(p.shape, self._acc_dtype or p.dtype)
+            return jnp.zeros(p.shape, check.accumulator_for(self._acc_dtype, p.dtype))
 
         zero = jnp.zeros([], jnp.int32)
         inner = self._inner.init(params)
@@ -209,7 +234,11 @@ class MultiSteps:
         return MultiStepsState(zero, gradient_step, inner, acc, skip_state)
 
     def _accumulate(self, updates, state, params, extra_args):
-        k = jnp.asarray(self._every_k(state.gradient_step), jnp.int32)
+        step = state.gradient_step
+        where = "at gradient_step " + (
+            "(traced)" if isinstance(step, jax.core.Tracer) else str(step)
+        )
+        k = jnp.asarray(_checked_k(self._every_k(step), where), jnp.int32)
         acc = jax.tree.map(
             lambda a, g: a + jnp.asarray(g).astype(a.dtype), state.acc_grads, updates
         )
@@ -271,79 +300,3 @@ class MultiSteps:
 
     def gradient_transformation(self) -> GradientTransformation:
         return GradientTransformation(self.init, self.update)
-
-
-class ApplyEvery(NamedTuple):
-    r"""The state of :func:`apply_every` (optax's ``ApplyEvery`` layout).
-
-    Attributes:
-      count: ``int32``, the calls since the last emission, modulo :math:`k`.
-      grad_acc: the running sum, like the params.
-
-    Example:
-      >>> import jax.numpy as jnp
-      >>> import gradtx
-      >>> gradtx.apply_every(3).init({"w": jnp.zeros(2)})
-      ApplyEvery(count=Array(0, dtype=int32), grad_acc={'w': Array([0., 0.], dtype=float32)})
-    """
-
-    count: jax.Array  # int32: calls since the last emission, modulo k
-    grad_acc: Updates  # the running sum, mirrors params
-
-
-def apply_every(k: int = 1) -> GradientTransformation:
-    r"""Sum the updates of ``k`` calls; emit the sum on every ``k``-th call, zeros on the others.
-
-    Formula::
-
-        a_t = g_t + (a_(t-1) if c_t != 0 else 0)
-        u_t = a_t if c_t == k - 1 else 0
-        c_(t+1) = (c_t + 1) mod k
-
-    .. math::
-        a_t = g_t + [c_t \ne 0]\,a_{t-1}, \qquad u_t = [c_t = k-1]\,a_t, \qquad
-        c_{t+1} = (c_t + 1) \bmod k.
-
-    Same argument, state layout (:class:`ApplyEvery`) and numbers as
-    ``optax.apply_every``. The blocks around it still step every call; to step a whole
-    optimizer once per :math:`k` micro-batches use :class:`MultiSteps`.
-
-    Args:
-      k: the number of calls summed (an ``int >= 1``).
-
-    Returns:
-      A :class:`~gradtx.GradientTransformation` whose state is an :class:`ApplyEvery`.
-
-    Example:
-      >>> import jax.numpy as jnp
-      >>> import gradtx
-      >>> tx = gradtx.apply_every(2)
-      >>> state = tx.init({"w": jnp.zeros(1)})
-      >>> for g in (1.0, 2.0, 3.0, 4.0):
-      ...     updates, state = tx.update({"w": jnp.array([g])}, state)
-      ...     print(updates["w"])
-      [0.]
-      [3.]
-      [0.]
-      [7.]
-    """
-    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
-        raise ValueError(f"Invalid k: {k!r} (must be an int >= 1).")
-
-    def step(values):
-        c = values["count"] % k
-        count = safe_increment(values["count"]) % k
-        return {"acc": c != 0, "emit": c == (k - 1)}, {"count": count.astype(jnp.int32)}
-
-    def update_leaf(g, grad_acc, *, acc, emit):
-        grad_acc = acc * grad_acc + g
-        return emit * grad_acc, (grad_acc,)
-
-    counter = Scalars(("count",), lambda: {"count": jnp.zeros([], jnp.int32)}, step)
-    return leafwise(
-        update_leaf,
-        state=ApplyEvery,
-        init_leaf=lambda p: (jnp.zeros_like(p),),
-        scalars=counter,
-        complex_as_real=False,
-    )

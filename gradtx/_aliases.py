@@ -7,19 +7,18 @@ numbers.
 
 from __future__ import annotations
 
-import functools
 from typing import Any
-
-import jax.numpy as jnp
 
 from gradtx import _validation as check
 from gradtx._base import GradientTransformation, ScalarOrSchedule, identity
 from gradtx._combine import chain
 from gradtx._momentum import trace
-from gradtx._rms import L2Penalty, _scale_by_rms, _scale_by_stddev
+from gradtx._rms import scale_by_rms, scale_by_stddev
 from gradtx._rprop import RpropVariant, scale_by_rprop
 from gradtx._scaling import scale, scale_by_learning_rate
+from gradtx._spellings import other_spellings
 from gradtx._weight_decay import add_decayed_weights
+from gradtx._wrappers import negated_value
 
 _TORCH_LR = "use learning_rate= (torch's lr=, as the JAX ecosystem spells it)"
 _PAIR = "use {pair}, torch's pair; gradtx.scale_by_rprop takes {name}="
@@ -48,35 +47,7 @@ _RMSPROP_SPELLINGS = {
 }
 
 
-def _optax_spellings(spellings: dict[str, str]):
-    """Turn a keyword another library spells differently (optax's ``decay=``, torch's
-    ``lr=``) into a ``TypeError`` naming gradtx's spelling, or the block that takes it.
-    The signature seen by ``inspect`` (and ``inject_hyperparams``) is the function's own."""
-
-    def decorate(fn):
-        @functools.wraps(fn)
-        def wrapped(*args, **kwargs):
-            for name in kwargs:
-                if name in spellings:
-                    raise TypeError(
-                        f"{fn.__name__}() has no argument {name}= (optax's or torch's "
-                        f"spelling): {spellings[name]}."
-                    )
-            return fn(*args, **kwargs)
-
-        return wrapped
-
-    return decorate
-
-
-def _is_zero(value) -> bool:
-    """True for a Python-number zero only. An array (as ``inject_hyperparams`` passes,
-    concrete at ``init`` and traced inside a jitted ``update``) is never pruned, so the
-    chain's structure, and the state's, does not depend on whether a value is traced."""
-    return check.is_python_number(value) and value == 0
-
-
-@_optax_spellings(_RPROP_SPELLINGS)
+@other_spellings(_RPROP_SPELLINGS)
 def rprop(
     learning_rate: float = 1e-2,
     etas: tuple[float, float] = (0.5, 1.2),
@@ -170,24 +141,13 @@ def rprop(
         accumulator_dtype=accumulator_dtype,
     )
     if maximize and variant == "irprop+":
-        rule = _negated_value(rule)
+        rule = negated_value(rule)
     blocks = [scale(-1.0)] if maximize else []
     blocks += [rule, scale(-1.0)]
     return chain(*blocks)
 
 
-def _negated_value(tx: GradientTransformation) -> GradientTransformation:
-    """``tx`` with its ``value=`` keyword negated: maximising E is minimising -E."""
-
-    def update(updates, state, params=None, **extra_args):
-        if extra_args.get("value") is not None:
-            extra_args = {**extra_args, "value": -jnp.asarray(extra_args["value"])}
-        return tx.update(updates, state, params, **extra_args)
-
-    return GradientTransformation(tx.init, update)
-
-
-@_optax_spellings(_RMSPROP_SPELLINGS)
+@other_spellings(_RMSPROP_SPELLINGS)
 def rmsprop(
     learning_rate: ScalarOrSchedule = 1e-2,
     alpha: float = 0.99,
@@ -202,26 +162,29 @@ def rmsprop(
 ) -> GradientTransformation:
     r"""RMSprop with ``torch.optim.RMSprop``'s arguments, defaults and numbers.
 
-    The chain (blocks whose hyperparameter is a Python zero are left out; an array, as
-    :func:`gradtx.inject_hyperparams` passes, always keeps its block)::
+    The chain it builds (a block whose hyperparameter is a Python zero is left out; an
+    array, as :func:`gradtx.inject_hyperparams` passes, always keeps its block)::
 
         chain(
-            scale(-1.0),                              # only if maximize
-            add_decayed_weights(weight_decay),        # L2 penalty, if weight_decay
-            scale_by_stddev(alpha, eps, eps_in_sqrt=False,   # if centered
-                            clamp_variance=clamp_variance,
-                            accumulator_dtype=accumulator_dtype)
-              or scale_by_rms(alpha, eps, eps_in_sqrt=False,
-                              accumulator_dtype=accumulator_dtype),
+            identity(),            # if maximize: the slot of scale(-1.0)
+            identity(),            # if weight_decay: the slot of add_decayed_weights(wd)
+            scale_by_stddev(alpha, eps, eps_in_sqrt=False,          # if centered
+                            clamp_variance=clamp_variance, weight_decay=weight_decay,
+                            maximize=maximize, accumulator_dtype=accumulator_dtype)
+              or scale_by_rms(alpha, eps, eps_in_sqrt=False, weight_decay=weight_decay,
+                              maximize=maximize, accumulator_dtype=accumulator_dtype),
             trace(momentum, accumulator_dtype=accumulator_dtype),  # if momentum
             scale_by_learning_rate(learning_rate),
         )
 
-    That is its state, entry for entry, and its numbers (``tests/test_rmsprop_penalty.py``).
-    A weight decay that is not a schedule is computed inside the normaliser's rule, with
-    the sign of ``maximize``: their two entries are ``identity()`` blocks, whose
-    ``EmptyState`` is also that of ``scale`` and ``add_decayed_weights``, and the compiled
-    step keeps no temporary buffer for :math:`g + \lambda\theta` (the performance page).
+    The normaliser takes the sign and the L2 penalty itself (its ``maximize`` and
+    ``weight_decay``: the same numbers, no temporary buffer for :math:`g + \lambda\theta`
+    in the compiled step). The two ``identity()`` blocks keep the state, entry for entry,
+    that of torch's RMSprop as separate blocks, ``chain(scale(-1.0),
+    add_decayed_weights(weight_decay), scale_by_rms(alpha, eps, eps_in_sqrt=False), ...)``,
+    whose numbers it gives bit for bit (``tests/test_rmsprop_penalty.py``). A schedule for
+    ``weight_decay`` needs a step count: those two slots are then ``scale(-1.0)`` and
+    ``add_decayed_weights(weight_decay)`` themselves and the normaliser takes neither.
 
     The rule (Hinton 2012; centered: Graves 2013), with :math:`\gamma` =
     ``learning_rate``, :math:`\alpha`, :math:`\lambda` = ``weight_decay``, :math:`\mu` =
@@ -306,22 +269,21 @@ def rmsprop(
     ]:
         check.non_negative(name, value)
     check.in_range("alpha", alpha, 0.0, 1.0)
-    # A numeric weight decay (and with it the sign of maximize) is computed inside the
-    # normaliser's rule (_rms.L2Penalty: the same numbers, no temporary buffer for
-    # g + wd * theta); identity() keeps each of their blocks' slot in the state, so the
-    # state is the chain's above in every case. A schedule keeps its own block.
-    decays = not _is_zero(weight_decay)
-    penalty = L2Penalty(weight_decay, maximize) if decays and not callable(weight_decay) else None
-    blocks = [identity() if penalty else scale(-1.0)] if maximize else []
+    # A schedule keeps its blocks; otherwise the sign and the decay are the
+    # normaliser's, and identity() holds their blocks' slots in the state.
+    scheduled = callable(weight_decay)
+    decays = scheduled or not (check.is_python_number(weight_decay) and weight_decay == 0)
+    blocks = [scale(-1.0) if scheduled else identity()] if maximize else []
     if decays:
-        blocks.append(identity() if penalty else add_decayed_weights(weight_decay))
-    common = dict(decay=alpha, eps=eps, initial_scale=0.0, eps_in_sqrt=False)
-    common |= dict(bias_correction=False, accumulator_dtype=accumulator_dtype, penalty=penalty)
+        blocks.append(add_decayed_weights(weight_decay) if scheduled else identity())
+    common = dict(decay=alpha, eps=eps, eps_in_sqrt=False, accumulator_dtype=accumulator_dtype)
+    if not scheduled:
+        common |= dict(weight_decay=weight_decay if decays else None, maximize=maximize)
     if centered:
-        blocks.append(_scale_by_stddev(clamp_variance=clamp_variance, **common))
+        blocks.append(scale_by_stddev(clamp_variance=clamp_variance, **common))
     else:
-        blocks.append(_scale_by_rms(**common))
-    if not _is_zero(momentum):
+        blocks.append(scale_by_rms(**common))
+    if not (check.is_python_number(momentum) and momentum == 0):
         blocks.append(trace(decay=momentum, accumulator_dtype=accumulator_dtype))
     blocks.append(scale_by_learning_rate(learning_rate))
     return chain(*blocks)

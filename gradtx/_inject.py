@@ -90,6 +90,15 @@ def _as_hyperparam(value: Any, dtype: Any) -> jax.Array:
     return arr.astype(dtype) if jnp.issubdtype(arr.dtype, jnp.floating) else arr
 
 
+def _own(value: Any) -> Any:
+    """A concrete array copied into a buffer of its own: an array the caller passed for
+    two names (or to two transforms) would otherwise sit in the state twice, and a
+    donated step refuses to donate one buffer twice."""
+    if isinstance(value, jax.Array) and not isinstance(value, jax.core.Tracer):
+        return value.copy()
+    return value
+
+
 def inject_hyperparams(
     inner_factory: Callable[..., Any],
     static_args: str | Iterable[str] = (),
@@ -128,7 +137,8 @@ def inject_hyperparams(
       inner_factory: a function returning a transform, e.g. :func:`gradtx.rmsprop`.
       static_args: names of arguments never to inject (passed as given).
       hyperparam_dtype: the dtype of the injected floating values (``None``: the
-        widest floating dtype of the params).
+        widest floating dtype of the params); a real floating dtype (an integer one
+        would truncate them, and is refused).
 
     Returns:
       A function with ``inner_factory``'s signature that returns a
@@ -160,9 +170,15 @@ def inject_hyperparams(
             f"{list(signature.parameters)})."
         )
 
+    hyperparam_dtype = check.float_dtype("hyperparam_dtype", hyperparam_dtype)
+
     @functools.wraps(inner_factory)
     def wrapped(*args: Any, **kwargs: Any) -> GradientTransformation:
-        bound = signature.bind(*args, **kwargs)
+        try:
+            bound = signature.bind(*args, **kwargs)
+        except TypeError:
+            inner_factory(*args, **kwargs)  # its own message (rmsprop(lr=) names learning_rate)
+            raise
         bound.apply_defaults()
         scheduled, numeric, fixed = {}, {}, {}
         for name, value in bound.arguments.items():
@@ -190,7 +206,10 @@ def inject_hyperparams(
             count = jnp.zeros([], jnp.int32)
             hyperparams = {k: _as_hyperparam(v, dtype) for k, v in numeric.items()}
             hyperparams.update({k: _as_hyperparam(f(count), dtype) for k, f in scheduled.items()})
-            return InjectHyperparamsState(count, hyperparams, build(hyperparams).init(params))
+            inner = build(hyperparams).init(params)
+            return InjectHyperparamsState(
+                count, {k: _own(v) for k, v in hyperparams.items()}, inner
+            )
 
         def update(updates: Updates, state, params: Params | None = None, **extra_args):
             check_state(state, InjectHyperparamsState, "inject_hyperparams")
@@ -212,6 +231,31 @@ def inject_hyperparams(
         return GradientTransformation(init, update)
 
     return wrapped
+
+
+def _check_injected(state: Any) -> None:
+    """Refuse a state that is not an :class:`InjectHyperparamsState`, naming where one
+    sits inside it (the state of a chain holding an injected transform)."""
+    if isinstance(state, InjectHyperparamsState) or (
+        hasattr(state, "hyperparams") and hasattr(state, "_replace")  # optax's own state
+    ):
+        return
+    found = [
+        jax.tree_util.keystr(path)
+        for path, leaf in jax.tree_util.tree_flatten_with_path(
+            state, is_leaf=lambda x: isinstance(x, InjectHyperparamsState)
+        )[0]
+        if isinstance(leaf, InjectHyperparamsState)
+    ]
+    where = (
+        f"; it holds one at state{found[0]}: pass that one and put the result back"
+        if found
+        else "; build the transform with gradtx.inject_hyperparams(factory)(...)"
+    )
+    raise TypeError(
+        f"set_hyperparams needs the state of an inject_hyperparams transform "
+        f"(InjectHyperparamsState), got a {type(state).__name__}{where}."
+    )
 
 
 def set_hyperparams(state: InjectHyperparamsState, **values: Any) -> InjectHyperparamsState:
@@ -241,6 +285,7 @@ def set_hyperparams(state: InjectHyperparamsState, **values: Any) -> InjectHyper
       >>> state.hyperparams["learning_rate"]
       Array(0.001, dtype=float32)
     """
+    _check_injected(state)
     unknown = sorted(set(values) - set(state.hyperparams))
     if unknown:
         raise ValueError(
@@ -252,10 +297,10 @@ def set_hyperparams(state: InjectHyperparamsState, **values: Any) -> InjectHyper
         check.hyperparameter(name, value)
         old = state.hyperparams[name]
         if _is_key(old) or _is_key(value):
-            new[name] = value
+            new[name] = _own(value)
             continue
         if not hasattr(old, "dtype"):  # a Python number a user put in the dict (optax's
             new[name] = jnp.asarray(value)  # idiom): weakly typed, cast at the next update
             continue
-        new[name] = jnp.broadcast_to(jnp.asarray(value, old.dtype), old.shape)
+        new[name] = _own(jnp.broadcast_to(jnp.asarray(value, old.dtype), old.shape))
     return state._replace(hyperparams=new)

@@ -71,7 +71,7 @@ def trace(
     """
     check.non_negative("decay", decay)
     check.flag("nesterov", nesterov)
-    acc_dtype = check.float_dtype("accumulator_dtype", accumulator_dtype)
+    acc_dtype = check.accumulator_dtype("accumulator_dtype", accumulator_dtype)
 
     def init_leaf(p):
         return (jnp.zeros(p.shape, acc_dtype or p.dtype),)

@@ -284,3 +284,38 @@ def schedule(name: str, fn: Any, rule: Rule) -> Callable[[Any], Any]:
     functools.update_wrapper(checked, fn, updated=())
     checked(jnp.zeros([], jnp.int32))
     return checked
+
+
+def accumulator_dtype(name: str, value: Any) -> np.dtype | None:
+    """``None``, or ``value`` as the real floating dtype of an accumulator
+    (``accumulator_dtype`` of every block and wrapper): its precision. Integer, bool and
+    complex dtypes are refused (an integer sum truncates, a bool one saturates); a complex
+    leaf keeps its accumulator in the complex dtype of that precision, see
+    :func:`accumulator_for`."""
+    if value is None:
+        return None
+    try:
+        dtype = jnp.dtype(value)
+    except TypeError:
+        dtype = None
+    if dtype is None or not jnp.issubdtype(dtype, jnp.floating) or dtype.itemsize not in (2, 4, 8):
+        _fail(
+            name,
+            value,
+            "None or a real floating dtype: float16, bfloat16, float32 or float64 (complex "
+            "leaves then keep complex64 or complex128 sums of that precision)",
+        )
+    return dtype
+
+
+def accumulator_for(acc_dtype: np.dtype | None, leaf_dtype: Any) -> np.dtype:
+    """The dtype of an accumulator kept for a leaf as it is (not as pairs of reals):
+    the leaf's own without ``acc_dtype``; ``acc_dtype`` for a real leaf; for a complex
+    leaf the complex dtype of ``acc_dtype``'s precision (complex64 for float16, bfloat16
+    and float32, which have no narrower complex type), never its real part alone."""
+    leaf_dtype = jnp.dtype(leaf_dtype)
+    if acc_dtype is None:
+        return leaf_dtype
+    if jnp.issubdtype(leaf_dtype, jnp.complexfloating):
+        return jnp.dtype(jnp.complex128 if acc_dtype.itemsize == 8 else jnp.complex64)
+    return acc_dtype

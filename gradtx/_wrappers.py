@@ -1,13 +1,13 @@
-r"""Wrappers: a transform around a transform (and :mod:`gradtx._inject`).
+r"""Wrappers: a transform around a transform, its state or arguments kept untouched.
 
-* :class:`gradtx.MultiSteps` (in :mod:`gradtx._accumulation`) accumulates :math:`k`
-  micro-batch gradients and steps once (optax's ``MultiSteps``).
 * :func:`apply_if_finite` skips steps whose gradients hold a NaN or an Inf (optax's
-  ``apply_if_finite``).
+  ``apply_if_finite``); it keeps its counters as ``int32`` scalars and the wrapped
+  transform's state inside (``inner_state``), a plain pytree of arrays.
+* :func:`negated_value` hands the wrapped transform ``value=-value`` (how ``rprop``
+  maximises with a rule that reads the loss).
 
-Each keeps its own counters as ``int32`` scalars and the wrapped transform's state
-untouched inside (``inner_state`` / ``inner_opt_state``), so checkpointing tools see a
-plain pytree of arrays.
+Other wrappers have modules of their own: :class:`gradtx.MultiSteps`
+(:mod:`gradtx._accumulation`) and :func:`gradtx.inject_hyperparams` (:mod:`gradtx._inject`).
 """
 
 from __future__ import annotations
@@ -146,3 +146,15 @@ def apply_if_finite(inner: Any, max_consecutive_errors: int) -> GradientTransfor
         )
 
     return GradientTransformation(init, update)
+
+
+def negated_value(tx: GradientTransformation) -> GradientTransformation:
+    """``tx`` with its ``value=`` keyword negated: maximising E is minimising -E (how
+    :func:`gradtx.rprop` ascends with ``"irprop+"``, whose rule reads the loss)."""
+
+    def update(updates, state, params=None, **extra_args):
+        if extra_args.get("value") is not None:
+            extra_args = {**extra_args, "value": -jnp.asarray(extra_args["value"])}
+        return tx.update(updates, state, params, **extra_args)
+
+    return GradientTransformation(tx.init, update)

@@ -187,7 +187,7 @@ L2_PENALISED = [
 @pytest.mark.parametrize("name,make", L2_PENALISED, ids=[t[0] for t in L2_PENALISED])
 def test_weight_decay_needs_no_temporary_buffer(name, make):
     """``rmsprop(weight_decay=...)`` computes g + wd * theta inside its normaliser's rule,
-    once for the averages' loops and once for the update's (``_rms._inputs_of``): the
+    once for the averages' loops and once for the update's (``_rms_math.inputs_of``): the
     donated step then allocates no temporary buffer (the next test shows that the check
     can tell)."""
     compiled, _ = _compiled(make(), donate=True, tree=_real_tree)

@@ -1,10 +1,11 @@
 """``gradtx.rmsprop(weight_decay=...)`` computes the L2 penalty inside its normaliser's
-rule (``gradtx._rms.L2Penalty``), so that XLA keeps no temporary buffer for
-g + wd * theta (``tests/test_donation.py`` checks that part). Here: it is the chain its
-docstring states, block for block, bit for bit: the same state tree and the same
-numbers as ``scale(-1) -> add_decayed_weights -> scale_by_stddev | scale_by_rms ->
-trace -> scale_by_learning_rate`` built from the public blocks, in every dtype, jitted
-and eager, with the weight decay a number or an injected (traced) hyperparameter."""
+rule (the documented ``weight_decay=`` of ``scale_by_rms``/``scale_by_stddev``), so
+that XLA keeps no temporary buffer for g + wd * theta (``tests/test_donation.py``
+checks that part). Here: it is the chain its docstring states, block for block, bit
+for bit: the same state tree and the same numbers as ``scale(-1) ->
+add_decayed_weights -> scale_by_stddev | scale_by_rms -> trace ->
+scale_by_learning_rate`` built from the public blocks, in every dtype, jitted and
+eager, with the weight decay a number or an injected (traced) hyperparameter."""
 
 from __future__ import annotations
 
@@ -114,7 +115,7 @@ def test_injected_weight_decay_matches_the_chain(centered):
     then multiplies by that array, still without a block of its own. Against the chain
     of blocks under the same injection, to the suite's tolerance (``_tolerance``), not
     bit for bit: with the decay traced, LLVM fuses a different product of the average's
-    multiply-add in the two programs (``_rms._ema_sq``), one rounding of each ν."""
+    multiply-add in the two programs (``_rms_math.ema_sq``), one rounding of each ν."""
     hyper = {"learning_rate": 3e-3, "alpha": 0.9, "weight_decay": 0.05, "momentum": 0.9}
 
     def explicit(learning_rate, alpha, weight_decay, momentum):
