@@ -138,10 +138,12 @@ def join_transforms(transforms: Sequence[Any], boundaries: Sequence[int]) -> Gra
     changes only while it runs, so a later transform starts from its own ``init(params)``
     state (made with the first params), and a transform that runs again later resumes.
     Made at ``init`` rather than at the switch because the state's structure must not
-    change between steps (one compiled step, checkpoints of one shape), and because a
-    transform's initial state depends only on the params' shapes for every gradtx and
-    optax transform that keeps a memory of gradients (``optax.lbfgs`` stores the first
-    params but does not read them before its first update). A transform whose ``init``
+    change between steps (one compiled step, checkpoints of one shape), and because the
+    initial state of a transform that remembers gradients (Rprop, RMSprop, Adam, L-BFGS)
+    depends only on the params' shapes: starting from it at the switch is what a fresh
+    ``init`` would give (``optax.lbfgs`` stores the first params but does not read them
+    before its first update; ``tests/test_join.py`` checks the hand-off against a fresh
+    ``init`` at the switch). A transform whose ``init``
     copies param *values* (``optax.lookahead``'s slow weights) sees the first params.
     An array that ``init`` returns twice (``optax.lbfgs`` shares one zeros array between
     two fields) is copied, so a step may donate the state.
