@@ -68,7 +68,6 @@ def _close(a, b):
     "name, make",
     [
         ("adam->lbfgs", lambda: [optax.adam(0.05), optax.lbfgs()]),
-        ("irprop+->lbfgs", lambda: [gradtx.rprop(0.05, variant="irprop+"), optax.lbfgs()]),
         (
             "rprop->sgd->irprop+",
             lambda: [gradtx.rprop(0.05), optax.sgd(0.01), gradtx.rprop(variant="irprop+")],
