@@ -198,6 +198,7 @@ def plot(results, title, error_name, path):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
     for i, (name, (r, _)) in enumerate(results.items()):
@@ -212,6 +213,7 @@ def plot(results, title, error_name, path):
         ax.set_xlabel(label)
         ax.set_xscale("log")
         ax.set_yscale("log")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.grid(alpha=0.3)
     axes[0].set_ylabel(f"{error_name} (median, quartile band)")
     axes[1].legend(fontsize=7, loc="upper right")
