@@ -64,6 +64,7 @@ MODULE_GROUPS = {
     "gradtx._clipping": "blocks",
     "gradtx._combine": "combinators",
     "gradtx._inject": "combinators",
+    "gradtx._join": "combinators",
     "gradtx._masking": "combinators",
     "gradtx._ema": "blocks",
     "gradtx._zeroing": "blocks",

@@ -31,6 +31,7 @@ from gradtx._combine import PartitionState, chain, multi_transform, named_chain,
 from gradtx._ema import EmaState, ema
 from gradtx._flatten import flatten
 from gradtx._inject import InjectHyperparamsState, inject_hyperparams, set_hyperparams
+from gradtx._join import JoinTransformsState, join_transforms
 from gradtx._masking import MaskedNode, MaskedState, masked
 from gradtx._momentum import TraceState, trace
 from gradtx._rms import (
@@ -87,6 +88,7 @@ __all__ = [
     "GradientTransformation",
     "GradientTransformationExtraArgs",
     "InjectHyperparamsState",
+    "JoinTransformsState",
     "MaskedNode",
     "MaskedState",
     "MultiSteps",
@@ -130,6 +132,7 @@ __all__ = [
     "identity",
     "inject_hyperparams",
     "join_schedules",
+    "join_transforms",
     "linear_onecycle_schedule",
     "linear_schedule",
     "masked",
