@@ -374,7 +374,8 @@ def compile_table(entries: list[dict]) -> str:
 def targets(rows: list[dict], splits: list[dict]) -> list[str]:
     """The speed targets (issue 13), checked on the gradtx rows: Rprop donated at most
     0.6x optax on one big leaf, 0.8x on 1,000 leaves, 0.9x on 10 tiny leaves; every other
-    family and mode at most 1.0x; Rprop's state at most 4 B per float32 param; a
+    family and mode at most 1.0x; Rprop's state at most 4 B per float32 param for the
+    "-" variants and 5 B for the "+" ones (issue 24: their pending-decrease byte); a
     1,000-leaf step compiles no slower than optax's (trace, lowering and XLA compile
     together, from the interleaved rounds of :mod:`benchmarks.compile_split`)."""
     lines = []
@@ -398,10 +399,11 @@ def targets(rows: list[dict], splits: list[dict]) -> list[str]:
         )
     for r in ours:
         if r["family"] == "rprop" and r["mode"] == "donated" and r["workload"] == "big":
+            bound = 5.0 if "+]" in r["member"] else 4.0
             check(
-                r["state_bpp"] <= 4.0 + 1e-6,
-                f"state, {r['member']}: {r['state_bpp']:.6f} B per float32 param (target <= 4 "
-                "plus a scalar)",
+                r["state_bpp"] <= bound + 1e-5,
+                f"state, {r['member']}: {r['state_bpp']:.6f} B per float32 param (target <= "
+                f"{bound:.0f} plus a few scalars)",
             )
     for e in splits:  # interleaved rounds: the compile target is judged on these
         if e["member"].startswith("gradtx") and e["vs_optax"] is not None:
