@@ -47,11 +47,11 @@ def flatten(inner: GradientTransformation) -> GradientTransformation:
 
     When to use it: with many small leaves. In a full jitted train step (forward,
     backward, update) XLA fuses the concatenation into the gradient computation, and on
-    CPU a residual MLP with 1,000 leaves of 4K params stepped 0.69-0.77x as long with
-    ``flatten(rprop())`` as with optax's per-leaf Rprop (RMSprop: 0.84-0.96x; eight runs),
-    at a longer compile (``benchmarks/many_leaves.py``). Holding the params as one flat
-    buffer that the model slices its layers from (``jax.flatten_util.ravel_pytree``'s
-    ``unravel`` inside the loss) goes further (0.53-0.63x Rprop, 0.61-0.73x RMSprop): ``ravel`` is
+    CPU a residual MLP with 1,000 small leaves steps faster with ``flatten(rprop())``
+    than with per-leaf Rprop, at a longer compile (the measured ratios, kept current, are
+    in the performance page's many-leaf table, from ``benchmarks/many_leaves.py``).
+    Holding the params as one flat buffer that the model slices its layers from
+    (``jax.flatten_util.ravel_pytree``'s ``unravel`` inside the loss) goes further: ``ravel`` is
     then a reshape, and ``flatten`` costs nothing. In a step that only updates
     (gradients given as separate arrays) the concatenation is a copy, and costs more
     than it saves.
