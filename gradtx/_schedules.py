@@ -97,7 +97,10 @@ def polynomial_schedule(
 
     def schedule(count):
         tau = jnp.clip(count - transition_begin, 0, transition_steps)
-        frac = 1 - tau / transition_steps
+        # XLA may divide by the constant as a multiply by its rounded reciprocal: at the
+        # last step 1 - tau/steps can then be +-6e-8, a value off or beyond end_value (a
+        # negative weight decay); from the last step on it is end_value, as eagerly
+        frac = jnp.where(tau >= transition_steps, 0.0, 1 - tau / transition_steps)
         return (init_value - end_value) * (frac**power) + end_value
 
     return schedule

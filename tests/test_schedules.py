@@ -6,6 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import gradtx
 
@@ -67,3 +69,27 @@ def test_bad_arguments_are_named():
         gradtx.piecewise_constant_schedule(1.0, {3: -0.5})
     with pytest.raises(ValueError, match="boundaries"):
         gradtx.join_schedules([gradtx.constant_schedule(1.0)] * 2, [1, 2])
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    init=st.floats(-10, 10, width=32),
+    end=st.floats(-10, 10, width=32),
+    steps=st.integers(1, 1000),
+    power=st.sampled_from([1.0, 2.0, 0.5]),
+)
+def test_polynomial_schedule_stays_between_its_ends_under_jit(init, end, steps, power):
+    """Under jit XLA may divide by the constant step count as a multiply by its rounded
+    reciprocal; the value must still never leave [init, end] (a linear decay of a weight
+    decay to 0 gave -3e-9 at its last step), and from the last step on it is end_value
+    exactly, as eagerly."""
+    sched = jax.jit(gradtx.polynomial_schedule(init, end, power, steps))
+    counts = jnp.array([0, steps // 2, steps - 1, steps, steps + 5], jnp.int32)
+    values = np.asarray(jax.vmap(sched)(counts), np.float64)
+    lo, hi = min(np.float32(init), np.float32(end)), max(np.float32(init), np.float32(end))
+    # (init - end) * frac + end rounds within an ulp of the ends (optax's formula too)
+    ulp = 2 * np.spacing(np.float32(max(abs(init), abs(end))))
+    assert np.all(values >= lo - ulp) and np.all(values <= hi + ulp), values
+    assert values[3] == np.float32(end) and values[4] == np.float32(end)
+    if end == 0:  # a decay to 0 never changes sign (a weight decay never turns negative)
+        assert np.all(values * np.sign(init) >= 0), values
