@@ -194,6 +194,23 @@ def record(reference: str, config: str, prec: str, err: float, tol: Tolerance = 
     entry["cases"][prec].append((err, tol, config))
 
 
+def report_rows() -> list[tuple]:
+    """The report as plain tuples (reference, config, precision, error, tolerance value,
+    d_self, floor), in the order recorded: what a pytest-xdist worker sends back."""
+    return [
+        (ref, config, prec, err, tol.value, tol.d_self, tol.floor)
+        for ref, entry in REPORT.items()
+        for prec, cases in entry["cases"].items()
+        for err, tol, config in cases
+    ]
+
+
+def record_row(row: tuple) -> None:
+    """:func:`record` of one of :func:`report_rows`' tuples (the xdist controller's side)."""
+    ref, config, prec, err, value, d_self, floor = row
+    record(ref, config, prec, err, Tolerance(value, d_self, floor))
+
+
 def check(
     reference: str, config: str, prec: str, err: float, tol: Tolerance, detail: str = ""
 ) -> None:

@@ -52,10 +52,28 @@ def pytest_runtest_call(item):
         outcome.force_exception(pytest.skip.Exception(reason + "; float16 inside the test"))
 
 
+def pytest_sessionfinish(session):
+    """Under pytest-xdist, each worker sends its parity cases to the controller, which
+    prints the one report (:func:`pytest_testnodedown` merges them)."""
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        from tests import _tolerance as h
+
+        workeroutput["gradtx_parity"] = h.report_rows()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    from tests import _tolerance as h
+
+    for row in getattr(node, "workeroutput", {}).get("gradtx_parity", []):
+        h.record_row(row)
+
+
 def pytest_terminal_summary(terminalreporter):
     from tests import _tolerance as h
 
-    if not h.REPORT:
+    if getattr(terminalreporter.config, "workeroutput", None) is not None or not h.REPORT:
         return
     tr = terminalreporter
     tr.section("parity: scaled error max|ours - theirs| / max|theirs| over steps, and tolerance")
@@ -86,12 +104,12 @@ def pytest_terminal_summary(terminalreporter):
     for r in [head, *rows]:
         tr.write_line("  ".join(x.ljust(w) for x, w in zip(r, widths)).rstrip())
     path = os.environ.get("GRADTX_PARITY_CASES")
-    if path:  # every case, one a line, for a closer look
+    if path:  # every case, one a line (by configuration: xdist's workers finish in any order)
         with open(path, "w") as f:
             f.write("reference\tconfig\tprecision\terror\ttolerance\td_self\tfloor\n")
             for ref in sorted(h.REPORT):
                 for prec, cases in sorted(h.REPORT[ref]["cases"].items()):
-                    for err, tol, config in cases:
+                    for err, tol, config in sorted(cases, key=lambda c: c[2]):
                         f.write(
                             f"{ref}\t{config}\t{prec}\t{err:.3e}\t{tol.value:.3e}\t"
                             f"{tol.d_self:.3e}\t{tol.floor:.3e}\n"

@@ -1,4 +1,4 @@
-"""MultiSteps (gradient accumulation, gradtx/_wrappers.py) against independent
+"""MultiSteps (gradient accumulation, gradtx/_accumulation.py) against independent
 references: the equivalent large-batch run, Dragon's documented sum_grad example and
 optax.MultiSteps wrapping the same inner transform."""
 

@@ -24,10 +24,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import gradtx
 
 HERE = Path(__file__).parent
+pytestmark = pytest.mark.multiprocess  # not in the default run: -m multiprocess
 TIMEOUT_S = 300  # about 30 s here with 2 cores under load; a hang is killed
 
 

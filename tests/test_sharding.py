@@ -12,9 +12,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import gradtx
 
 HERE = Path(__file__).parent
+pytestmark = pytest.mark.multiprocess  # not in the default run: -m multiprocess
 
 
 def test_sharding_cases_on_8_simulated_devices():
@@ -22,7 +25,7 @@ def test_sharding_cases_on_8_simulated_devices():
     source_root = str(Path(gradtx.__file__).resolve().parents[1])  # the gradtx under test
     path = os.pathsep.join(p for p in (source_root, os.environ.get("PYTHONPATH")) if p)
     env = {**os.environ, "XLA_FLAGS": flags.strip(), "PYTHONPATH": path}
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs"]
+    cmd = [sys.executable, "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider", "-rs"]
     result = subprocess.run(
         [*cmd, str(HERE / "sharding_cases.py")],
         env=env,

@@ -45,8 +45,14 @@ def grid(**axes):
     return [dict(zip(keys, vals)) for vals in itertools.product(*axes.values())]
 
 
+def value_id(v):
+    """A test id for a hyperparameter: a function by its name (its repr holds an address,
+    which differs between pytest-xdist's workers, and they must collect the same ids)."""
+    return getattr(v, "__name__", None) or str(v) if callable(v) else str(v)
+
+
 def config_id(kw):
-    return ",".join(f"{k}={v}" for k, v in kw.items())
+    return ",".join(f"{k}={value_id(v)}" for k, v in kw.items())
 
 
 def count_schedule(count):

@@ -23,7 +23,7 @@ import pytest
 import gradtx
 from tests import _tolerance as h
 
-from .optax_cases import GRADS, PARAMS, config_id, count_schedule, grid, leaves_of
+from .optax_cases import GRADS, PARAMS, config_id, count_schedule, grid, leaves_of, value_id
 
 
 def _run_block(tx, params, grads, nudge=None):
@@ -185,13 +185,13 @@ def test_trace(kw):
     )
 
 
-@pytest.mark.parametrize("wd", [0.0, 0.1, 3.0, count_schedule], ids=str)
+@pytest.mark.parametrize("wd", [0.0, 0.1, 3.0, count_schedule], ids=value_id)
 def test_add_decayed_weights(wd):
     compare_blocks(
         gradtx.add_decayed_weights(wd),
         optax.add_decayed_weights(wd),
         "add_decayed_weights",
-        str(wd),
+        value_id(wd),
     )
 
 
@@ -214,13 +214,13 @@ def test_scale_by_minus_one_is_optax_product_on_special_values():
 
 
 @pytest.mark.parametrize("flip_sign", [True, False])
-@pytest.mark.parametrize("lr", [0.1, 2.5, count_schedule, None], ids=str)
+@pytest.mark.parametrize("lr", [0.1, 2.5, count_schedule, None], ids=value_id)
 def test_scale_by_learning_rate(lr, flip_sign):
     compare_blocks(
         gradtx.scale_by_learning_rate(lr, flip_sign=flip_sign),
         optax.scale_by_learning_rate(lr, flip_sign=flip_sign),
         "scale_by_learning_rate",
-        f"{lr},{flip_sign}",
+        f"{value_id(lr)},{flip_sign}",
     )
 
 
