@@ -176,7 +176,7 @@ __all__ += ["constructor", "leafwise"]
 
 # help() reads plain text: the reStructuredText docstrings (for the site) become their
 # plain-text form here; gradtx/_plaindoc.py keeps the originals for the site.
-from gradtx._plaindoc import plain_docstrings as _plain_docstrings
+from gradtx._plaindoc import plain_docstrings as _plain_docstrings  # noqa: E402
 
 _plain_docstrings(globals(), __all__)
 del _plain_docstrings

@@ -27,7 +27,6 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 
 from gradtx import _validation as check
@@ -41,7 +40,6 @@ from gradtx._rms_states import (
     ScaleByRStdDevState,
     ScaleByRStdDevWithCountState,
 )
-from gradtx._trees import leaf_paths
 
 
 def _check(decay, eps, initial_scale, weight_decay, **flags) -> None:
@@ -67,24 +65,6 @@ def _decays(weight_decay) -> bool:
     )
 
 
-def _float_updates_only(tx: GradientTransformation, name: str) -> GradientTransformation:
-    """``tx`` refusing integer or bool gradients, by path: averages of them would be
-    integers too and the update truncated to 0. Checked at trace time, free in a step."""
-
-    def update(updates, state, params=None, **extra):
-        for path, g in zip(leaf_paths(updates), jax.tree.leaves(updates)):
-            if not jnp.issubdtype(jnp.result_type(g), jnp.inexact):
-                raise TypeError(
-                    f"{name}: the updates (gradients) at path {path} have dtype "
-                    f"{jnp.result_type(g)}; they must be floating or complex, like the "
-                    "params they are gradients of. Cast them, or leave integer leaves out "
-                    "of the optimised tree."
-                )
-        return tx.update(updates, state, params, **extra)
-
-    return GradientTransformation(tx.init, update)
-
-
 def _normaliser(name, rule, state, init_leaf, decay, bias_correction, weight_decay):
     """The transform of a normaliser's ``rule(g, *averages, correction=, p=, wd=)``."""
     decays = _decays(weight_decay)
@@ -97,7 +77,7 @@ def _normaliser(name, rule, state, init_leaf, decay, bias_correction, weight_dec
         scalars=_counted(decay, bias_correction),
         with_params=decays,
     )
-    return _float_updates_only(tx, name)
+    return tx
 
 
 def scale_by_rms(

@@ -275,7 +275,7 @@ def keyed_class(cls: type) -> type:
 TRANSFORMS = tuple(
     """
     add_decayed_weights apply_every apply_if_finite chain clip clip_by_block_norm
-    clip_by_block_rms clip_by_global_norm ema flatten identity leafwise masked
+    clip_by_block_rms clip_by_global_norm ema flatten identity join_transforms leafwise masked
     multi_transform named_chain partition rmsprop rprop scale scale_by_learning_rate
     scale_by_rms scale_by_rprop scale_by_schedule scale_by_stddev set_to_zero trace
     zero_nans

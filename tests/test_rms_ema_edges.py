@@ -71,7 +71,7 @@ def test_integer_gradients_are_refused_by_path(name, dtype):
     grads = {"a": jnp.ones(2), "b": {"w": jnp.ones(3, dtype)}}
     state = tx.init(params)
     for update in (tx.update, jax.jit(tx.update)):
-        with pytest.raises(TypeError, match=r"updates \(gradients\) at path \['b'\]\['w'\]"):
+        with pytest.raises(TypeError, match=r"updates.* at path \['b'\]\['w'\]"):
             update(grads, state, params)
 
 

@@ -58,6 +58,10 @@ SAMPLES = {
     "clip_by_global_norm": (lambda: T.clip_by_global_norm(1.0), lambda: T.clip_by_global_norm(2.0)),
     "ema": (lambda: T.ema(0.9), lambda: T.ema(0.9, debias=False)),
     "flatten": (lambda: T.flatten(T.rprop()), lambda: T.flatten(T.rmsprop())),
+    "join_transforms": (
+        lambda: T.join_transforms([T.rprop(), T.rmsprop(0.1)], [10]),
+        lambda: T.join_transforms([T.rprop(), T.rmsprop(0.1)], [20]),
+    ),
     "identity": (T.identity, T.set_to_zero),
     "leafwise": (lambda: T.leafwise(_rule), lambda: T.leafwise(_other_rule)),
     "masked": (

@@ -104,6 +104,47 @@ def check_state_shapes(opt_state: OptState, ref_state: OptState, params: Params)
                     )
 
 
+def check_rprop_inputs(per_leaf: list[dict], params: Params, error: Exception) -> None:
+    """Say which torch parameter holds the values that building the gradtx state
+    refused (``error``): NaN or negative step sizes, NaN previous gradients, or step
+    sizes beyond what the state holds. Raises; re-raises ``error`` if none is found."""
+    paths = leaf_paths(params)
+    for i, values in enumerate(per_leaf):
+        if "step_size" not in values:
+            continue
+        given, prev = np.asarray(values["step_size"]), np.asarray(values["prev"])
+        where = f"parameter {i} (params path {paths[i]}): state['step_size']"
+        _check_signs(given, prev, i, paths[i], where)
+    worst = max(
+        (i for i, v in enumerate(per_leaf) if "step_size" in v and np.size(v["step_size"])),
+        key=lambda i: float(np.max(per_leaf[i]["step_size"])),
+        default=None,
+    )
+    if worst is None:
+        raise error
+    top = float(np.max(per_leaf[worst]["step_size"]))
+    raise ValueError(
+        f"parameter {worst} (params path {paths[worst]}): state['step_size'] holds "
+        f"{top:.8g} (its largest), which gradtx's Rprop state cannot hold as it is ({error})"
+    ) from None
+
+
+def _check_signs(given, prev, i, path, where) -> None:
+    for bad, why in [(np.isnan(given), "NaN"), (given < 0, "negative")]:
+        if bad.any():
+            raise ValueError(
+                f"{where} holds {int(bad.sum())} {why} value(s) (first at flat index "
+                f"{int(np.argmax(bad.reshape(-1)))}); Rprop's step sizes are positive "
+                "(or 0 with step_sizes' minimum 0): this torch run is broken; resume "
+                "from an earlier state."
+            )
+    if np.isnan(prev).any():
+        raise ValueError(
+            f"parameter {i} (params path {path}): state['prev'] holds NaN; torch "
+            "would turn its step sizes into NaN: resume from an earlier state."
+        )
+
+
 def check_rprop_values(state: OptState, per_leaf: list[dict], params: Params) -> None:
     """Refuse torch Rprop values the gradtx state would not hold as they are: NaN or
     negative step sizes, NaN previous gradients, and step sizes the state stores
@@ -115,19 +156,7 @@ def check_rprop_values(state: OptState, per_leaf: list[dict], params: Params) ->
             continue
         given, prev = np.asarray(values["step_size"]), np.asarray(values["prev"])
         where = f"parameter {i} (params path {paths[i]}): state['step_size']"
-        for bad, why in [(np.isnan(given), "NaN"), (given < 0, "negative")]:
-            if bad.any():
-                raise ValueError(
-                    f"{where} holds {int(bad.sum())} {why} value(s) (first at flat index "
-                    f"{int(np.argmax(bad.reshape(-1)))}); Rprop's step sizes are positive "
-                    "(or 0 with step_sizes' minimum 0): this torch run is broken; resume "
-                    "from an earlier state."
-                )
-        if np.isnan(prev).any():
-            raise ValueError(
-                f"parameter {i} (params path {paths[i]}): state['prev'] holds NaN; torch "
-                "would turn its step sizes into NaN: resume from an earlier state."
-            )
+        _check_signs(given, prev, i, paths[i], where)
         want = given.astype(np.dtype(sizes[i].dtype))
         got = np.asarray(sizes[i])
         off = got.astype(np.float64) != want.astype(np.float64)

@@ -66,6 +66,7 @@ from gradtx import GradientTransformation, OptState, Params
 from gradtx._plaindoc import plain_docstrings
 from gradtx.interop._torch_checks import (
     check_order,
+    check_rprop_inputs,
     check_rprop_values,
     check_state_shapes,
     torch_order,
@@ -260,7 +261,12 @@ def from_torch(
                     f"{describe(kind, hp)} keeps."
                 )
             per_leaf[j] = {key: from_tensor(entry[key], shape, cplx, k, key) for key in wanted}
-    state = fill(template, per_leaf, treedef)
+    try:
+        state = fill(template, per_leaf, treedef)
+    except ValueError as e:  # values the Rprop state refuses: say which parameter
+        if kind != "Rprop":
+            raise
+        check_rprop_inputs(per_leaf, params, e)
     if kind == "Rprop":
         check_rprop_values(state, per_leaf, params)
     return state
