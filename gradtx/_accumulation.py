@@ -29,7 +29,16 @@ from gradtx._base import (
     safe_increment,
     update_with_extra_args,
 )
-from gradtx._trees import check_state
+from gradtx._trees import check_same_structure, check_state, check_update_shape
+
+
+def _check_like_accumulator(updates: Updates, acc: Updates) -> None:
+    """The gradients have the structure and shapes of the accumulator (which ``init``
+    made like the params): checked before they are added to it, where broadcasting
+    would otherwise fail inside jax or, worse, succeed."""
+    check_same_structure(updates, acc, "updates", "params")
+    for i, (g, a) in enumerate(zip(jax.tree.leaves(updates), jax.tree.leaves(acc))):
+        check_update_shape(updates, i, "params", jnp.shape(a), jnp.shape(g))
 
 
 def skip_not_finite(updates: Updates, gradient_step: Any, params: Params | None) -> tuple:
@@ -277,6 +286,7 @@ class MultiSteps:
         **extra_args: Any,
     ) -> tuple[Updates, MultiStepsState]:
         check_state(state, MultiStepsState, "MultiSteps")
+        _check_like_accumulator(updates, state.acc_grads)
         if self._skip is None:
             new_updates, fields = self._accumulate(updates, state, params, extra_args)
             return new_updates, MultiStepsState(*fields, state.skip_state)

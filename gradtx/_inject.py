@@ -218,9 +218,18 @@ def inject_hyperparams(
             # a user replaced a value with a Python number
             dtype = hyperparam_dtype or _float_dtype(updates)
             hyperparams = {k: _as_hyperparam(v, dtype) for k, v in state.hyperparams.items()}
-            hyperparams.update(
-                {k: _as_hyperparam(f(state.count), dtype) for k, f in scheduled.items()}
-            )
+            now = {k: _as_hyperparam(f(state.count), dtype) for k, f in scheduled.items()}
+            hyperparams.update(now)
+            concrete = {k for k, v in now.items() if not isinstance(v, jax.core.Tracer)}
+            if concrete:  # an eager step: the schedules' values checked as at construction
+                try:
+                    build(hyperparams)
+                except (TypeError, ValueError) as e:
+                    at = "?" if isinstance(state.count, jax.core.Tracer) else int(state.count)
+                    raise type(e)(
+                        f"inject_hyperparams: the schedule given for {sorted(concrete)} "
+                        f"gave an invalid value at step {at}: {e}"
+                    ) from None
             with check.trusted():  # checked at construction, init and set_hyperparams
                 inner_update = update_with_extra_args(build(hyperparams))
             updates, inner_state = inner_update(updates, state.inner_state, params, **extra_args)

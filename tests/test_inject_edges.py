@@ -7,6 +7,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import gradtx
 
@@ -89,3 +91,33 @@ def test_init_copies_a_key_given_twice():
     state = gradtx.inject_hyperparams(factory)(0.1, key, key).init({"w": jnp.ones(2)})
     assert state.hyperparams["key"] is not state.hyperparams["other_key"]
     jax.jit(lambda s: s, donate_argnums=(0,))(state)
+
+
+@settings(max_examples=25, deadline=None)
+@given(lr=st.floats(-1.0, 1.0, width=32), step=st.integers(0, 3))
+def test_a_scheduled_value_is_checked_at_every_eager_step_like_the_hyperparameter(lr, step):
+    """A schedule's value at a later eager step is accepted or refused exactly as the
+    constructor treats the same number; under jit it is not read (no host sync)."""
+    sched = lambda count: jnp.where(count < step, 0.1, lr)  # noqa: E731
+    params = {"w": jnp.ones(2)}
+    try:
+        gradtx.rmsprop(float(np.float32(lr)))
+        valid = True
+    except ValueError:
+        valid = False
+    if step == 0 and not valid:  # the value at step 0 is refused where it enters
+        with pytest.raises(ValueError, match="learning_rate"):
+            gradtx.inject_hyperparams(gradtx.rmsprop)(learning_rate=sched)
+        return
+    tx = gradtx.inject_hyperparams(gradtx.rmsprop)(learning_rate=sched)
+    state = tx.init(params)
+    jitted = jax.jit(tx.update)
+    js = state
+    for _ in range(step + 1):
+        _, js = jitted(params, js, params)  # never refused under jit
+    for i in range(step + 1):
+        if i == step and not valid:
+            with pytest.raises(ValueError, match=rf"learning_rate.*step {step}"):
+                tx.update(params, state, params)
+            return
+        _, state = tx.update(params, state, params)

@@ -71,17 +71,7 @@ def test_the_issues_integer_examples():
             jax.jit(tx.update)(grads, tx.init(params), params)
 
 
-_MULTISTEPS_OPEN = pytest.mark.xfail(
-    strict=True,
-    reason="MultiSteps adds the gradients to its accumulator before its inner transform "
-    "checks them: jax's broadcasting error (gradtx/_accumulation.py, not this engine's)",
-)
-
-
-@pytest.mark.parametrize(
-    "name",
-    [pytest.param(n, marks=_MULTISTEPS_OPEN) if n == "MultiSteps" else n for n in ALL],
-)
+@pytest.mark.parametrize("name", ALL)
 def test_gradients_shaped_unlike_the_params_are_named_as_the_odd_one(name):
     tx, state = _built(name)
     grads = {"w": jnp.ones(4, jnp.float32), "b": {"c": jnp.ones(2, jnp.float32)}}
