@@ -9,12 +9,26 @@ Tests state every dtype they use explicitly; nothing relies on the default dtype
 import functools
 import os
 import re
+import shutil
+import tempfile
 
 import jax
 import jax.numpy as jnp
 import pytest
 
 jax.config.update("jax_enable_x64", True)
+
+# One XLA compilation cache for this run, shared by its xdist workers: many tests compile
+# the same program (the same transform on the same shapes) from new closures, which the
+# in-memory jit cache cannot see; the executable, and so every number, is the same.
+# A fresh directory per run (named by the pid of the run's main process: an xdist
+# worker's parent), so no run reads another's; the main process removes it at the end.
+_RUN = os.getppid() if os.environ.get("PYTEST_XDIST_WORKER") else os.getpid()
+jax.config.update(
+    "jax_compilation_cache_dir", os.path.join(tempfile.gettempdir(), f"gradtx-xla-{_RUN}")
+)
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
 @functools.cache
@@ -56,6 +70,8 @@ def pytest_sessionfinish(session):
     """Under pytest-xdist, each worker sends its parity cases to the controller, which
     prints the one report (:func:`pytest_testnodedown` merges them)."""
     workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is None:  # the controller (or a run without workers): drop the cache
+        shutil.rmtree(jax.config.jax_compilation_cache_dir, ignore_errors=True)
     if workeroutput is not None:
         from tests import _tolerance as h
 
