@@ -174,7 +174,12 @@ def test_state_and_updates_follow_param_shardings(name, make, needs_value, layou
             assert leaf.sharding.is_equivalent_to(want, leaf.ndim), (name, leaf.sharding, want)
         _check_state_like_params(p, s, "jitted update")
         for a, b in zip(jax.tree.leaves((p, s)), jax.tree.leaves((p1, s1))):
-            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)
+            # the two programs are compiled apart (per-shard loops, other fusions and
+            # FMAs): a few float32 roundings apart, measured against the leaf's scale, as
+            # an element that cancels to near 0 (p - u) keeps its operands' rounding
+            b = np.asarray(b)
+            scale = float(np.max(np.abs(b))) if b.size else 0.0
+            np.testing.assert_allclose(np.asarray(a), b, rtol=1e-6, atol=1e-6 * scale + 1e-7)
 
 
 def test_explicit_mesh_axes_jit_init_keeps_shardings():
