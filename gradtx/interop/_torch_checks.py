@@ -104,59 +104,51 @@ def check_state_shapes(opt_state: OptState, ref_state: OptState, params: Params)
                     )
 
 
-def check_rprop_inputs(per_leaf: list[dict], params: Params, error: Exception) -> None:
-    """Say which torch parameter holds the values that building the gradtx state
-    refused (``error``): NaN or negative step sizes, NaN previous gradients, or step
-    sizes beyond what the state holds. Raises; re-raises ``error`` if none is found."""
+def _rprop_leaves(per_leaf: list[dict], params: Params):
+    """``(index, where, step sizes)`` of each torch parameter holding Rprop state, after
+    refusing NaN or negative step sizes and NaN previous gradients (a broken torch run)."""
     paths = leaf_paths(params)
     for i, values in enumerate(per_leaf):
         if "step_size" not in values:
             continue
         given, prev = np.asarray(values["step_size"]), np.asarray(values["prev"])
         where = f"parameter {i} (params path {paths[i]}): state['step_size']"
-        _check_signs(given, prev, i, paths[i], where)
-    worst = max(
-        (i for i, v in enumerate(per_leaf) if "step_size" in v and np.size(v["step_size"])),
-        key=lambda i: float(np.max(per_leaf[i]["step_size"])),
-        default=None,
-    )
-    if worst is None:
-        raise error
-    top = float(np.max(per_leaf[worst]["step_size"]))
-    raise ValueError(
-        f"parameter {worst} (params path {paths[worst]}): state['step_size'] holds "
-        f"{top:.8g} (its largest), which gradtx's Rprop state cannot hold as it is ({error})"
-    ) from None
-
-
-def _check_signs(given, prev, i, path, where) -> None:
-    for bad, why in [(np.isnan(given), "NaN"), (given < 0, "negative")]:
-        if bad.any():
+        for bad, why in [(np.isnan(given), "NaN"), (given < 0, "negative")]:
+            if bad.any():
+                raise ValueError(
+                    f"{where} holds {int(bad.sum())} {why} value(s) (first at flat index "
+                    f"{int(np.argmax(bad.reshape(-1)))}); Rprop's step sizes are positive "
+                    "(or 0 with step_sizes' minimum 0): this torch run is broken; resume "
+                    "from an earlier state."
+                )
+        if np.isnan(prev).any():
             raise ValueError(
-                f"{where} holds {int(bad.sum())} {why} value(s) (first at flat index "
-                f"{int(np.argmax(bad.reshape(-1)))}); Rprop's step sizes are positive "
-                "(or 0 with step_sizes' minimum 0): this torch run is broken; resume "
-                "from an earlier state."
+                f"parameter {i} (params path {paths[i]}): state['prev'] holds NaN; torch "
+                "would turn its step sizes into NaN: resume from an earlier state."
             )
-    if np.isnan(prev).any():
-        raise ValueError(
-            f"parameter {i} (params path {path}): state['prev'] holds NaN; torch "
-            "would turn its step sizes into NaN: resume from an earlier state."
-        )
+        yield i, where, given
+
+
+def check_rprop_inputs(per_leaf: list[dict], params: Params, error: Exception) -> None:
+    """Say which torch parameter holds the values that building the gradtx state
+    refused (``error``): NaN or negative step sizes, NaN previous gradients, or step
+    sizes beyond what the state holds. Raises; re-raises ``error`` if none is found."""
+    sized = [(w, g) for _, w, g in _rprop_leaves(per_leaf, params) if g.size]
+    if not sized:
+        raise error
+    where, given = max(sized, key=lambda wg: float(np.max(wg[1])))
+    raise ValueError(
+        f"{where} holds {float(np.max(given)):.8g} (its largest), which gradtx's Rprop "
+        f"state cannot hold as it is ({error})"
+    ) from None
 
 
 def check_rprop_values(state: OptState, per_leaf: list[dict], params: Params) -> None:
     """Refuse torch Rprop values the gradtx state would not hold as they are: NaN or
     negative step sizes, NaN previous gradients, and step sizes the state stores
     differently (it holds what the rule can reach, not every float)."""
-    paths = leaf_paths(params)
     sizes = jax.tree.leaves(rprop_step_sizes(_rprop_block(state)))
-    for i, values in enumerate(per_leaf):
-        if "step_size" not in values:
-            continue
-        given, prev = np.asarray(values["step_size"]), np.asarray(values["prev"])
-        where = f"parameter {i} (params path {paths[i]}): state['step_size']"
-        _check_signs(given, prev, i, paths[i], where)
+    for i, where, given in _rprop_leaves(per_leaf, params):
         want = given.astype(np.dtype(sizes[i].dtype))
         got = np.asarray(sizes[i])
         off = got.astype(np.float64) != want.astype(np.float64)
