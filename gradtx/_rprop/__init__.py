@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -20,7 +19,7 @@ from gradtx._leafwise import Scalars, leafwise
 from gradtx._rprop._rules import RPROP_VARIANTS, VARIANTS, Hyper, RpropVariant
 from gradtx._rprop._state import HELD, STATE_TYPES, value_dtype
 from gradtx._rprop._storage import Deferred, Packed, Plain, fits, is_packable, packed_limit
-from gradtx._trees import StateMismatchError, check_state, leaf_paths
+from gradtx._trees import StateMismatchError, check_state
 
 __all__ = ["RPROP_VARIANTS", "RpropVariant", "scale_by_rprop"]
 
@@ -100,7 +99,8 @@ def _scalars(needs_loss: bool, held: tuple | None) -> Scalars | None:
 
 
 def _guarded(tx: GradientTransformation, state_type: type, variant: str) -> GradientTransformation:
-    """``tx`` refusing another transform's state and integer gradients by name."""
+    """``tx`` refusing another transform's state by name (integer gradients are the
+    engine's to refuse, by path)."""
 
     def update(updates, state, params=None, **extra):
         try:
@@ -111,13 +111,6 @@ def _guarded(tx: GradientTransformation, state_type: type, variant: str) -> Grad
                 "the type matches; iRprop+'s also keeps the loss, and under "
                 "inject_hyperparams the step sizes are kept unpacked.)"
             ) from None
-        for path, g in zip(leaf_paths(updates), jax.tree.leaves(updates)):
-            if not jnp.issubdtype(jnp.result_type(g), jnp.inexact):
-                raise TypeError(
-                    f"updates at path {path} have dtype {jnp.result_type(g)}: Rprop reads "
-                    "the signs of floating or complex gradients; cast them (or leave the "
-                    "leaf out of the optimised tree)."
-                )
         return tx.update(updates, state, params, **extra)
 
     return GradientTransformation(tx.init, update)
