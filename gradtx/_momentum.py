@@ -9,6 +9,7 @@ import jax.numpy as jnp
 from gradtx import _validation as check
 from gradtx._base import GradientTransformation
 from gradtx._leafwise import leafwise
+from gradtx._numerics import widened
 
 
 class TraceState(NamedTuple):
@@ -77,6 +78,7 @@ def trace(
         return (jnp.zeros(p.shape, acc_dtype or p.dtype),)
 
     def update_leaf(g, b):
+        g = widened(g, b.dtype)
         b = g + decay * b
         return (g + decay * b if nesterov else b), (b,)
 

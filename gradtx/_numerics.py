@@ -15,6 +15,15 @@ UNSIGNED = {1: jnp.uint8, 2: jnp.uint16, 4: jnp.uint32, 8: jnp.uint64}
 """The unsigned integer type of each width in bytes: a float's bits read as a number."""
 
 
+def widened(x: jax.Array, dtype: Any) -> jax.Array:
+    """``x`` in ``dtype`` if that is wider, rounded to its own dtype first. The value a
+    block before handed on is rounded (eagerly it is stored); under ``jit`` XLA may keep a
+    fused bfloat16 or float16 expression in float32 (excess precision), so the barrier
+    makes the jitted step round where the eager one does."""
+    wide = jnp.promote_types(x.dtype, dtype)
+    return x if wide == x.dtype else jax.lax.optimization_barrier(x).astype(wide)
+
+
 class Signs(NamedTuple):
     """The sign of each element as two masks: ``pos`` where it is > 0, ``neg`` where < 0
     (neither where it is 0 or NaN: ``sign(NaN) = 0``, as ``torch.sign`` gives)."""

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 from gradtx import _validation as check
 from gradtx._base import safe_increment
 from gradtx._leafwise import counter
-from gradtx._numerics import one_minus_power
+from gradtx._numerics import one_minus_power, widened
 
 
 def ema_sq(decay, nu, g):
@@ -71,7 +71,7 @@ def inputs_of(decays: bool, maximize: bool):
     if not (decays or maximize):
 
         def plain(g, acc_dtype):
-            g = g.astype(jnp.promote_types(g.dtype, acc_dtype))
+            g = widened(g, acc_dtype)
             return g, g, g
 
         return plain

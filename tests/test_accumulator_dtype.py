@@ -29,6 +29,7 @@ Measured (300 steps): plain, float32 state at most 2.6u per element, bfloat16 st
 
 from __future__ import annotations
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -164,3 +165,34 @@ def test_inject_hyperparams_keeps_accumulator_dtype_static():
     assert "accumulator_dtype" not in state.hyperparams
     per_param = [x for x in jax.tree.leaves(state.inner_state) if x.shape == (2,)]
     assert per_param and all(x.dtype == jnp.float32 for x in per_param)
+
+
+WIDE_BLOCKS = {
+    "trace": lambda: gradtx.trace(0.9, accumulator_dtype=jnp.float32),
+    "trace_nesterov": lambda: gradtx.trace(0.9, nesterov=True, accumulator_dtype=jnp.float32),
+    "scale_by_rms": lambda: gradtx.scale_by_rms(accumulator_dtype=jnp.float32),
+    "scale_by_stddev": lambda: gradtx.scale_by_stddev(accumulator_dtype=jnp.float32),
+    "scale_by_rprop": lambda: gradtx.scale_by_rprop(0.01, accumulator_dtype=jnp.float32),
+}
+
+
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16], ids=["bfloat16", "float16"])
+@pytest.mark.parametrize("name", WIDE_BLOCKS)
+def test_a_wide_state_reads_its_input_as_the_block_before_rounded_it(name, dtype):
+    """Eagerly a block's output is stored in the params' dtype, so a wider block after it
+    reads a rounded value; under ``jit`` XLA may keep the fused expression in float32
+    (excess precision). The eager and jitted chains agree bit for bit (``rmsprop``'s with
+    a scheduled weight decay differed: its ``add_decayed_weights`` block comes first)."""
+    tx = gradtx.chain(gradtx.add_decayed_weights(0.05), gradtx.scale(0.3), WIDE_BLOCKS[name]())
+    rng = np.random.default_rng(0)
+    params = {"w": jnp.asarray(rng.normal(size=(6, 5)), dtype)}
+    grads = [{"w": jnp.asarray(rng.normal(size=(6, 5)), dtype)} for _ in range(4)]
+
+    def run(update):
+        state, out = tx.init(params), []
+        for g in grads:
+            u, state = update(g, state, params)
+            out.append((u, state))
+        return out
+
+    chex.assert_trees_all_equal(run(tx.update), run(jax.jit(tx.update)))
