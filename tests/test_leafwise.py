@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import gradtx
-from tests.test_state_mismatch import STATEFUL
+from tests.test_trees import STATEFUL
 
 STATELESS = {
     "scale": lambda: gradtx.scale(0.5),

@@ -23,7 +23,7 @@ import pytest
 
 import gradtx
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BUILD = ROOT / "docs" / "_build"
 HTML = BUILD / "html"
 SCREENSHOT = BUILD / "screenshots" / "api-gradtx.rprop.png"

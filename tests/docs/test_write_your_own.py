@@ -15,9 +15,9 @@ import numpy as np
 import optax
 import pytest
 
-from tests.test_docs_code import sessions
+from tests.docs.test_docs_code import sessions
 
-PAGE = Path(__file__).resolve().parents[1] / "docs" / "write-your-own.md"
+PAGE = Path(__file__).resolve().parents[2] / "docs" / "write-your-own.md"
 
 
 def _page_namespace() -> dict:
