@@ -1,4 +1,4 @@
-"""One process of the multi-process training run of ``tests/test_multiprocess.py``.
+"""One process of the multi-process training run of ``tests/test_sharding.py``.
 
 Not collected by pytest (the name does not start with ``test_``): it is started as a
 script, with its device count already in ``XLA_FLAGS``, in one of two roles:

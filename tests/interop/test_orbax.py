@@ -8,7 +8,7 @@ The trees hold what gradtx state can hold: ``MaskedNode``s (``masked``, ``partit
 signs) and int32 (counters) leaves, bfloat16, float32-for-bfloat16
 (``accumulator_dtype``) and complex leaves, and beside them integer training leaves (a
 step, a PRNG key). Sharded state, written by two processes and restored onto another
-mesh, is in ``tests/test_multiprocess.py``.
+mesh, is in ``tests/test_sharding.py``.
 """
 
 from __future__ import annotations
