@@ -15,7 +15,7 @@ Two distances to the float32 run, per optimizer:
 * *update error*: both bfloat16 optimizers driven along the float32 run's trajectory
   (its params and gradients, rounded to bfloat16); the median over N steps of
   ``||u - u_ref|| / ||u_ref||``, in units of bfloat16's roundoff u = 2^-8: the
-  optimizer's own arithmetic (``tests/test_accumulator_dtype.py`` asserts its bound).
+  optimizer's own arithmetic (``tests/properties/test_accumulator_dtype.py`` asserts its bound).
 
 A row whose transform has no ``accumulator_dtype`` shows the bfloat16 state only.
 """

@@ -182,7 +182,7 @@ def rmsprop(
     in the compiled step). The two ``identity()`` blocks keep the state, entry for entry,
     that of torch's RMSprop as separate blocks, ``chain(scale(-1.0),
     add_decayed_weights(weight_decay), scale_by_rms(alpha, eps, eps_in_sqrt=False), ...)``,
-    whose numbers it gives bit for bit (``tests/test_rmsprop_penalty.py``). A schedule for
+    whose numbers it gives bit for bit (``tests/test_rms.py``). A schedule for
     ``weight_decay`` needs a step count: those two slots are then ``scale(-1.0)`` and
     ``add_decayed_weights(weight_decay)`` themselves and the normaliser takes neither.
 

@@ -67,7 +67,7 @@ class GradientTransformation(_Pair):
     ``type(tx)`` is still this class, and gradtx never imports optax. A pair built by hand
     whose ``update`` takes no ``**kwargs`` reports ``optax.GradientTransformation``.
     (For contributors: the property below reads ``sys.modules``, so importing optax
-    before or after gradtx gives the same answer; ``tests/test_values_jit.py`` checks
+    before or after gradtx gives the same answer; ``tests/test_values.py`` checks
     the class in a fresh process without optax, then with it. jax flattens by the real
     type, so the pytree is unaffected.)
 
