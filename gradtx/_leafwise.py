@@ -1,24 +1,10 @@
 """The per-leaf engine: one function lifts a rule on one array to a transform on pytrees.
 
-Most transforms are element-wise: their rule is a small function of one array (the
-gradient of one parameter) and of that array's slice of the state. :func:`leafwise`
-turns such a rule into a transform. It owns, once for all transforms:
-
-* mapping over the pytree (``None`` entries are empty subtrees and carry no state),
-* the state layout: a ``NamedTuple`` whose fields are trees mirroring the params
-  (optax's and checkpointing tools' layout), plus scalar fields updated once per step
-  (:class:`Scalars`; a step ``count`` is the common one, :func:`counter`),
-* checking that updates, params and state have the same tree structure and shapes,
-  naming the first path that differs (the gradients as the odd one out: the params and
-  state are what ``init`` saw),
-* refusing, before a field is read, a state that ``init`` did not make (``None``, or
-  another transform's: :func:`gradtx._trees.check_state`), and integer or bool
-  gradients, by path,
-* complex parameters, viewed as pairs of reals the way ``torch.optim`` does,
-* dtypes: an update leaves with its gradient's dtype, a state leaf keeps its own,
-* placement: a state leaf of its param's shape is sharded like the param
-  (:func:`gradtx._sharding.placed_like`),
-* extra keyword arguments of ``update`` (``value=loss``, ...) that a rule asks for.
+Most transforms are element-wise: a small function of one array (the gradient of one
+parameter) and of that array's slice of the state. :func:`leafwise` owns, once for all of
+them, what its docstring lists: the tree mapping, the state layout, structure, shape and
+dtype checks naming the path (the gradients as the odd one out: the params and state are
+what ``init`` saw), complex params, placement, and extra arguments of ``update``.
 """
 
 from __future__ import annotations
@@ -86,30 +72,19 @@ def _columns(treedef: Any, per_leaf: list[tuple], n_fields: int) -> list[Any]:
 
 
 def _all_arrays(values: Any) -> bool:
-    """Whether a rule's arguments are all arrays (or numbers), so that it can run jitted.
-
-    The rule then runs through a nested ``jax.jit`` (made once per transform), eagerly
-    too. Under a trace it is traced once per distinct leaf signature and its trace
-    reused by the other leaves of that signature (XLA inlines the call: the compiled step
-    is the same, the Python tracing shrinks). Eagerly it runs as the same compiled rule:
-    one number in both modes, where op-by-op execution would round differently (XLA fuses
-    a multiply and an add into one FMA inside a compiled rule, never across two eager
-    ops), and one dispatch per leaf instead of one per operation. With a non-array
-    argument the rule runs as written."""
+    """Whether a rule's arguments are all arrays (or numbers), so that it can run jitted:
+    traced once per leaf signature under a trace, and eagerly the same compiled rule, so
+    one number in both modes (XLA fuses a multiply-add into an FMA only inside a compiled
+    rule) and one dispatch per leaf. Otherwise the rule runs as written."""
     leaves = jax.tree.leaves(values)
     return all(isinstance(x, (jax.Array, np.ndarray, np.generic, int, float)) for x in leaves)
 
 
 def _inline_calls(rule: Callable) -> Callable:
     """``rule`` traced with the jitted functions it calls (``jnp.where``, ``jnp.clip``)
-    run inline: the same primitives on the same values, without their call boundaries;
-    the step then holds one call per leaf (the rule's), not one per ``jnp.where``.
-
-    XLA inlines every call before it optimises, but pays for each: it clones the callee
-    per call site, then inlines it. On a step of 1,000 leaves that cost a tenth of the
-    Rprop step's compile time. ``jax.disable_jit`` only while the rule is traced (which
-    a jitted caller does once per leaf signature) removes the boundaries; it would also
-    unroll a ``lax.scan`` or ``fori_loop``, which no element-wise rule holds."""
+    inlined, so the step holds one call per leaf: XLA clones every call site before
+    inlining it (docs/performance.md, "Compile time"). ``jax.disable_jit`` would also
+    unroll a ``lax.scan``, which no element-wise rule holds."""
 
     @functools.wraps(getattr(rule, "func", rule))  # its name (a partial's: its function's)
     def inlined(*args, **kwargs):
@@ -238,7 +213,7 @@ def leafwise(
     if tree_fields and init_leaf is None:
         raise TypeError(f"{state.__name__} has fields {tree_fields}: init_leaf is required")
 
-    jitted_rule = jax.jit(_inline_calls(update_leaf))  # see _all_arrays
+    jitted_rule = jax.jit(_inline_calls(update_leaf))  # used where _all_arrays
 
     def view(x):  # a leaf as the rule sees it
         return as_real(x) if complex_as_real else x
@@ -249,8 +224,7 @@ def leafwise(
         )
 
     def assemble(trees: list[Any], scalar_values: dict[str, Any]) -> NamedTuple:
-        by_name = dict(zip(tree_fields, trees), **scalar_values)
-        return state(**by_name)
+        return state(**dict(zip(tree_fields, trees), **scalar_values))
 
     @abstract_aware
     def init(params: Params) -> NamedTuple:

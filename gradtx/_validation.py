@@ -82,25 +82,25 @@ def finite(name: str, value: Any) -> float | None:
     return v
 
 
+def _holds(name: str, value: Any, ok: Callable[[float], bool], rule: str) -> None:
+    v = finite(name, value)
+    if v is not None and not ok(v):
+        _fail(name, value, rule)
+
+
 def non_negative(name: str, value: Any) -> None:
     """Check ``0 <= value < inf`` for a concrete ``value``."""
-    v = finite(name, value)
-    if v is not None and not v >= 0.0:
-        _fail(name, value, ">= 0")
+    _holds(name, value, lambda v: v >= 0.0, ">= 0")
 
 
 def positive(name: str, value: Any) -> None:
     """Check ``0 < value < inf`` for a concrete ``value``."""
-    v = finite(name, value)
-    if v is not None and not v > 0.0:
-        _fail(name, value, "> 0")
+    _holds(name, value, lambda v: v > 0.0, "> 0")
 
 
 def in_range(name: str, value: Any, low: float, high: float) -> None:
     """Check ``low <= value <= high`` for a concrete ``value``."""
-    v = finite(name, value)
-    if v is not None and not low <= v <= high:
-        _fail(name, value, f"in [{low}, {high}]")
+    _holds(name, value, lambda v: low <= v <= high, f"in [{low}, {high}]")
 
 
 def flag(name: str, value: Any) -> None:
@@ -169,21 +169,20 @@ def one_of(name: str, value: Any, options: tuple[str, ...]) -> None:
         _fail(name, value, f"one of {', '.join(options)}")
 
 
-def float_dtype(name: str, value: Any) -> np.dtype | None:
+_FLOATS = "float16, bfloat16, float32 or float64"
+
+
+def float_dtype(name: str, value: Any, rule: str = f"None or {_FLOATS}") -> np.dtype | None:
     """``None``, or ``value`` (a dtype or its name) as a real floating ``np.dtype``:
     the ``accumulator_dtype`` of a block's per-parameter state."""
     if value is None:
         return None
     try:
-        dtype = jax.numpy.dtype(value)
+        dtype = jnp.dtype(value)
     except TypeError:
         dtype = None
-    if (
-        dtype is None
-        or not jax.numpy.issubdtype(dtype, jax.numpy.floating)
-        or dtype.itemsize not in (2, 4, 8)
-    ):
-        _fail(name, value, "None or float16, bfloat16, float32 or float64")
+    if dtype is None or not jnp.issubdtype(dtype, jnp.floating) or dtype.itemsize not in (2, 4, 8):
+        _fail(name, value, rule)
     return dtype
 
 
@@ -202,21 +201,9 @@ _BY_NAME = {
     "max_norm": positive,
     "threshold": positive,
     "alpha": lambda name, v: in_range(name, v, 0.0, 1.0),
-    "eta_minus": lambda name, v: _open_unit(name, v),
-    "eta_plus": lambda name, v: _above_one(name, v),
+    "eta_minus": lambda name, v: _holds(name, v, lambda x: 0.0 < x < 1.0, "in (0, 1)"),
+    "eta_plus": lambda name, v: _holds(name, v, lambda x: x > 1.0, "> 1"),
 }
-
-
-def _open_unit(name: str, value: Any) -> None:
-    v = finite(name, value)
-    if v is not None and not 0.0 < v < 1.0:
-        _fail(name, value, "in (0, 1)")
-
-
-def _above_one(name: str, value: Any) -> None:
-    v = finite(name, value)
-    if v is not None and not v > 1.0:
-        _fail(name, value, "> 1")
 
 
 def hyperparameter(name: str, value: Any) -> None:
@@ -292,20 +279,12 @@ def accumulator_dtype(name: str, value: Any) -> np.dtype | None:
     complex dtypes are refused (an integer sum truncates, a bool one saturates); a complex
     leaf keeps its accumulator in the complex dtype of that precision, see
     :func:`accumulator_for`."""
-    if value is None:
-        return None
-    try:
-        dtype = jnp.dtype(value)
-    except TypeError:
-        dtype = None
-    if dtype is None or not jnp.issubdtype(dtype, jnp.floating) or dtype.itemsize not in (2, 4, 8):
-        _fail(
-            name,
-            value,
-            "None or a real floating dtype: float16, bfloat16, float32 or float64 (complex "
-            "leaves then keep complex64 or complex128 sums of that precision)",
-        )
-    return dtype
+    return float_dtype(
+        name,
+        value,
+        f"None or a real floating dtype: {_FLOATS} (complex leaves then keep complex64 or "
+        "complex128 sums of that precision)",
+    )
 
 
 def accumulator_for(acc_dtype: np.dtype | None, leaf_dtype: Any) -> np.dtype:

@@ -1,9 +1,7 @@
 r"""Rprop, resilient backpropagation: a per-weight step size adapted by gradient signs.
 
-``_rules`` holds the four published rules and the table of variants, ``_storage`` how
-(Δ, sign g') is stored (one :class:`~gradtx._rprop._storage.Storage` interface), and
-``_state`` the state types and accessors. :func:`scale_by_rprop` picks the store and
-hands the rule to the per-leaf engine.
+``_rules``: the rules and the table of variants; ``_storage``: how (Δ, sign g') is
+stored; ``_state``: the state types and accessors; here: the store's choice and checks.
 """
 
 from __future__ import annotations
@@ -29,21 +27,18 @@ def _number(x: Any) -> bool:
 
 
 def _choose(backtracks: bool, hp: Hyper) -> type:
-    """The store: packed where ``max_step_size`` is a number known now that packs in
-    float32 and bfloat16 (float16, with its 85.25, is checked at ``init``); for the
-    variants that backtrack, where η-, Δmin and Δmax are numbers too, which the state
-    holds exactly (in :func:`value_dtype`, then cast as the rule casts them); else plain."""
+    """Packed where ``max_step_size`` is a number that packs in float32 and bfloat16
+    (float16 is checked at ``init``); for the "+" variants also η-, Δmin, Δmax, which the
+    state must hold exactly (in :func:`value_dtype`, cast as the rule casts them)."""
     high = hp.max_step_size
     if not (_number(high) and all(fits(float(high), d) for d in (jnp.float32, jnp.bfloat16))):
         return Plain
     if not backtracks:
         return Packed
-    held = (hp.eta_minus, hp.min_step_size, high)
-    dtypes = (jnp.float16, jnp.bfloat16, jnp.float32)
     exact = all(
         _number(v) and np.asarray(np.asarray(v, value_dtype()), d) == np.asarray(v, d)
-        for v in held
-        for d in dtypes
+        for v in (hp.eta_minus, hp.min_step_size, high)
+        for d in (jnp.float16, jnp.bfloat16, jnp.float32)
     )
     return Deferred if exact else Plain
 
@@ -73,10 +68,8 @@ def _check_step_dtype(dtype: Any, hp: Hyper, packed: bool) -> None:
 
 
 def _scalars(needs_loss: bool, held: tuple | None) -> Scalars | None:
-    """The scalar state: iRprop+'s E_{t-1} (+inf before the first update; each update
-    reads E_t, ``value=``, and hands every weight ``worse`` = E_t > E_{t-1}), and the
-    :class:`Deferred` store's η-, Δmin, Δmax (each update hands the leaves those of the
-    step before, and keeps its own)."""
+    """iRprop+'s E_{t-1} (hands every leaf ``worse`` = E_t > E_{t-1}) and the
+    :class:`Deferred` store's η-, Δmin, Δmax (hands the leaves the last step's, keeps its own)."""
     fields = (("prev_value",) if needs_loss else ()) + (HELD if held else ())
     now = dict(zip(HELD, held or ()))
 
@@ -99,8 +92,7 @@ def _scalars(needs_loss: bool, held: tuple | None) -> Scalars | None:
 
 
 def _guarded(tx: GradientTransformation, state_type: type, variant: str) -> GradientTransformation:
-    """``tx`` refusing another transform's state by name (integer gradients are the
-    engine's to refuse, by path)."""
+    """``tx`` refusing another transform's state, naming the variant."""
 
     def update(updates, state, params=None, **extra):
         try:
@@ -128,75 +120,45 @@ def scale_by_rprop(
 ) -> GradientTransformation:
     r"""Rprop's sign rule, returning :math:`u_t = -\Delta w_t` (uphill, like a gradient).
 
-    :math:`\Delta_0` = ``learning_rate`` (a schedule's value at step 0, as under
-    :func:`gradtx.inject_hyperparams`: Rprop reads it only once); each product
-    :math:`g_t g'_{t-1}` is judged by its sign. All variants adapt the step size alike,
-    clipped into the bounds at every step (the first included, as torch does)::
+    From :math:`\Delta_0` = ``learning_rate`` (a schedule's value at step 0), every variant
+    adapts the step size alike, clipped into the bounds at every step as torch does::
 
         Δ_t = clip(Δ_{t-1}·(η+ if g_t·g'_{t-1} > 0, η- if < 0, else 1), Δmin, Δmax)
 
-    ``variant`` picks what happens next (the rules with their papers' pseudo-code:
-    ``gradtx/_rprop/_rules.py``):
+    then ``variant`` picks the move (each rule beside its paper's pseudo-code in
+    ``gradtx/_rprop/_rules.py``; compared on the guide page "Rprop variants"):
 
-    * ``"irprop-"`` (default; Igel & Hüsken 2000; ``torch.optim.Rprop``): where
-      g_t·g'_{t-1} < 0 set g_t = 0; u_t = sign(g_t)·Δ_t; g'_t = g_t.
+    * ``"irprop-"`` (default; Igel & Hüsken 2000; ``torch.optim.Rprop``, bit for bit):
+      where g_t·g'_{t-1} < 0 set g_t = 0; u_t = sign(g_t)·Δ_t; g'_t = g_t.
     * ``"rprop-"`` (Igel & Hüsken 2000): u_t = sign(g_t)·Δ_t always; g'_t = g_t.
-    * ``"rprop+"`` (Riedmiller & Braun 1993, weight-backtracking): where g_t·g'_{t-1} >= 0,
-      u_t = sign(g_t)·Δ_t and g'_t = g_t; where g_t·g'_{t-1} < 0, undo the previous move,
-      u_t = -u_{t-1}, and g'_t = 0.
-    * ``"irprop+"`` (Igel & Hüsken 2000): as ``"rprop+"``, but the previous move is undone
-      only if the loss went up, E_t > E_{t-1} (else u_t = 0 there), with E_{-1} = +inf.
-      The loss E_t (at the params the gradients were taken at) must be passed as
-      ``update(grads, state, params, value=loss)``; ``chain`` passes it on. Without it
-      ``update`` raises ``TypeError``. A NaN loss is never "worse".
+    * ``"rprop+"`` (Riedmiller & Braun 1993): as ``"rprop-"``, but where g_t·g'_{t-1} < 0
+      undo the previous move, u_t = -u_{t-1}, and set g'_t = 0.
+    * ``"irprop+"`` (Igel & Hüsken 2000): as ``"rprop+"``, undoing only where the loss
+      rose, E_t > E_{t-1} (else u_t = 0 there); ``update`` needs ``value=loss``.
 
-    Chain it with ``scale(-1.0)`` to descend (as :func:`gradtx.rprop` does); the "+"
-    variants undo the previous *output of this block*, which is the previous weight change
-    when the blocks after it are fixed and linear.
+    Chain it with ``scale(-1.0)`` to descend (as :func:`gradtx.rprop` does). Same
+    arguments and defaults as ``optax.scale_by_rprop``, which (0.2.8) returns each update
+    one step late (its first is zero) and leaves Δ_0 unclipped.
 
-    **State.** Per weight, Δ (in ``accumulator_dtype``, default the param's dtype) and
-    the *sign* of g', packed into one unsigned integer: 4 bytes per float32 weight (torch
-    and optax keep 8; 2 per float16/bfloat16, 8 per float64). Read it with
-    :func:`gradtx.rprop_step_sizes` and :func:`gradtx.rprop_prev_signs`. The "+" variants
-    need no stored Δw: they undo only where g'_{t-1} != 0, and there u_{t-1} =
-    sign(g'_{t-1})·Δ_{t-1} exactly. Where they undo, they keep Δ_{t-1} marked (a
-    ``uint8`` per weight: 5 bytes per float32 weight) and the next read applies its
-    decrease with the η-, Δmin, Δmax kept in the state as scalars: their update then
-    reads only the new state, which XLA overwrites in place in a donated step. iRprop+
-    also keeps E_{t-1}. So a state means the same whichever hyperparameters read it
-    next: continued, restored or injected under other valid ones (or by another "-"
-    variant), it steps as the papers' rules would; a state of another type is refused.
-    Packing needs ``max_step_size`` at most about 1.47e13 (float16 step sizes: 85.25,
-    checked at ``init``; ``accumulator_dtype=jnp.float32`` lifts it); beyond that, or
-    with the bounds (for the "+" variants also η-) given as arrays
-    (``inject_hyperparams``), step sizes and signs are kept apart
-    (:class:`ScaleByRpropState`, 5 bytes per float32 weight, computed at once; in a
-    donated step XLA then copies the "+" variants' state first). ``init`` refuses a
-    positive ``min_step_size`` that rounds to 0 in the step sizes' dtype (e.g. 1e-8 in
-    float16): the step sizes would decay to 0 and freeze.
-
-    **Where it can differ from torch.** torch multiplies g_t·g'_{t-1} and takes the sign of
-    the product; where two tiny gradients' product underflows to 0 (float32: below
-    7e-46, e.g. both near 1e-23) torch reads "no information", while gradtx reads the
-    signs, the paper's rule. Signs are read from the bits, so subnormal gradients have the
-    sign torch gives them even under XLA's flush-to-zero on CPU. ``sign(NaN) = 0``
-    (torch's convention): a NaN gradient leaves its weight and step size unchanged.
-
-    Same arguments and defaults as ``optax.scale_by_rprop``, which (0.2.8) differs: it
-    returns each step's update one step late (its first update is zero), and it does not
-    clip Δ when g_t·g'_{t-1} = 0, so a ``learning_rate`` outside the bounds is used as is
-    on the first step. optax and torch offer only iRprop-.
+    **State**: per weight, Δ and sign g' packed in one unsigned integer (4 bytes per
+    float32 weight; torch and optax keep 8), and for the "+" variants a byte marking a
+    pending decrease (:func:`gradtx.rprop_step_sizes`, :func:`gradtx.rprop_prev_signs`
+    read them). It means the same under any valid hyperparameters; a state of another
+    type is refused. Bounds given as arrays keep Δ and the signs apart
+    (:class:`ScaleByRpropState`). Layout, limits, and where it can differ from torch
+    (products that underflow to 0): the guide page "Rprop variants".
 
     Args:
       learning_rate: Δ_0, the initial step size (``>= 0``), clipped into the bounds.
       eta_minus: η-, the factor after a sign change (in ``(0, 1)``).
       eta_plus: η+, the factor while the sign holds (``> 1``).
-      min_step_size: Δmin (``>= 0``).
+      min_step_size: Δmin (``>= 0``; not one that rounds to 0 in the step sizes' dtype).
       max_step_size: Δmax (``>= min_step_size``).
       variant: ``"irprop-"`` (torch's, the default), ``"rprop-"``, ``"rprop+"`` or
-        ``"irprop+"`` (which needs ``value=loss`` at each update).
-      accumulator_dtype: the dtype of the step sizes (optax's name in ``trace``), ``None``
-        for the param's; e.g. ``jnp.float32`` for bfloat16 params.
+        ``"irprop+"`` (which needs ``update(grads, state, params, value=loss)``, passed
+        on by ``chain``; a NaN loss is never worse, and E_{-1} = +inf).
+      accumulator_dtype: the dtype of the step sizes, ``None`` for the param's; e.g.
+        ``jnp.float32`` for bfloat16 params.
 
     Returns:
       A :class:`~gradtx.GradientTransformation` whose update is u_t = -Δw_t.
@@ -205,8 +167,7 @@ def scale_by_rprop(
       Three steps of iRprop-: the step size grows while a sign holds, shrinks (and the
       weight waits) where it flips, and stays where the gradient is zero:
 
-      >>> import jax.numpy as jnp
-      >>> import gradtx
+      >>> import jax.numpy as jnp, gradtx
       >>> tx = gradtx.scale_by_rprop(learning_rate=0.1)
       >>> state = tx.init({"w": jnp.zeros(3)})
       >>> for g in ([1.0, 1.0, -1.0], [1.0, -1.0, -1.0], [1.0, 1.0, 0.0]):
@@ -228,12 +189,11 @@ def scale_by_rprop(
     hp = Hyper(eta_minus, eta_plus, min_step_size, max_step_size)
     rule, backtracks, needs_loss = VARIANTS[variant]
     store = _choose(backtracks, hp)
-    packed = store is not Plain
     state_type = STATE_TYPES[store, needs_loss]
 
     def init_leaf(p):
         dtype = jnp.dtype(accumulator_dtype or p.dtype)
-        _check_step_dtype(dtype, hp, packed)
+        _check_step_dtype(dtype, hp, packed=store is not Plain)
         # Δ0 = learning_rate clipped into the bounds (the first update clips it anyway),
         # in the step sizes' dtype even where the bounds are arrays of a wider one
         step = jnp.clip(jnp.full(p.shape, learning_rate, dtype), min_step_size, max_step_size)

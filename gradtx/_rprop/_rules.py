@@ -1,25 +1,19 @@
 r"""The four published Rprop rules, per weight, each beside its pseudo-code.
 
-* ``"irprop-"``: improved Rprop without backtracking, Igel & Hüsken, "Improving the Rprop
-  learning algorithm", NC 2000 (and "Empirical evaluation of the improved Rprop learning
-  algorithms", Neurocomputing 50, 2003); ``torch.optim.Rprop``'s rule, the default.
-* ``"rprop-"``: Rprop without backtracking (Igel & Hüsken 2000).
-* ``"rprop+"``: Rprop with weight-backtracking, Riedmiller & Braun, "A direct adaptive
-  method for faster backpropagation learning: the RPROP algorithm", ICNN 1993.
-* ``"irprop+"``: improved Rprop, backtracking only where the loss rose (Igel & Hüsken).
+Sources: Riedmiller & Braun, "A direct adaptive method for faster backpropagation
+learning: the RPROP algorithm", ICNN 1993 (Rprop+); Igel & Hüsken, "Improving the Rprop
+learning algorithm", NC 2000, and "Empirical evaluation of the improved Rprop learning
+algorithms", Neurocomputing 50, 2003 (Rprop-, iRprop-, iRprop+).
 
 Notation: g the gradient, g' the stored previous gradient (read only through its sign),
 Δ the step size, Δw the last weight change, E the loss. A rule returns the new
 (Δ, sign g') and, for the "+" variants, where it backtracks and by how much; every other
-weight moves by u = sign(g')·Δ = -Δw (uphill, like a gradient; the alias negates it).
+weight moves by u = sign(g')·Δ = -Δw. The "+" variants undo Δw_{t-1} without storing
+it: they undo only where g' != 0, and every step that leaves g' != 0 moved by exactly
+-sign(g')·Δ_{t-1}; so the state means the same under any variant and hyperparameters.
 
-The "+" variants undo Δw_{t-1} without storing it: they undo only where g·g' < 0, so
-where g' != 0, and every step (of any variant) that leaves g' != 0 moved by
-Δw_{t-1} = -sign(g')·Δ_{t-1} exactly. So any variant can continue any other's
-(Δ, sign g'), and the state means the same under any hyperparameters.
-
-``store`` is the leaf's :class:`gradtx._rprop._storage.Storage`: signs are in its form,
-so these rules hold no bits. A new variant is one rule here and one row of
+``store`` is the leaf's :class:`gradtx._rprop._storage.Storage`, which holds the signs
+in its own form: the rules hold no bits. A new variant is one rule and one row of
 :data:`VARIANTS`.
 """
 

@@ -1,10 +1,7 @@
 """Rprop's state types, and the accessors that read any of them as floats and signs.
 
-Every variant stores (Δ, sign g') per weight, packed or plain
-(:mod:`gradtx._rprop._storage`); the "+" variants' packed state also a pending decrease
-and the η-, Δmin, Δmax it is to be applied with, iRprop+ also the previous loss. No
-field is scaled by a hyperparameter, so a state means the same whichever transform
-reads it.
+No field is scaled by a hyperparameter, and a pending decrease keeps the η-, Δmin, Δmax
+it is to be applied with, so a state means the same whichever transform reads it.
 """
 
 from __future__ import annotations
@@ -25,42 +22,36 @@ def value_dtype() -> Any:
 
 
 class ScaleByRpropPackedState(NamedTuple):
-    r"""Rprop's state: step size and previous sign packed in one integer per weight.
+    r"""The "-" variants' state: Δ and the previous sign packed in one integer per weight.
 
-    4 B per float32 weight, for the "-" variants. Read it
-    with :func:`rprop_step_sizes` and :func:`rprop_prev_signs`.
+    Read it with :func:`rprop_step_sizes` and :func:`rprop_prev_signs`.
 
     Attributes:
       packed: per weight, :math:`\Delta` and :math:`\operatorname{sign}(g')` in one unsigned
         integer (``uint32`` for float32 step sizes).
 
     Example:
-      >>> import jax.numpy as jnp
-      >>> import gradtx
+      >>> import jax.numpy as jnp, gradtx
       >>> state = gradtx.scale_by_rprop(0.01).init({"w": jnp.zeros(2)})
       >>> type(state).__name__, state.packed["w"].dtype
       ('ScaleByRpropPackedState', dtype('uint32'))
     """
 
-    packed: Any  # uint32 (float32 steps), uint64, uint16 (float16), int16 (bfloat16)
+    packed: Any
 
 
 class ScaleByRpropPlusPackedState(NamedTuple):
     r"""Rprop+'s state: Rprop's packed codes, a pending mark, and three scalars.
 
-    5 B per float32 weight. Where the sign flipped, the code keeps :math:`\Delta_{t-1}`
-    (the undo moves by it) and ``pending`` marks it; the next read applies the decrease
-    with the :math:`\eta^-, \Delta_{\min}, \Delta_{\max}` held here (those of the step
-    that marked it), so :func:`rprop_step_sizes` shows the papers' :math:`\Delta`.
-
     Attributes:
-      packed: as in :class:`ScaleByRpropPackedState`.
+      packed: as in :class:`ScaleByRpropPackedState`, holding :math:`\Delta_{t-1}` where
+        a decrease is pending (:func:`rprop_step_sizes` applies it).
       pending: ``uint8`` per weight, 1 where a decrease is pending.
-      eta_minus, min_step_size, max_step_size: scalars.
+      eta_minus, min_step_size, max_step_size: scalars, those of the step that set the
+        marks, applied with them.
 
     Example:
-      >>> import jax.numpy as jnp
-      >>> import gradtx
+      >>> import jax.numpy as jnp, gradtx
       >>> state = gradtx.scale_by_rprop(0.01, variant="rprop+").init({"w": jnp.zeros(2)})
       >>> type(state).__name__, state.pending["w"].dtype, float(state.eta_minus)
       ('ScaleByRpropPlusPackedState', dtype('uint8'), 0.5)
@@ -82,8 +73,7 @@ class ScaleByIRpropPlusPackedState(NamedTuple):
       prev_value: :math:`E_{t-1}`, a scalar, ``+inf`` before the first update.
 
     Example:
-      >>> import jax.numpy as jnp
-      >>> import gradtx
+      >>> import jax.numpy as jnp, gradtx
       >>> state = gradtx.scale_by_rprop(0.01, variant="irprop+").init({"w": jnp.zeros(2)})
       >>> type(state).__name__, float(state.prev_value)
       ('ScaleByIRpropPlusPackedState', inf)
@@ -98,17 +88,15 @@ class ScaleByIRpropPlusPackedState(NamedTuple):
 
 
 class ScaleByRpropState(NamedTuple):
-    r"""Rprop's unpacked state (``max_step_size`` an array): 5 B per float32 weight.
+    r"""Rprop's unpacked state (``max_step_size`` an array, or beyond packing's range).
 
     Attributes:
       step_sizes: :math:`\Delta` per weight, in the step-size dtype, like the params.
       prev_signs: the sign of the previous (possibly zeroed) gradient :math:`g'`, ``int8``.
 
     Example:
-      >>> import jax.numpy as jnp
-      >>> import gradtx
-      >>> inject = gradtx.inject_hyperparams(gradtx.scale_by_rprop)
-      >>> tx = inject(learning_rate=0.01, max_step_size=50.0)
+      >>> import jax.numpy as jnp, gradtx
+      >>> tx = gradtx.inject_hyperparams(gradtx.scale_by_rprop)(0.01, max_step_size=50.0)
       >>> type(tx.init({"w": jnp.zeros(2)}).inner_state).__name__
       'ScaleByRpropState'
     """
@@ -126,8 +114,7 @@ class ScaleByIRpropPlusState(NamedTuple):
       prev_value: :math:`E_{t-1}`, a scalar, ``+inf`` before the first update.
 
     Example:
-      >>> import jax.numpy as jnp
-      >>> import gradtx
+      >>> import jax.numpy as jnp, gradtx
       >>> tx = gradtx.inject_hyperparams(gradtx.scale_by_rprop, static_args="variant")(
       ...     learning_rate=0.01, max_step_size=50.0, variant="irprop+")
       >>> type(tx.init({"w": jnp.zeros(2)}).inner_state).__name__
@@ -139,20 +126,14 @@ class ScaleByIRpropPlusState(NamedTuple):
     prev_value: jax.Array
 
 
-RPROP_STATES = (
-    ScaleByRpropPackedState,
-    ScaleByRpropPlusPackedState,
-    ScaleByIRpropPlusPackedState,
-    ScaleByRpropState,
-    ScaleByIRpropPlusState,
-)
-# (store, reads the loss) -> the state type
-STATE_TYPES = dict(
-    zip(
-        [(Packed, False), (Deferred, False), (Deferred, True), (Plain, False), (Plain, True)],
-        RPROP_STATES,
-    )
-)
+STATE_TYPES = {  # (store, reads the loss) -> the state type
+    (Packed, False): ScaleByRpropPackedState,
+    (Deferred, False): ScaleByRpropPlusPackedState,
+    (Deferred, True): ScaleByIRpropPlusPackedState,
+    (Plain, False): ScaleByRpropState,
+    (Plain, True): ScaleByIRpropPlusState,
+}
+RPROP_STATES = tuple(STATE_TYPES.values())
 HELD = ("eta_minus", "min_step_size", "max_step_size")  # Deferred's scalars
 
 
@@ -169,23 +150,18 @@ def find_rprop_state(state: Any) -> Any:
     return found[0]
 
 
-def _store(block: Any) -> tuple[type, tuple[str, ...], Any]:
-    """The store of a block state, its tree fields, and its held scalars."""
-    if hasattr(block, "pending"):
-        return Deferred, ("packed", "pending"), tuple(getattr(block, f) for f in HELD)
-    if hasattr(block, "packed"):
-        return Packed, ("packed",), None
-    return Plain, ("step_sizes", "prev_signs"), None
-
-
 def _read(state: Any, which: int) -> Any:
-    store, fields, held = _store(find_rprop_state(state))
+    """Step sizes (``which`` 0) or signs (1) of the Rprop state inside ``state``."""
+    block = find_rprop_state(state)
+    store = next(k for k, t in STATE_TYPES.items() if isinstance(block, t))[0]
+    held = tuple(getattr(block, f) for f in HELD) if store is Deferred else None
+    fields = [f for f in block._fields if f not in (*HELD, "prev_value")]
 
     def leaf(*arrays):
         step, sign = (s := store.like(arrays[0], held)).read(*arrays)
         return (step, s.as_int8(sign))[which]
 
-    return jax.tree.map(leaf, *(getattr(find_rprop_state(state), f) for f in fields))
+    return jax.tree.map(leaf, *(getattr(block, f) for f in fields))
 
 
 def rprop_step_sizes(state: Any) -> Any:
@@ -197,7 +173,7 @@ def rprop_step_sizes(state: Any) -> Any:
 
     Args:
       state: the state of :func:`gradtx.scale_by_rprop` or of anything holding one
-    (:func:`gradtx.rprop`'s chain, :func:`gradtx.inject_hyperparams`, ...).
+        (:func:`gradtx.rprop`'s chain, :func:`gradtx.inject_hyperparams`, ...).
 
     Returns:
       A tree of float arrays like the params.

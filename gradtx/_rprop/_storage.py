@@ -1,23 +1,12 @@
-"""How one leaf's Rprop state, (Δ, sign g'), is stored: one declared interface, two stores.
+"""How one leaf's Rprop state, (Δ, sign g'), is stored: one declared interface, three stores.
 
-The rules (:mod:`gradtx._rprop._rules`) read and write signs only through
-:class:`Storage`; a store keeps them in its own form:
-
-* :class:`Packed`, the default: Δ and sign g' in one unsigned integer per weight, 4 bytes
-  per float32 weight (torch and optax keep 8). A step size Δ >= 0 is a non-negative float
-  whose bits, read as an unsigned integer, lie below K = ``0x5555...`` (a third of the
-  range) for every Δ up to :func:`packed_limit` (about 1.47e13 in float32, bfloat16 and
-  float64; 85.25 in float16). So ``code = bits(Δ) + K·c``, with c = 0, 1, 2 for a previous
-  sign 0, +1, -1, holds both exactly, and means the same under any hyperparameters.
-* :class:`Deferred`, the "+" variants': the same codes and a ``uint8`` mark of a
-  step-size decrease deferred to the next read (5 bytes per float32 weight), so that
-  their undo reads only the new state (no copy in a donated step).
-* :class:`Plain`: Δ as floats and sign g' as ``int8`` (5 bytes per float32 weight), where
-  ``max_step_size`` is not a number known when the transform is built (an array under
-  ``inject_hyperparams``), or is beyond the packed range.
-
-Both read signs from the bits (:func:`gradtx._numerics.signs`), so a subnormal gradient
-keeps the sign torch gives it under XLA's flush-to-zero on CPU; ``sign(NaN) = 0``.
+The rules (:mod:`gradtx._rprop._rules`) touch signs only through :class:`Storage`.
+:class:`Packed` (the default) keeps both in one unsigned integer per weight;
+:class:`Deferred` (the "+" variants') adds a mark of a pending decrease; :class:`Plain`
+keeps floats and ``int8`` where packing does not apply (``max_step_size`` an array or
+beyond :func:`packed_limit`). All read signs from the bits
+(:func:`gradtx._numerics.signs`): subnormal gradients keep their sign under XLA's
+flush-to-zero on CPU; ``sign(NaN) = 0``.
 """
 
 from __future__ import annotations
@@ -67,11 +56,6 @@ class Storage(Protocol[S]):
         """Signs given as ``int8``, in this store's form."""
 
 
-# --------------------------------------------------------------------------------------
-# Plain: floats and int8
-# --------------------------------------------------------------------------------------
-
-
 class _Eager:
     def commit(self, before, step, prev, backtrack, g, worse):
         """The move sign(g')·Δ read back from the new state, or the backtracking step."""
@@ -90,8 +74,7 @@ class Plain(_Eager):
     def read(self, step, sign):
         return step, sign
 
-    def write(self, step, prev):
-        return step, prev
+    write = read  # (Δ, sign g') are the state arrays
 
     def move(self, step, sign):
         return self.times(sign, step)
@@ -117,12 +100,8 @@ class Plain(_Eager):
         return jnp.asarray(sign, jnp.int8)
 
 
-# --------------------------------------------------------------------------------------
-# Packed: code = bits(Δ) + K·c in one unsigned integer
-# --------------------------------------------------------------------------------------
-
-# step-size dtype -> the integer dtype of its codes. bfloat16's are int16 (the same bits)
-# so that the integer dtype alone tells them from float16's.
+# step-size dtype -> its codes' dtype; bfloat16's are int16 (the same bits), so that the
+# codes' dtype alone tells them from float16's.
 _PACKED = {
     jnp.dtype(jnp.float32): jnp.dtype(jnp.uint32),
     jnp.dtype(jnp.float64): jnp.dtype(jnp.uint64),
@@ -171,10 +150,10 @@ class Offset(NamedTuple):
 
 
 class Packed(_Eager):
-    """Codes ``bits(Δ) + K·c``. Holds K·c for c = 0, 1, 2 broadcast to the leaf's shape,
-    made once per leaf: each constant the compiler sees is one more instruction, and
-    XLA's compile time grows with their count. Agreement is two integer comparisons and
-    writing one addition."""
+    """Codes ``bits(Δ) + K·c``, c = 0, 1, 2 for a previous sign 0, +1, -1, K = 0x5555...
+    (a third of the unsigned range): a float Δ >= 0 up to :func:`packed_limit` has bits
+    below K, so a code holds both exactly (4 bytes per float32 weight). K·c is made once
+    per leaf, at the leaf's shape: XLA's compile time grows with the constants it sees."""
 
     def __init__(self, x: jax.Array, held: Any = None):
         width = jnp.dtype(x.dtype).itemsize
@@ -233,14 +212,10 @@ class Packed(_Eager):
 
 
 class Deferred(Packed):
-    """The "+" variants' store: :class:`Packed` codes and a ``uint8`` *pending* mark, 5
-    bytes per float32 weight. Where the sign flipped the code keeps Δ_{t-1}, the step
-    size the undo moves by, and marks it: the update then reads only the new state and
-    the gradient, and XLA overwrites the old state in place in a donated step (it copies
-    the old state first where the update reads it). :meth:`read` applies the decrease,
-    clip(Δ_{t-1}·η-, Δmin, Δmax), with ``held``: the η-, Δmin, Δmax of the step that
-    wrote the marks, which the state keeps as scalars. So Δ is the papers' whichever
-    hyperparameters read the state next."""
+    """:class:`Packed` codes and a ``uint8`` *pending* mark. Where the sign flipped the
+    code keeps Δ_{t-1} (the undo moves by it) and is marked, so the update reads only the
+    new state and g (no copy of the old state in a donated step); :meth:`read` applies
+    the decrease with ``held``, the η-, Δmin, Δmax of the step that set the marks."""
 
     def read(self, code, pending):
         step, prev = super().read(code)
