@@ -73,11 +73,20 @@ def _columns(treedef: Any, per_leaf: list[tuple], n_fields: int) -> list[Any]:
 
 def _all_arrays(values: Any) -> bool:
     """Whether a rule's arguments are all arrays (or numbers), so that it can run jitted:
-    traced once per leaf signature under a trace, and eagerly the same compiled rule, so
-    one number in both modes (XLA fuses a multiply-add into an FMA only inside a compiled
-    rule) and one dispatch per leaf. Otherwise the rule runs as written."""
+    traced once per leaf signature, its trace reused by the other leaves of that
+    signature. Otherwise the rule runs as written."""
     leaves = jax.tree.leaves(values)
     return all(isinstance(x, (jax.Array, np.ndarray, np.generic, int, float)) for x in leaves)
+
+
+def _concrete(values: Any) -> bool:
+    """Whether ``update`` was called eagerly on arrays. It then runs as one compiled
+    program, made once per transform and tree signature: the program ``jax.jit(tx.update)``
+    runs, so one number in both modes (XLA fuses a multiply-add into an FMA only inside
+    a compiled program), one dispatch per step and one compile per transform, not one
+    per leaf signature."""
+    leaves = jax.tree.leaves(values)
+    return _all_arrays(values) and not any(isinstance(x, jax.core.Tracer) for x in leaves)
 
 
 def _inline_calls(rule: Callable) -> Callable:
@@ -144,8 +153,8 @@ def leafwise(
     * dtypes: each update leaves with its gradient's dtype and each state leaf keeps its
       own, so ``init_leaf`` choosing a wider accumulator (``jnp.zeros(p.shape,
       jnp.float32)`` for bfloat16 params) is all a rule needs for mixed precision;
-    * one compiled rule per leaf signature, eagerly and under ``jit``: the same numbers in
-      both modes.
+    * called eagerly, ``update`` runs the program ``jax.jit(tx.update)`` compiles (once
+      per transform and tree signature): the same numbers in both modes.
 
     Decorate the function that builds it with :func:`gradtx.constructor` and the
     transforms compare equal when built alike, so that rebuilding one does not recompile.
@@ -251,6 +260,12 @@ def leafwise(
                 f"{missing[0]}=...) and then state.replace(step=state.step + 1, "
                 "params=gradtx.apply_updates(state.params, updates), opt_state=opt_state)."
             )
+        kw = {name: extra[name] for name in extra_args}
+        if _concrete((updates, opt_state, params, kw)):
+            return compiled(updates, opt_state, params, kw)
+        return traced(updates, opt_state, params, kw)
+
+    def traced(updates, opt_state, params, kw):
         if state._fields:
             check_state(opt_state, state, "update()")
         else:
@@ -270,7 +285,6 @@ def leafwise(
         if params is not None:
             check_same_structure(updates, params, "updates", "params")
 
-        kw = {name: extra[name] for name in extra_args}
         new_scalars = {}
         if scalars:
             kw, new_scalars = scalars.step({f: getattr(opt_state, f) for f in scalar_fields}, **kw)
@@ -300,4 +314,5 @@ def leafwise(
         columns = _columns(treedef, out_s, len(tree_fields))
         return treedef.unflatten(out_u), assemble(columns, new_scalars)
 
+    compiled = jax.jit(traced)  # the eager update: see _concrete
     return GradientTransformation(init, update)
