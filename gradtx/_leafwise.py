@@ -80,11 +80,12 @@ def _all_arrays(values: Any) -> bool:
 
 
 def _concrete(values: Any) -> bool:
-    """Whether ``update`` was called eagerly on arrays. It then runs as one compiled
-    program, made once per transform and tree signature: the program ``jax.jit(tx.update)``
-    runs, so one number in both modes (XLA fuses a multiply-add into an FMA only inside
-    a compiled program), one dispatch per step and one compile per transform, not one
-    per leaf signature."""
+    """Whether ``update`` was called eagerly on arrays. Its leaves' rules then run as one
+    compiled program, made once per transform and tree signature, as under ``jax.jit``:
+    one number in both modes (XLA fuses a multiply-add into an FMA only inside a compiled
+    program), one dispatch per step, and one compile per transform, not one per leaf
+    signature. The scalars (a count, a schedule's value) advance outside it, eagerly,
+    where their values are checked."""
     leaves = jax.tree.leaves(values)
     return _all_arrays(values) and not any(isinstance(x, jax.core.Tracer) for x in leaves)
 
@@ -153,8 +154,9 @@ def leafwise(
     * dtypes: each update leaves with its gradient's dtype and each state leaf keeps its
       own, so ``init_leaf`` choosing a wider accumulator (``jnp.zeros(p.shape,
       jnp.float32)`` for bfloat16 params) is all a rule needs for mixed precision;
-    * called eagerly, ``update`` runs the program ``jax.jit(tx.update)`` compiles (once
-      per transform and tree signature): the same numbers in both modes.
+    * called eagerly, ``update`` runs every leaf's rule as one compiled program (once per
+      transform and tree signature), as ``jax.jit(tx.update)`` does: the same numbers
+      in both modes.
 
     Decorate the function that builds it with :func:`gradtx.constructor` and the
     transforms compare equal when built alike, so that rebuilding one does not recompile.
@@ -260,12 +262,6 @@ def leafwise(
                 f"{missing[0]}=...) and then state.replace(step=state.step + 1, "
                 "params=gradtx.apply_updates(state.params, updates), opt_state=opt_state)."
             )
-        kw = {name: extra[name] for name in extra_args}
-        if _concrete((updates, opt_state, params, kw)):
-            return compiled(updates, opt_state, params, kw)
-        return traced(updates, opt_state, params, kw)
-
-    def traced(updates, opt_state, params, kw):
         if state._fields:
             check_state(opt_state, state, "update()")
         else:
@@ -285,10 +281,16 @@ def leafwise(
         if params is not None:
             check_same_structure(updates, params, "updates", "params")
 
+        kw = {name: extra[name] for name in extra_args}
         new_scalars = {}
-        if scalars:
+        if scalars:  # eagerly their values are read here (a schedule's checked each step)
             kw, new_scalars = scalars.step({f: getattr(opt_state, f) for f in scalar_fields}, **kw)
+        args = (updates, state_trees, params, kw)
+        new_updates, columns = (compiled if _concrete(args) else run_leaves)(*args)
+        return new_updates, assemble(columns, new_scalars)
 
+    def run_leaves(updates, state_trees, params, kw):
+        """Every leaf's rule: the updates and one tree per state field."""
         g_leaves, treedef = jax.tree.flatten(updates)
         s_leaves = [treedef.flatten_up_to(tree) for tree in state_trees]
         p_leaves = treedef.flatten_up_to(params) if params is not None else None
@@ -311,8 +313,7 @@ def leafwise(
             out_u.append(unview(u, g))
             out_s.append(tuple(n.astype(o.dtype) for n, o in zip(new_s, s)))
 
-        columns = _columns(treedef, out_s, len(tree_fields))
-        return treedef.unflatten(out_u), assemble(columns, new_scalars)
+        return treedef.unflatten(out_u), _columns(treedef, out_s, len(tree_fields))
 
-    compiled = jax.jit(traced)  # the eager update: see _concrete
+    compiled = jax.jit(run_leaves)  # the eager update: see _concrete
     return GradientTransformation(init, update)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -106,3 +107,45 @@ def test_a_stateless_transform_takes_none_or_an_empty_state_only():
         np.testing.assert_array_equal(out["w"], 2.0 * g["w"])
     with pytest.raises(TypeError, match=r"does not belong.*keeps no state.*ScaleByRmsState"):
         gradtx.scale(2.0).update(g, gradtx.scale_by_rms().init(g))
+
+
+# ---------------------------------------------------------------------------------------
+# An eager update is one compiled program: the one jax.jit(tx.update) runs.
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["scale_by_rms", "scale_by_rprop", "clip_by_block_rms"])
+def test_an_eager_update_is_one_program_and_the_jitted_numbers(name):
+    """Called eagerly on a tree of several leaf shapes and dtypes, ``update`` lowers one
+    program on its first call and none on the next (the per-leaf rules are traced inside
+    it), and gives the numbers of ``jax.jit(tx.update)``, bit for bit."""
+    tx = {
+        "scale_by_rms": lambda: gradtx.scale_by_rms(0.9, 1e-3),
+        "scale_by_rprop": lambda: gradtx.scale_by_rprop(0.01, variant="rprop+"),
+        "clip_by_block_rms": lambda: gradtx.clip_by_block_rms(0.5),
+    }[name]()
+    rng = np.random.default_rng(0)
+    shapes = {"w": ((5, 3), np.float32), "b": ((3,), np.float64), "s": ((), np.float32)}
+    params = {k: jnp.asarray(rng.normal(size=s), d) for k, (s, d) in shapes.items()}
+    grads = [jax.tree.map(lambda p: jnp.asarray(rng.normal(size=p.shape), p.dtype), params)]
+    grads.append(jax.tree.map(lambda g: -0.5 * g, grads[0]))
+    lowered = []
+
+    def count(event, duration, **kw):
+        if event == "/jax/core/compile/jaxpr_to_mlir_module_duration":
+            lowered.append(event)
+
+    state = eager_state = tx.init(params)
+    jax.monitoring.register_event_duration_secs_listener(count)
+    try:
+        per_call = []
+        for g in grads:
+            before = len(lowered)
+            u, eager_state = tx.update(g, eager_state, params)
+            per_call.append(len(lowered) - before)
+    finally:
+        jax.monitoring.unregister_event_duration_listener(count)
+    assert per_call == [1, 0], per_call
+    for g in grads:
+        v, state = jax.jit(tx.update)(g, state, params)
+    chex.assert_trees_all_equal((u, eager_state), (v, state))
