@@ -231,7 +231,7 @@ def test_scale_by_learning_rate(lr, flip_sign):
 )
 def test_scale_by_schedule(fn):
     compare_blocks(
-        gradtx.scale_by_schedule(fn), optax.scale_by_schedule(fn), "scale_by_schedule", str(fn)
+        gradtx.scale_by_schedule(fn), optax.scale_by_schedule(fn), "scale_by_schedule", value_id(fn)
     )
 
 
