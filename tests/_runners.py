@@ -123,6 +123,15 @@ class Problem:
         return nudge(g) if self.nudge_grads else g
 
 
+def random_array(rng: np.random.Generator, shape, dtype, scale: float = 1.0) -> jax.Array:
+    """Normal draws of ``shape`` times ``scale`` in ``dtype``; for a complex dtype the
+    imaginary part is a second draw of the same shape."""
+    x = rng.normal(size=shape) * scale
+    if np.issubdtype(np.dtype(dtype), np.complexfloating):
+        x = x + 1j * rng.normal(size=shape) * scale
+    return jax.numpy.asarray(x, dtype)
+
+
 def mixed_tree(shapes: Any = None) -> dict:
     """{group: SHAPES with each shape paired with the group's dtype}."""
     shapes = SHAPES if shapes is None else shapes

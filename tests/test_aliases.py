@@ -16,7 +16,7 @@ from jax.flatten_util import ravel_pytree
 import gradtx
 from tests import _tolerance as h
 from tests import reference
-from tests._runners import run_gradtx, run_torch, torch_optimizer
+from tests._runners import random_array, run_gradtx, run_torch, torch_optimizer
 
 # ---------------------------------------------------------------------------------------
 # Objectives: a random quadratic (indefinite directions are avoided; Rprop overshoots and
@@ -261,10 +261,7 @@ def _trajectories(tx, dtype, seed, value=False):
     rng = np.random.default_rng(seed)
 
     def draw(shape, scale=1.0):
-        x = rng.normal(size=shape) * scale
-        if jnp.issubdtype(dtype, jnp.complexfloating):
-            x = x + 1j * rng.normal(size=shape) * scale
-        return jnp.asarray(x, dtype)
+        return random_array(rng, shape, dtype, scale)
 
     params0 = {"w": draw((6, 3)), "b": draw((3,), 3.0)}
     grads = [jax.tree.map(lambda p: draw(p.shape, 0.5), params0) for _ in range(STEPS)]

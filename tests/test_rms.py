@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 import gradtx
 from tests import _tolerance as h
+from tests._runners import random_array
 
 STEPS = 5
 
@@ -57,10 +58,7 @@ def _problem(dtype, seed=0):
     rng = np.random.default_rng(seed)
 
     def draw(shape, scale=1.0):
-        x = rng.normal(size=shape) * scale
-        if jnp.issubdtype(dtype, jnp.complexfloating):
-            x = x + 1j * rng.normal(size=shape) * scale
-        return jnp.asarray(x, dtype)
+        return random_array(rng, shape, dtype, scale)
 
     params = {"w": draw((33, 7)), "b": draw((7,), 10.0), "s": draw(())}
     grads = [
@@ -285,10 +283,7 @@ def test_normaliser_input_arguments_are_the_chain(
     rng = np.random.default_rng(1)
 
     def draw(shape):
-        x = rng.normal(size=shape)
-        if jnp.issubdtype(dtype, jnp.complexfloating):
-            x = x + 1j * rng.normal(size=shape)
-        return jnp.asarray(x, dtype)
+        return random_array(rng, shape, dtype)
 
     params = {"w": draw((5, 3)), "b": draw(())}
     grads = [jax.tree.map(lambda p: draw(p.shape), params) for _ in range(3)]
