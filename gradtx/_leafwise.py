@@ -71,12 +71,14 @@ def _columns(treedef: Any, per_leaf: list[tuple], n_fields: int) -> list[Any]:
     return [treedef.unflatten(list(column)) for column in zip(*per_leaf)]
 
 
+_ARRAYS = (jax.Array, np.ndarray, np.generic, int, float)
+
+
 def _all_arrays(values: Any) -> bool:
     """Whether a rule's arguments are all arrays (or numbers), so that it can run jitted:
     traced once per leaf signature, its trace reused by the other leaves of that
     signature. Otherwise the rule runs as written."""
-    leaves = jax.tree.leaves(values)
-    return all(isinstance(x, (jax.Array, np.ndarray, np.generic, int, float)) for x in leaves)
+    return all(isinstance(x, _ARRAYS) for x in jax.tree.leaves(values))
 
 
 def _concrete(values: Any) -> bool:
@@ -86,8 +88,10 @@ def _concrete(values: Any) -> bool:
     program), one dispatch per step, and one compile per transform, not one per leaf
     signature. The scalars (a count, a schedule's value) advance outside it, eagerly,
     where their values are checked."""
-    leaves = jax.tree.leaves(values)
-    return _all_arrays(values) and not any(isinstance(x, jax.core.Tracer) for x in leaves)
+    return all(
+        isinstance(x, _ARRAYS) and not isinstance(x, jax.core.Tracer)
+        for x in jax.tree.leaves(values)
+    )
 
 
 def _inline_calls(rule: Callable) -> Callable:
