@@ -16,20 +16,13 @@ from __future__ import annotations
 
 import os
 
-os.environ["KERAS_BACKEND"] = "jax"  # before keras is imported; gradtx is JAX already
-
-import keras
 import numpy as np
 import pytest
 
-# KERAS_BACKEND is read once, at keras's first import: if something imported keras first
-# with another backend, fail loudly rather than skip.
-assert keras.backend.backend() == "jax", keras.backend.backend()
+from tests import _runners as r
+from tests import _tolerance as h
 
-from tests import _runners as r  # noqa: E402
-from tests import _tolerance as h  # noqa: E402
-
-from .recipes import keras_rmsprop  # noqa: E402
+from .recipes import keras_rmsprop
 
 STEPS = 40
 
@@ -41,7 +34,19 @@ CONFIGS = [
 ] + [{"momentum": 0.9, "weight_decay": 0.01}, {"weight_decay": 0.1, "centered": True}]
 
 
-def run_keras(kwargs, prob, steps):
+@pytest.fixture(scope="module")
+def keras():
+    """Keras 3 on the JAX backend, imported by the worker that runs this file (seconds),
+    not at collection. KERAS_BACKEND is read once, at keras's first import: if something
+    imported keras first with another backend, fail loudly rather than skip."""
+    os.environ["KERAS_BACKEND"] = "jax"
+    import keras
+
+    assert keras.backend.backend() == "jax", keras.backend.backend()
+    return keras
+
+
+def run_keras(keras, kwargs, prob, steps):
     variables = [keras.Variable(np.array(x), dtype=x.dtype.name) for x in prob.leaves["theta"]]
     opt = keras.optimizers.RMSprop(learning_rate=0.01, **kwargs)
     out = []
@@ -55,10 +60,10 @@ def run_keras(kwargs, prob, steps):
 @pytest.mark.parametrize(
     "kwargs", CONFIGS, ids=lambda kw: ",".join(f"{k}={v}" for k, v in kw.items())
 )
-def test_keras_rmsprop(kwargs):
+def test_keras_rmsprop(keras, kwargs):
     prob = r.small_problem(STEPS)
-    theirs = run_keras(kwargs, prob, STEPS)
-    nudged = [run_keras(kwargs, prob.nudged(n), STEPS) for n in h.NUDGES]
+    theirs = run_keras(keras, kwargs, prob, STEPS)
+    nudged = [run_keras(keras, kwargs, prob.nudged(n), STEPS) for n in h.NUDGES]
     lr = float(np.float32(0.01))  # Keras holds the learning rate in a float32 variable
     ours = r.run_gradtx_eager(keras_rmsprop(lr, **kwargs), prob, STEPS)
     ref = "keras.optimizers.RMSprop"

@@ -44,7 +44,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from torch.testing._internal.common_optimizers import optim_db
 
 import gradtx
 from tests import _runners as r
@@ -58,9 +57,12 @@ IMPLS = {
 }
 
 
-def _torch_configs(name: str) -> tuple[list, list[tuple[str, dict]]]:
+def torch_configs(name: str) -> tuple[list, list[tuple[str, dict]]]:
     """(every configuration torch's suite lists for ``name``, CPU and CUDA; the distinct
-    ones once ``capturable`` is dropped, each named by its first description)."""
+    ones once ``capturable`` is dropped, each named by its first description). Imports
+    torch's test tables (seconds): called by one test, not at collection."""
+    from torch.testing._internal.common_optimizers import optim_db
+
     (info,) = [i for i in optim_db if i.optim_cls.__name__ == name]
     listed = {}
     for device in ("cpu", "cuda"):
@@ -76,8 +78,31 @@ def _torch_configs(name: str) -> tuple[list, list[tuple[str, dict]]]:
     return list(listed), out
 
 
-RPROP_LISTED, RPROP_CONFIGS = _torch_configs("Rprop")
-RMSPROP_LISTED, RMSPROP_CONFIGS = _torch_configs("RMSprop")
+# torch_configs("Rprop") and torch_configs("RMSprop") as torch 2.13 lists them, written
+# out so that collecting this file does not import torch's test tables in every xdist
+# worker; test_configurations_come_from_torch_suite checks that they are torch's list.
+RPROP_CONFIGS = [
+    ("default", {}),
+    ("non-default lr", {"lr": 0.0002}),
+    ("non-default etas", {"etas": (0.5, 1.5)}),
+    ("non-default step_sizes", {"step_sizes": (2e-06, 100)}),
+    ("maximize", {"maximize": True}),
+    ("Tensor lr with capturable", {"lr": torch.tensor(0.001)}),
+]
+RMSPROP_CONFIGS = [
+    ("default", {}),
+    ("non-default lr", {"lr": 0.001}),
+    ("nonzero weight_decay", {"weight_decay": 0.1}),
+    ("maximize", {"maximize": True}),
+    ("centered", {"weight_decay": 0.1, "centered": True}),
+    ("maximize, weight_decay", {"maximize": True, "weight_decay": 0.1}),
+    ("momentum", {"weight_decay": 0.1, "centered": True, "momentum": 0.1}),
+    (
+        "maximize, centered, weight_decay, w/ momentum",
+        {"weight_decay": 0.1, "centered": True, "momentum": 0.1, "maximize": True},
+    ),
+    ("Tensor lr with capturable", {"lr": torch.tensor(0.001)}),
+]
 # torch's list never moves alpha or eps, nor uses momentum without centered: one more.
 RMSPROP_EXTRA = [
     ("extra: alpha, eps, plain momentum", {"alpha": 0.9, "eps": 1e-3, "momentum": 0.9})
@@ -132,9 +157,25 @@ def test_rmsprop_matches_torch(desc, kwargs):
 
 
 def test_configurations_come_from_torch_suite():
-    """The matrix is torch's list: every Rprop/RMSprop entry of optim_db is here."""
-    assert len(RPROP_LISTED) >= 7 and len(RMSPROP_LISTED) >= 11
-    assert len(RPROP_CONFIGS) >= 6 and len(RMSPROP_CONFIGS) >= 9
+    """The matrix is torch's list: every Rprop/RMSprop entry of optim_db is here, with
+    the same arguments (a tensor ``lr``: the same dtype and value)."""
+
+    def canonical(configs):
+        return [
+            (
+                d,
+                {
+                    k: (v.dtype, v.item()) if isinstance(v, torch.Tensor) else v
+                    for k, v in kw.items()
+                },
+            )
+            for d, kw in configs
+        ]
+
+    for name, ours in (("Rprop", RPROP_CONFIGS), ("RMSprop", RMSPROP_CONFIGS)):
+        listed, theirs = torch_configs(name)
+        assert canonical(ours) == canonical(theirs), name
+        assert len(listed) >= {"Rprop": 7, "RMSprop": 11}[name]
     flags = {k for _, kw in RMSPROP_CONFIGS for k in kw}
     assert {"maximize", "weight_decay", "momentum", "centered", "lr"} <= flags
     flags = {k for _, kw in RPROP_CONFIGS for k in kw}
