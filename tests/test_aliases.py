@@ -106,9 +106,16 @@ def _ids(configs):
 DTYPE_STEPS = [(np.float64, 100), (np.float32, 20)]
 
 
+# The defaults and maximize run bit for bit against torch in the parity matrix
+# (tests/parity/test_torch_matrix.py, torch's own list of configurations); here the two
+# that list does not hold: etas and both step-size bounds moved together, and a lower
+# bound of 0 (step sizes may shrink to 0).
+TORCH_ONLY_HERE = RPROP_CONFIGS[1:3]
+
+
 @pytest.mark.parametrize("problem", PROBLEMS)
 @pytest.mark.parametrize("dtype,steps", DTYPE_STEPS, ids=["float64", "float32"])
-@pytest.mark.parametrize("cfg", RPROP_CONFIGS, ids=_ids(RPROP_CONFIGS))
+@pytest.mark.parametrize("cfg", TORCH_ONLY_HERE, ids=_ids(TORCH_ONLY_HERE))
 def test_rprop_matches_torch_bit_for_bit(problem, dtype, steps, cfg):
     params, loss = PROBLEMS[problem](dtype)
     grad_fn = grad_fn_of(loss, cfg.get("maximize", False))
