@@ -9,6 +9,7 @@ eager, with the weight decay a number or an injected (traced) hyperparameter."""
 
 from __future__ import annotations
 
+import functools
 import itertools
 
 import chex
@@ -26,17 +27,27 @@ from tests._runners import random_array
 STEPS = 5
 
 
-def _explicit_chain(lr, alpha, eps, weight_decay, momentum, centered, maximize, acc):
-    """torch's RMSprop from the public blocks, as ``gradtx.rmsprop``'s docstring lists."""
-    blocks = [gradtx.scale(-1.0)] if maximize else []
-    blocks.append(gradtx.add_decayed_weights(weight_decay))
-    if centered:
-        blocks.append(gradtx.scale_by_stddev(alpha, eps, eps_in_sqrt=False, accumulator_dtype=acc))
-    else:
-        blocks.append(gradtx.scale_by_rms(alpha, eps, eps_in_sqrt=False, accumulator_dtype=acc))
+def _build(name, *args, **kwargs):
+    """The public block ``gradtx.<name>(*args, **kwargs)``, built afresh."""
+    return getattr(gradtx, name)(*args, **kwargs)
+
+
+# The same blocks, built once per arguments and shared between chains (as a user's
+# chains would share them): an eager update compiles one program per transform
+# instance and tree signature, so a rebuilt-alike block compiles again.
+_shared_block = functools.cache(_build)
+
+
+def _explicit_chain(lr, alpha, eps, weight_decay, momentum, centered, maximize, acc, block=_build):
+    """torch's RMSprop from the public blocks, as ``gradtx.rmsprop``'s docstring lists
+    (each made by ``block(name, *args, **kwargs)``)."""
+    blocks = [block("scale", -1.0)] if maximize else []
+    blocks.append(block("add_decayed_weights", weight_decay))
+    normaliser = "scale_by_stddev" if centered else "scale_by_rms"
+    blocks.append(block(normaliser, alpha, eps, eps_in_sqrt=False, accumulator_dtype=acc))
     if not (isinstance(momentum, float) and momentum == 0.0):  # an array: traced
-        blocks.append(gradtx.trace(momentum, accumulator_dtype=acc))
-    blocks.append(gradtx.scale_by_learning_rate(lr))
+        blocks.append(block("trace", momentum, accumulator_dtype=acc))
+    blocks.append(block("scale_by_learning_rate", lr))
     return gradtx.chain(*blocks)
 
 
@@ -81,32 +92,84 @@ def _run(tx, params, grads, jit):
     return history
 
 
+def _run_each(txs, params, grads, jit):
+    """``[_run(tx, params, grads, jit) for tx in txs]``; jitted, every transform's step
+    is one branch of ONE jitted program (one compile, not one per transform).
+
+    That program is the disjoint union of the per-transform steps: each transform gets
+    its own params, state and gradient as arguments of its own (the gradient array is
+    passed once per transform, so no two branches share an input) and nothing flows
+    between branches. XLA computes element by element within each branch (CSE can only
+    merge within a branch, fusion does not change what an element is computed from), so
+    every branch's numbers are those of ``jax.jit`` of that transform's step alone: what
+    a user's jitted step computes (checked when this was written: each branch equal to
+    its own program, bit for bit, in all 48 cases). The steps loop in Python: the program
+    compiles once either way, and a ``lax.scan`` would not be the user's step. Eagerly
+    each transform runs its own programs, as a user's eager step does (they cannot be
+    batched)."""
+    if not jit:
+        return [_run(tx, params, grads, False) for tx in txs]
+
+    @jax.jit
+    def step(ps, ss, gs):
+        out = []
+        for tx, p, s, g in zip(txs, ps, ss, gs):
+            u, s = tx.update(g, s, p)
+            out.append((gradtx.apply_updates(p, u), s))
+        return tuple(out)
+
+    carry = tuple((params, tx.init(params)) for tx in txs)
+    histories = [[] for _ in txs]
+    for g in grads:
+        carry = step(*zip(*carry), (g,) * len(txs))
+        for history, entry in zip(histories, carry):
+            history.append(entry)
+    return histories
+
+
+def _for_config(check, config, jit, *trees):
+    """``check(*trees)``, its failure naming the configuration and the mode."""
+    try:
+        check(*trees)
+    except AssertionError as e:
+        momentum, centered, maximize = config
+        mode = "jitted" if jit else "eager"
+        e.add_note(f"momentum={momentum}, centered={centered}, maximize={maximize}, {mode}")
+        raise
+
+
 @pytest.mark.parametrize("dtype,acc", DTYPES, ids=lambda v: getattr(v, "__name__", str(v)))
-@pytest.mark.parametrize(
-    "momentum,centered,maximize", CONFIGS, ids=[f"mom={m},cen={c},max={x}" for m, c, x in CONFIGS]
-)
-def test_weight_decay_inside_the_normaliser_is_the_chain_bit_for_bit(
-    dtype, acc, momentum, centered, maximize
-):
+def test_weight_decay_inside_the_normaliser_is_the_chain_bit_for_bit(dtype, acc):
+    """Every (momentum, centered, maximize) of ``CONFIGS`` in ``dtype``: ``rmsprop`` and
+    the explicit chain, each configuration compared on its own, jitted and eager. The
+    jitted steps of the eight configurations run as one program for ``rmsprop`` and one
+    for the chains (``_run_each``: the same numbers as eight programs); ``rmsprop``'s and
+    the chain's are never in one program, where XLA could merge what they share."""
     if dtype == jnp.float64 and not jax.config.jax_enable_x64:
         pytest.skip("float64 needs jax_enable_x64")
-    args = (3e-3, 0.9, 1e-8, 0.05, momentum, centered, maximize, acc)
-    ours = gradtx.rmsprop(*args[:6], maximize=maximize, accumulator_dtype=acc)
-    theirs = _explicit_chain(*args)
     params, grads = _problem(dtype)
+    ours, theirs = [], []
+    for momentum, centered, maximize in CONFIGS:
+        args = (3e-3, 0.9, 1e-8, 0.05, momentum, centered, maximize, acc)
+        ours.append(gradtx.rmsprop(*args[:6], maximize=maximize, accumulator_dtype=acc))
+        theirs.append(_explicit_chain(*args, block=_shared_block))
     if acc is None:
         for jit in (True, False):
-            a, b = _run(ours, params, grads, jit), _run(theirs, params, grads, jit)
-            chex.assert_trees_all_equal_structs(a, b)
-            chex.assert_trees_all_equal(a, b)
+            runs = zip(
+                CONFIGS, _run_each(ours, params, grads, jit), _run_each(theirs, params, grads, jit)
+            )
+            for config, a, b in runs:
+                _for_config(chex.assert_trees_all_equal_structs, config, jit, a, b)
+                _for_config(chex.assert_trees_all_equal, config, jit, a, b)
     else:
         # Averages wider than the params: g + wd * theta is rounded to the param's dtype
         # and then widened, as the blocks state. The jitted chain need not round it (XLA
         # may keep a fused bfloat16 expression in float32); gradtx stores it, so its
         # jitted and eager steps give the eager chain's numbers.
-        reference = _run(theirs, params, grads, False)
+        references = _run_each(theirs, params, grads, False)
         for jit in (True, False):
-            chex.assert_trees_all_equal(_run(ours, params, grads, jit), reference)
+            for config, a, b in zip(CONFIGS, _run_each(ours, params, grads, jit), references):
+                _for_config(chex.assert_trees_all_equal, config, jit, a, b)
 
 
 @pytest.mark.parametrize("centered", [False, True])
@@ -255,10 +318,12 @@ def test_decay_zero_with_bias_correction(centered):
                 np.testing.assert_allclose(u["w"], w, rtol=1e-5, atol=1e-6)
 
 
-def _eager_chain(make, maximize, weight_decay, **kw):
-    blocks = [gradtx.scale(-1.0)] if maximize else []
-    blocks.append(gradtx.add_decayed_weights(weight_decay))
-    return gradtx.chain(*blocks, make(**kw))
+def _eager_chain(name, maximize, weight_decay, **kw):
+    """``chain(scale(-1), add_decayed_weights, gradtx.<name>)`` of shared blocks (one
+    eager program per block and signature, not one per example)."""
+    blocks = [_shared_block("scale", -1.0)] if maximize else []
+    blocks.append(_shared_block("add_decayed_weights", weight_decay))
+    return gradtx.chain(*blocks, _shared_block(name, **kw))
 
 
 @settings(max_examples=20, deadline=None)
@@ -276,10 +341,10 @@ def test_normaliser_input_arguments_are_the_chain(
     """``scale_by_*(weight_decay=, maximize=)``: the updates of ``chain(scale(-1),
     add_decayed_weights, scale_by_*)`` run eagerly, bit for bit, jitted or eager; the
     normaliser's state is the chain's last entry."""
-    make = gradtx.scale_by_stddev if centered else gradtx.scale_by_rms
+    name = "scale_by_stddev" if centered else "scale_by_rms"
     kw = dict(decay=0.9, eps_in_sqrt=eps_in_sqrt, bias_correction=bias_correction)
-    ours = make(weight_decay=weight_decay, maximize=maximize, **kw)
-    theirs = _eager_chain(make, maximize, weight_decay, **kw)
+    ours = getattr(gradtx, name)(weight_decay=weight_decay, maximize=maximize, **kw)
+    theirs = _eager_chain(name, maximize, weight_decay, **kw)
     rng = np.random.default_rng(1)
 
     def draw(shape):
