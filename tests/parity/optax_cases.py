@@ -3,13 +3,13 @@ float64 leaves of several shapes, a scalar and a zero-size array among them."""
 
 from __future__ import annotations
 
+import functools
 import itertools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-import gradtx
 from tests import _tolerance as h
 
 STEPS = 12
@@ -59,21 +59,56 @@ def count_schedule(count):
     return 0.1 / (1.0 + count)
 
 
-def trajectory(tx, steps=30, zero_first=False, nudge=None):
-    """Params after each of ``steps`` updates on g = 0.5 (p - c) + noise (fixed seed);
-    ``zero_first``: the first gradient is zero; ``nudge`` (``_tolerance.NUDGES``): the
-    initial params or every (nonzero) gradient one ulp up."""
+@functools.cache
+def _problem(steps):
+    """The target and every step's noise, as NumPy leaves: drawn once per ``steps``, the
+    same draws (and values) for every run."""
     rng = np.random.default_rng(7)
     target = random_tree(rng, (-1, 1))
     noise = [random_tree(rng, (-1, 0)) for _ in range(steps)]
-    p = h.nudge(PARAMS) if nudge == "params" else PARAMS
-    s, out = tx.init(p), []
-    for t, n in enumerate(noise):
-        g = jax.tree.map(lambda p, c, e: 0.5 * (p - c) + e, p, target, n)
-        g = h.nudge(g) if nudge == "grads" else g
-        if zero_first and t == 0:
-            g = jax.tree.map(jnp.zeros_like, g)
-        u, s = tx.update(g, s, p)
-        p = gradtx.apply_updates(p, u)
+    return [np.asarray(x) for x in jax.tree.leaves(target)], [
+        [np.asarray(x) for x in jax.tree.leaves(n)] for n in noise
+    ]
+
+
+def trajectory(tx, steps=30, zero_first=False):
+    """Params after each of ``steps`` updates on g = 0.5 (p - c) + noise (fixed seed);
+    ``zero_first``: the first gradient is zero."""
+    return trajectories(tx, steps, zero_first, (None,))[0]
+
+
+def trajectories(tx, steps=30, zero_first=False, nudges=(None, *h.NUDGES)):
+    """:func:`trajectory` for each of ``nudges`` (None, or one of ``_tolerance.NUDGES``:
+    the initial params or every (nonzero) gradient one ulp up). Several runs go side by
+    side, each leaf stacked along a leading axis, one row per run (for optax's eager,
+    elementwise updates: each row gets its own run's numbers, bit for bit). The gradients
+    and ``p + u`` are computed in NumPy: the same IEEE operations in the same dtypes and
+    order as JAX's eager ones, so the same bits, without a dispatch per leaf and step."""
+    target, noise = _problem(steps)
+    leaves, treedef = jax.tree.flatten(PARAMS)
+    p = [np.stack([np.asarray(x)] * len(nudges)) for x in leaves]  # [run, ...] per leaf
+    nudged = [i for i, n in enumerate(nudges) if n == "params"]
+    p = [_nudge_rows(x, nudged) for x in p]
+    nudged = [i for i, n in enumerate(nudges) if n == "grads"]
+    one = len(nudges) == 1  # a single run keeps the params' own shapes
+
+    def to_jax(xs):
+        return treedef.unflatten([jnp.asarray(x[0] if one else x) for x in xs])
+
+    s, out = tx.init(to_jax(p)), []
+    for t, e in enumerate(noise):
+        g = [0.5 * (x - c) + n for x, c, n in zip(p, target, e)]
+        g = [np.zeros_like(x) if zero_first and t == 0 else _nudge_rows(x, nudged) for x in g]
+        u, s = tx.update(to_jax(g), s, to_jax(p))
+        u = [np.asarray(y).reshape(x.shape) for x, y in zip(p, jax.tree.leaves(u))]
+        p = [(x + y).astype(x.dtype) for x, y in zip(p, u)]  # gradtx.apply_updates's sum
         out.append(p)
-    return out
+    return [[treedef.unflatten([x[i] for x in ps]) for ps in out] for i in range(len(nudges))]
+
+
+def _nudge_rows(x, rows):
+    """``x`` with its ``rows`` (along the first axis) one ulp up."""
+    if rows:
+        x = x.copy()
+        x[rows] = h.nudge(x[rows])
+    return x
