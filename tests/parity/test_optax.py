@@ -26,33 +26,16 @@ from tests import _tolerance as h
 from .optax_cases import GRADS, PARAMS, config_id, count_schedule, grid, leaves_of, value_id
 
 
-def _run_block(tx, params, grads):
+def _run_block(tx, params, grads, nudge=None):
     """The updates ``tx`` returns for ``grads`` in turn (``params`` fixed) and its final
-    state."""
+    state; ``nudge`` (``_tolerance.NUDGES``): params or every gradient one ulp up."""
+    params = h.nudge(params) if nudge == "params" else params
+    grads = [h.nudge(g) for g in grads] if nudge == "grads" else grads
     s, out = tx.init(params), []
     for g in grads:
         u, s = tx.update(g, s, params)
         out.append(u)
     return out, s
-
-
-def _run_nudged_blocks(tx, params, grads):
-    """:func:`_run_block` plainly, then with each of ``_tolerance.NUDGES`` (params or
-    every gradient one ulp up): side by side, each leaf stacked along a leading axis, one
-    row per run (``tx`` is optax's, eager and elementwise: each row gets its own run's
-    numbers, bit for bit), and handed back as NumPy, one (updates, state) per run. A
-    state leaf of no dimension (a step count) is the runs' shared one."""
-    runs = (None, *h.NUDGES)
-
-    def stack(tree, nudge):  # per leaf, one row per run: nudged in the ``nudge`` row
-        rows = [h.nudge(tree) if n == nudge else tree for n in runs]
-        return jax.tree.map(lambda *xs: jnp.asarray(np.stack([np.asarray(x) for x in xs])), *rows)
-
-    def row(tree, i):
-        return jax.tree.map(lambda x: np.asarray(x)[i] if np.ndim(x) else np.asarray(x), tree)
-
-    us, s = _run_block(tx, stack(params, "params"), [stack(g, "grads") for g in grads])
-    return [([row(u, i) for u in us], row(s, i)) for i in range(len(runs))]
 
 
 def compare_blocks(
@@ -75,8 +58,8 @@ def compare_blocks(
     updates may come in another dtype than the gradient's (compared after a cast to ours,
     which is always the gradient's)."""
     u_o_seq, s_o = _run_block(ours, params, grads)
-    runs = _run_nudged_blocks(theirs, params, grads)
-    (u_t_seq, s_t) = runs[0]
+    u_t_seq, s_t = _run_block(theirs, params, grads)
+    runs = [(u_t_seq, s_t)] + [_run_block(theirs, params, grads, n) for n in h.NUDGES]
     for u_o, u_t, g in zip(u_o_seq, u_t_seq, grads):
         assert jax.tree.structure(u_o) == jax.tree.structure(u_t)
         for a, b, gi in zip(jax.tree.leaves(u_o), jax.tree.leaves(u_t), jax.tree.leaves(g)):
