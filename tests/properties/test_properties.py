@@ -11,7 +11,6 @@ import jax.numpy as jnp
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from jax.flatten_util import ravel_pytree
 
 import gradtx
 from tests import reference
@@ -44,24 +43,55 @@ def build(spec, rng, dtype):
     return tuple(build(s, rng, dtype) for s in spec)
 
 
+def ravel(tree):
+    """The leaves of ``tree`` in NumPy, raveled and concatenated (as ravel_pytree, without
+    compiling a concatenation per tree signature)."""
+    return np.concatenate([np.ravel(np.asarray(x)) for x in jax.tree.leaves(tree)] or [np.zeros(0)])
+
+
+def unraveler(tree):
+    """The inverse of :func:`ravel` for trees like ``tree``: NumPy leaves."""
+    leaves, treedef = jax.tree.flatten(tree)
+    shapes = [np.shape(x) for x in leaves]
+    cuts = np.cumsum([int(np.prod(s)) for s in shapes])[:-1]
+    return lambda flat: treedef.unflatten(
+        [c.reshape(s) for c, s in zip(np.split(np.asarray(flat), cuts), shapes)]
+    )
+
+
 def run_tree(tx, params, grad_fn, steps):
     state = tx.init(params)
     out = []
     for t in range(steps):
         updates, state = tx.update(grad_fn(params, t), state, params)
         params = gradtx.apply_updates(params, updates)
-        out.append(ravel_pytree(params)[0])
+        out.append(ravel(params))
     return params, out
 
 
+def grad_leaf(x, t):
+    """g = sin(3 theta + t) + 0.1 theta in NumPy, in theta's dtype: the tests' own data,
+    made without compiling jax.numpy's operations per leaf shape."""
+    x = np.asarray(x)
+    return np.asarray(np.sin(3 * x + t) + 0.1 * x, x.dtype)
+
+
 def grad_fn_for(seed):
-    """A gradient with sign changes: g = sin(3 theta + t) + 0.1 theta (element-wise)."""
+    """A gradient with sign changes: g = sin(3 theta + t) + 0.1 theta (element-wise), as
+    jax arrays, as jax.grad would give them."""
     del seed
 
     def grad(params, t):
-        return jax.tree.map(lambda x: jnp.sin(3 * x + t) + 0.1 * x, params)
+        return jax.tree.map(lambda x: jnp.asarray(grad_leaf(x, t)), params)
 
     return grad
+
+
+def reference_grad(params):
+    """The gradient of :func:`grad_fn_for` on the raveled params, for the NumPy
+    references: computed leaf by leaf, as the transform sees it."""
+    unravel = unraveler(params)
+    return lambda x, t: ravel(jax.tree.map(lambda leaf: grad_leaf(leaf, t), unravel(x)))
 
 
 @SETTINGS
@@ -80,10 +110,9 @@ def test_rprop_on_any_tree_equals_reference(spec, seed, lr, eta_minus, eta_plus,
     tx = gradtx.rprop(lr, (eta_minus, eta_plus), (lo, hi), maximize=maximize)
     final, ours = run_tree(tx, params, grad, 8)
     assert jax.tree.structure(final) == jax.tree.structure(params)
-    flat, unravel = ravel_pytree(params)
     theirs = reference.rprop(
-        np.asarray(flat),
-        lambda x, t: np.asarray(ravel_pytree(grad(unravel(jnp.asarray(x)), t))[0]),
+        ravel(params),
+        reference_grad(params),
         8,
         lr=lr,
         etas=(eta_minus, eta_plus),
@@ -121,12 +150,12 @@ def test_rmsprop_on_any_tree_equals_reference(
     )
     final, ours = run_tree(gradtx.rmsprop(lr, **kw), params, grad, 8)
     assert jax.tree.structure(final) == jax.tree.structure(params)
-    flat, unravel = ravel_pytree(params)
+    flat = ravel(params)
     if flat.size == 0:
         return
     theirs = reference.rmsprop(
-        np.asarray(flat),
-        lambda x, t: np.asarray(ravel_pytree(grad(unravel(jnp.asarray(x)), t))[0]),
+        flat,
+        reference_grad(params),
         8,
         lr=lr,
         **kw,
@@ -141,8 +170,10 @@ def test_rmsprop_on_any_tree_equals_reference(
     which=st.sampled_from(["rprop", "rmsprop", "rmsprop_full"]),
 )
 def test_structure_shapes_and_dtypes_survive(spec, seed, dtype, which):
+    # the params and gradients made in NumPy and handed over as jax arrays: no program
+    # compiled per leaf shape and dtype for the test's own data
     params = jax.tree.map(
-        lambda x: jnp.asarray(x).astype(dtype), build(spec, np.random.default_rng(seed), np.float32)
+        lambda x: jnp.asarray(x.astype(dtype)), build(spec, np.random.default_rng(seed), np.float32)
     )
     tx = {
         "rprop": gradtx.rprop(),
@@ -150,7 +181,9 @@ def test_structure_shapes_and_dtypes_survive(spec, seed, dtype, which):
         "rmsprop_full": gradtx.rmsprop(weight_decay=0.1, momentum=0.9, centered=True),
     }[which]
     state = tx.init(params)
-    grads = jax.tree.map(lambda x: jnp.cos(x) + 1, params)
+    grads = jax.tree.map(
+        lambda x: jnp.asarray(np.asarray(np.cos(np.asarray(x)) + 1, x.dtype)), params
+    )
     updates, state = jax.jit(tx.update)(grads, state, params)
     new = gradtx.apply_updates(params, updates)
     assert jax.tree.structure(new) == jax.tree.structure(params)
