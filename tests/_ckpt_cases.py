@@ -1,9 +1,18 @@
 """Trees for the two-process checkpoint tests: built the same way (deterministically) in
 pytest's process and in a child process, so that a checkpoint written by one is
-restored by the other and compared bit for bit. Run as a script it does one direction:
+restored by the other and compared bit for bit. Run as a script:
 
     python -m tests._ckpt_cases save FOLDER     # write every case to FOLDER
     python -m tests._ckpt_cases restore FOLDER  # restore every case and compare
+    python -m tests._ckpt_cases exchange IN OUT # both, in one process: restore and
+                                                # compare IN, then write OUT
+
+``exchange`` prints one line per direction (``restore: ok N`` or ``restore: FAILED``
+and the traceback, then ``save: ...``), each done whatever the other did, so the test of
+each direction can report its own failure.
+
+Also the one compiled step of every case that the resume tests (``test_checkpoint``,
+``interop/test_orbax``) run their cases with: ``step_all`` and ``run``.
 """
 
 from __future__ import annotations
@@ -11,6 +20,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import traceback
 from typing import Any
 
 import equinox as eqx
@@ -106,6 +116,31 @@ def assert_bit_identical(a: Any, b: Any) -> None:
         assert np.asarray(x).tobytes() == np.asarray(y).tobytes()
 
 
+def step_all(step_one):
+    """One jitted step of every case, ``step_one(name, params, state, t)`` each, on a dict
+    ``name -> (params, state)``: one program to compile for all the cases, not one each.
+    The cases share nothing but the step counter ``t``."""
+
+    def step(runs, t):
+        return {name: step_one(name, p, s, t) for name, (p, s) in runs.items()}
+
+    jitted, device = jax.jit(step), jax.devices()[0]
+    # Every call's arrays committed to the device, as the step's own outputs are: else the
+    # first call (uncommitted arrays from params0, init or a restore) compiles the same
+    # step a second time, for uncommitted arguments. The numbers are the same.
+    return lambda runs, t: jitted(jax.device_put(runs, device), t)
+
+
+def run(step, runs, stop: int, steps: int):
+    """``runs`` stepped to ``stop``, and on to ``steps``: both, by the same step."""
+    for t in range(stop):
+        runs = step(runs, t)
+    stopped = runs
+    for t in range(stop, steps):
+        runs = step(runs, t)
+    return stopped, runs
+
+
 def main(action: str, folder: str) -> None:
     todo = cases()
     for name, tree in todo.items():
@@ -117,5 +152,19 @@ def main(action: str, folder: str) -> None:
     print("ok", len(todo))
 
 
+def exchange(restore_from: str, save_to: str) -> bool:
+    ok = True
+    for action, folder in (("restore", restore_from), ("save", save_to)):
+        print(action + ": ", end="", flush=True)
+        try:
+            main(action, folder)
+        except Exception:
+            print("FAILED\n" + traceback.format_exc(), flush=True)
+            ok = False
+    return ok
+
+
 if __name__ == "__main__":
+    if sys.argv[1] == "exchange":
+        sys.exit(0 if exchange(*sys.argv[2:]) else 1)
     main(*sys.argv[1:])

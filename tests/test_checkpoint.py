@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import pathlib
+import re
 import stat
 import subprocess
 import sys
@@ -83,12 +84,28 @@ TRANSFORMS = {
 }
 
 
-def _step_fn(tx, grads):
-    def step(p, s, t):
-        u, s = tx.update(grads(t, p), s, p)
+def _step_fn(txs):
+    """One compiled step of every transform in ``txs`` (name -> transform), each on its
+    own params and state; ``apply_if_finite`` alone sees NaN gradients."""
+
+    def step_one(name, p, s, t):
+        grads = grads_at if name == "apply_if_finite" else finite_grads_at
+        u, s = txs[name].update(grads(t, p), s, p)
         return gradtx.apply_updates(p, u), s
 
-    return jax.jit(step)
+    return _ckpt_cases.step_all(step_one)
+
+
+@pytest.fixture(scope="module")
+def runs():
+    """Every case run to ``STOP`` and on to ``STEPS`` by one compiled step (all cases in
+    one program); and what a new process would resume with: new transforms, and a new
+    compiled step of them."""
+    txs = {name: make() for name, make in TRANSFORMS.items()}
+    start = {name: (params0(), tx.init(params0())) for name, tx in txs.items()}
+    stopped, uninterrupted = _ckpt_cases.run(_step_fn(txs), start, STOP, STEPS)
+    fresh = {name: make() for name, make in TRANSFORMS.items()}
+    return stopped, uninterrupted, fresh, _step_fn(fresh)
 
 
 def _assert_bit_identical(a, b):
@@ -100,32 +117,23 @@ def _assert_bit_identical(a, b):
 
 
 @pytest.mark.parametrize("name", sorted(TRANSFORMS))
-def test_resume_after_restore_is_bit_identical(name, tmp_path):
-    tx = TRANSFORMS[name]()
-    grads = grads_at if name == "apply_if_finite" else finite_grads_at
-    p, s = params0(), tx.init(params0())
-    step = _step_fn(tx, grads)
-    for t in range(STEPS):
-        p, s = step(p, s, t)
-    uninterrupted = (p, s)
-
-    p, s = params0(), tx.init(params0())
-    for t in range(STOP):
-        p, s = step(p, s, t)
+def test_resume_after_restore_is_bit_identical(name, tmp_path, runs):
+    stopped, uninterrupted, fresh_txs, fresh_step = runs
+    p, s = stopped[name]
     path = tmp_path / "ckpt.npz"
     gradtx.save_checkpoint(path, {"params": p, "opt_state": s, "step": jnp.int32(STOP)})
     del p, s
 
-    fresh = TRANSFORMS[name]()  # a new process: new transform, new compiled step
+    fresh = fresh_txs[name]  # a new process: new transform, new compiled step
     like = jax.eval_shape(
         lambda: {"params": params0(), "opt_state": fresh.init(params0()), "step": jnp.int32(0)}
     )
     restored = gradtx.restore_checkpoint(path, like)
-    p, s = restored["params"], restored["opt_state"]
-    step = _step_fn(fresh, grads)
-    for t in range(int(restored["step"]), STEPS):
-        p, s = step(p, s, t)
-    _assert_bit_identical((p, s), uninterrupted)
+    at = {**stopped, name: (restored["params"], restored["opt_state"])}
+    for t in range(int(restored["step"]), STEPS):  # the other cases ride along
+        at = fresh_step(at, t)
+    p, s = at[name]
+    _assert_bit_identical((p, s), uninterrupted[name])
     if name == "apply_if_finite":
         assert int(s.total_notfinite) == len(NAN_STEPS)
 
@@ -272,41 +280,73 @@ def test_inject_hyperparams_with_a_key_hyperparameter_round_trips(tmp_path):
     _ckpt_cases.assert_bit_identical(back, tree)
 
 
-def _child(*args: str, timeout: float = 300) -> str:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu"}
+def _child(*args: str, timeout: float = 300, check: bool = True, **env: str):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu", **env}
     proc = subprocess.run(
         [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True,
         timeout=timeout,
     )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc.stdout
+    if check:
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
 
 
-def test_saved_in_another_process_restores_here(tmp_path):
+@pytest.fixture(scope="module")
+def exchanged(tmp_path_factory):
+    """One child process for both directions: it restores, and compares bit for bit,
+    every case this process saved, then saves every case for this process to restore.
+    Returns the child's report per direction and the folder it saved to. The child reads
+    this run's compilation cache (its eager steps are the programs this process compiled
+    building the same cases: the same executables, so the same numbers)."""
+    here = tmp_path_factory.mktemp("saved_here")
+    there = tmp_path_factory.mktemp("saved_there")
+    _ckpt_cases.main("save", str(here))
+    cache = jax.config.jax_compilation_cache_dir
+    env = {
+        "JAX_COMPILATION_CACHE_DIR": cache,
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+        "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+    } if cache else {}  # fmt: skip
+    args = ("-m", "tests._ckpt_cases", "exchange", str(here), str(there))
+    proc = _child(*args, check=False, **env)
+    parts = re.split(r"^(restore|save): ", proc.stdout, flags=re.M)
+    report = dict(zip(parts[1::2], parts[2::2]))
+    for direction in ("restore", "save"):  # a child that died reports its stderr
+        report.setdefault(direction, f"no report (exit {proc.returncode})\n{proc.stderr}")
+    return report, there
+
+
+def test_saved_in_another_process_restores_here(exchanged):
     """A flax TrainState (apply_fn, tx: function addresses), an equinox module with a
     static transform, and every alias (typed and raw keys beside them): written by a
     child process, restored here bit for bit; the stored structure holds no repr."""
-    assert _child("-m", "tests._ckpt_cases", "save", str(tmp_path)).startswith("ok")
-    _ckpt_cases.main("restore", str(tmp_path))
+    report, there = exchanged
+    assert report["save"].startswith("ok"), "saving in the child process:\n" + report["save"]
+    _ckpt_cases.main("restore", str(there))
     ts = _ckpt_cases.cases()["flax_train_state"]
-    back = gradtx.restore_checkpoint(tmp_path / "flax_train_state.npz", _ckpt_cases.like(ts))
+    back = gradtx.restore_checkpoint(there / "flax_train_state.npz", _ckpt_cases.like(ts))
     back.apply_gradients(grads=back.params)  # a usable TrainState, this process's tx
-    with zipfile.ZipFile(tmp_path / "flax_train_state.npz") as zf:
+    with zipfile.ZipFile(there / "flax_train_state.npz") as zf:
         structure = str(np.lib.format.read_array(zf.open("structure.npy")))
     assert "TrainState(" in structure and "0x" not in structure and "<" not in structure
 
 
-def test_saved_here_restores_in_another_process(tmp_path):
-    _ckpt_cases.main("save", str(tmp_path))
-    assert _child("-m", "tests._ckpt_cases", "restore", str(tmp_path)).startswith("ok")
+def test_saved_here_restores_in_another_process(exchanged):
+    report, _ = exchanged
+    assert report["restore"].startswith("ok"), (
+        "restoring, in the child process, what this process saved:\n" + report["restore"]
+    )
 
 
 def test_peak_memory_of_save_and_restore_is_under_1_5x_the_state(tmp_path):
     """64 MiB in a fresh process: the peak resident memory while saving, or restoring,
-    minus the memory before, is at most 1.5x the state (the state itself included)."""
+    minus the memory before, is at most 1.5x the state (the state itself included).
+    A fresh process per action, not the exchange's child: in a process that has built,
+    saved or restored other trees, memory freed but still resident could take the
+    save's or restore's allocations without raising the peak."""
     path = str(tmp_path / "m.npz")
     for action in ("save", "restore"):
-        out = json.loads(_child("-m", "tests._ckpt_memory", action, "64", path))
+        out = json.loads(_child("-m", "tests._ckpt_memory", action, "64", path).stdout)
         assert out["peak"] - out["base"] <= 1.5 * out["state_bytes"], out
 
 

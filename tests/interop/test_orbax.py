@@ -20,6 +20,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 import gradtx
+from tests import _ckpt_cases
 
 STEPS, STOP = 8, 3
 
@@ -95,13 +96,26 @@ def _train_tree(p, s, t):
     return {"params": p, "opt_state": s, "step": jnp.int32(t), "key": key}
 
 
-def _step_fn(tx):
-    def step(p, s, t):
+def _step_fn(txs):
+    """One compiled step of every transform in ``txs`` (name -> transform), each on its
+    own params and state."""
+
+    def step_one(name, p, s, t):
         loss = sum(jnp.sum(jnp.abs(x).astype(jnp.float32)) for x in jax.tree.leaves(p))
-        u, s = tx.update(grads_at(t, p), s, p, value=loss)
+        u, s = txs[name].update(grads_at(t, p), s, p, value=loss)
         return gradtx.apply_updates(p, u), s
 
-    return jax.jit(step)
+    return _ckpt_cases.step_all(step_one)
+
+
+@pytest.fixture(scope="module")
+def runs():
+    """Every case run to ``STOP`` and on to ``STEPS`` by one compiled step (all cases in
+    one program); and that step, which a test continues its restored case with."""
+    txs = {name: make() for name, make in TRANSFORMS.items()}
+    step = _step_fn(txs)
+    start = {name: (params0(), tx.init(params0())) for name, tx in txs.items()}
+    return (*_ckpt_cases.run(step, start, STOP, STEPS), step)
 
 
 def _assert_bit_identical(a, b):
@@ -120,25 +134,20 @@ def checkpointer():
 
 
 @pytest.mark.parametrize("name", list(TRANSFORMS))
-def test_orbax_resume_is_bit_identical(name, tmp_path, checkpointer):
-    tx = TRANSFORMS[name]()
-    step = _step_fn(tx)
-    p, s = params0(), tx.init(params0())
-    for t in range(STOP):
-        p, s = step(p, s, t)
+def test_orbax_resume_is_bit_identical(name, tmp_path, checkpointer, runs):
+    stopped, uninterrupted, step = runs
+    p, s = stopped[name]
     saved = _train_tree(p, s, STOP)
     checkpointer.save(tmp_path / "ckpt", saved)
     checkpointer.wait_until_finished()
-    for t in range(STOP, STEPS):
-        p, s = step(p, s, t)
-    uninterrupted = (p, s)
 
     fresh = TRANSFORMS[name]()  # a new process: the target comes from a new transform
     target = jax.eval_shape(lambda: _train_tree(params0(), fresh.init(params0()), 0))
     restored = checkpointer.restore(tmp_path / "ckpt", target)
     _assert_bit_identical(restored, saved)
-    p, s = restored["params"], restored["opt_state"]
-    # the same compiled step (compiling again would only double the test's time)
+    at = {**stopped, name: (restored["params"], restored["opt_state"])}
+    # the same compiled step (compiling again would only double the test's time); the
+    # other cases ride along from where they stopped
     for t in range(int(restored["step"]), STEPS):
-        p, s = step(p, s, t)
-    _assert_bit_identical((p, s), uninterrupted)
+        at = step(at, t)
+    _assert_bit_identical(at[name], uninterrupted[name])
