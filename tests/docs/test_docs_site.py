@@ -44,8 +44,8 @@ def _unavailable(reason: str):
 
 @pytest.fixture(scope="module")
 def site() -> Path:
-    """The built site. Sphinx rebuilds only what changed, so after ``.ci/run``'s own
-    build this takes a few seconds."""
+    """The site, built with warnings as errors (the check ``.ci/run`` relies on). Sphinx
+    rebuilds only what changed: a few seconds after a first build."""
     missing = _missing(DOCS_MODULES)
     if missing:
         _unavailable(f"docs extra not installed ({', '.join(missing)}): pip install -e '.[docs]'")
