@@ -16,12 +16,26 @@ from hypothesis import strategies as st
 import gradtx
 
 
+def _array(x, dtype):
+    """``jnp.asarray(x, dtype)``: the same array (NumPy rounds ``x`` to ``dtype`` on the
+    host, as ``jnp.asarray`` does), put on the device without compiling a conversion
+    program per dtype and shape (``jnp.asarray`` compiles one to stage it)."""
+    return jax.device_put(np.asarray(x, np.dtype(dtype)))
+
+
+def _host64(x):
+    """``x`` (a jax array of float32 or a narrower float dtype) in float64 on the host:
+    exact, as the round trip through float32 it stands for was (without that round
+    trip's compiled conversion per dtype and shape)."""
+    return np.asarray(x).astype(np.float64)
+
+
 def _tree(dtype, scale=1.0, seed=0):
     rng = np.random.default_rng(seed)
     return {
-        "w": jnp.asarray(scale * rng.standard_normal((4, 3)), dtype),
-        "b": jnp.asarray(scale * rng.standard_normal(3), dtype),
-        "s": jnp.asarray(scale * 0.01, dtype),  # a small leaf, under any bound below
+        "w": _array(scale * rng.standard_normal((4, 3)), dtype),
+        "b": _array(scale * rng.standard_normal(3), dtype),
+        "s": _array(scale * 0.01, dtype),  # a small leaf, under any bound below
     }
 
 
@@ -34,22 +48,30 @@ def _dragon_clip_norm(g, clip_norm, scale=1.0):
     return g * (clip_norm / norm) if norm > clip_norm else g
 
 
+# Each pair made once, its updates jitted once: the four (dtype, scale) cases share the
+# programs (a scale is data, not a new program; each dtype compiles its own), where
+# fresh transforms per case retraced them all. gradtx's and optax's stay two programs.
+OPTAX_PAIRS = [
+    (gradtx.clip(0.5), optax.clip(0.5)),
+    (gradtx.clip_by_global_norm(1.0), optax.clip_by_global_norm(1.0)),
+    (gradtx.clip_by_block_rms(0.7), optax.clip_by_block_rms(0.7)),
+]
+OPTAX_PAIRS_JITTED = [
+    (jax.jit(ours.update), jax.jit(theirs.update)) for ours, theirs in OPTAX_PAIRS
+]
+
+
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
 @pytest.mark.parametrize("scale", [0.1, 3.0])
 def test_same_numbers_as_optax(dtype, scale):
     g = _tree(dtype, scale)
-    pairs = [
-        (gradtx.clip(0.5), optax.clip(0.5)),
-        (gradtx.clip_by_global_norm(1.0), optax.clip_by_global_norm(1.0)),
-        (gradtx.clip_by_block_rms(0.7), optax.clip_by_block_rms(0.7)),
-    ]
-    for ours, theirs in pairs:
+    for (ours, theirs), (ours_jitted, theirs_jitted) in zip(OPTAX_PAIRS, OPTAX_PAIRS_JITTED):
         # gradtx runs its per-leaf rule compiled eagerly too: one number in both modes,
         # optax's compiled one (same program, same compiler: same bits); optax's eager
         # op-by-op numbers differ from its own compiled ones by a rounding
-        v, _ = jax.jit(theirs.update)(g, theirs.init(g))
-        for wrap in (lambda f: f, jax.jit):
-            u, _ = wrap(ours.update)(g, ours.init(g))
+        v, _ = theirs_jitted(g, theirs.init(g))
+        for update in (ours.update, ours_jitted):
+            u, _ = update(g, ours.init(g))
             for a, b in zip(jax.tree.leaves(u), jax.tree.leaves(v)):
                 assert a.dtype == b.dtype
                 np.testing.assert_array_equal(a, b)
@@ -71,7 +93,7 @@ def test_block_norm_matches_dragon(dtype):
 
 
 def test_complex_leaves_use_the_modulus():
-    z = {"z": jnp.asarray([3 + 4j, 0 + 0j], jnp.complex64)}  # |z| = 5
+    z = {"z": _array([3 + 4j, 0 + 0j], jnp.complex64)}  # |z| = 5
     u, _ = gradtx.clip_by_block_norm(1.0).update(z, gradtx.clip_by_block_norm(1.0).init(z))
     np.testing.assert_allclose(u["z"], [0.6 + 0.8j, 0], rtol=1e-6)
     ours = gradtx.clip_by_global_norm(1.0)
@@ -88,7 +110,7 @@ def test_grad_through_block_norm_of_zero_is_finite():
 
 
 def test_none_leaves_and_vmap():
-    tree = {"a": jnp.ones(3) * 5, "frozen": None}
+    tree = {"a": _array(np.full(3, 5.0), jnp.float64), "frozen": None}
     for tx in [
         gradtx.clip(1.0),
         gradtx.clip_by_block_norm(1.0),
@@ -98,7 +120,7 @@ def test_none_leaves_and_vmap():
         u, _ = tx.update(tree, tx.init(tree))
         assert u["frozen"] is None
         batched = jax.vmap(lambda g, tx=tx: tx.update({"a": g}, tx.init({"a": g}))[0])(
-            jnp.ones((2, 3)) * 5
+            _array(np.full((2, 3), 5.0), jnp.float64)
         )
         assert batched["a"].shape == (2, 3)
 
@@ -148,16 +170,16 @@ def trees(draw):
     for i in range(draw(st.integers(1, 3))):
         size = draw(st.sampled_from([1, 3, 8]))
         mant = draw(st.lists(st.floats(-1, 1, width=32), min_size=size, max_size=size))
-        leaves[f"l{i}"] = jnp.asarray(np.array(mant) * scale, DTYPES[name])
+        leaves[f"l{i}"] = _array(np.array(mant) * scale, DTYPES[name])
     return name, leaves
 
 
 def _f64(tree):
-    return {k: np.asarray(v.astype(jnp.float32), np.float64) for k, v in tree.items()}
+    return {k: _host64(v) for k, v in tree.items()}
 
 
 def _close(got, want, name, scale, ulps=4):
-    got = np.asarray(jnp.asarray(got).astype(jnp.float32), np.float64)
+    got = _host64(got)
     eps = EPS[name]
     np.testing.assert_allclose(got, want, rtol=ulps * eps, atol=ulps * eps * scale + FLOOR[name])
 
@@ -221,13 +243,13 @@ def test_the_issue_example_against_torch(name):
     p.grad = g.clone()
     torch_norm = torch.nn.utils.clip_grad_norm_([p], 1.0)
     out, _ = gradtx.clip_by_global_norm(1.0).update(
-        {"w": jnp.array([300.0, 400.0], DTYPES[name])}, gradtx.EmptyState()
+        {"w": _array([300.0, 400.0], DTYPES[name])}, gradtx.EmptyState()
     )
     theirs = p.grad.to(torch.float64).numpy()
     # torch multiplies by 1 / (n + 1e-6) and rounds that factor to the dtype: one ulp apart
     _close(out["w"], theirs, name, 1.0, ulps=2)
     np.testing.assert_allclose(float(torch_norm), 500.0)
-    assert float(gradtx.global_norm({"w": jnp.array([300.0, 400.0], DTYPES[name])})) == 500.0
+    assert float(gradtx.global_norm({"w": _array([300.0, 400.0], DTYPES[name])})) == 500.0
 
 
 @pytest.mark.parametrize("name", ["bfloat16", "float32"])
@@ -235,8 +257,8 @@ def test_the_issue_example_against_torch(name):
 def test_float32_range_ends_where_torch_over_or_underflows(name, scale):
     """[3, 4] * 1e30 (squares overflow float32) and * 1e-30 (squares underflow): the norm
     is 5e30 / 5e-30, representable; torch's clip_grad_norm_ gives inf (and zeros)."""
-    g = jnp.asarray(np.array([3.0, 4.0]) * scale, DTYPES[name])
-    want = np.sqrt(np.sum(np.asarray(g.astype(jnp.float32), np.float64) ** 2))
+    g = _array(np.array([3.0, 4.0]) * scale, DTYPES[name])
+    want = np.sqrt(np.sum(_host64(g) ** 2))
     _close(gradtx.global_norm({"w": g}), want, "float32", 0.0)
     out, _ = gradtx.clip_by_global_norm(1.0).update({"w": g}, gradtx.EmptyState())
     if scale > 1:
@@ -250,7 +272,7 @@ def test_float32_bits_are_optaxs_where_nothing_overflows():
     import optax
 
     rng = np.random.default_rng(0)
-    tree = {"a": jnp.asarray(rng.normal(size=37), jnp.float32), "b": jnp.ones(5, jnp.float32)}
+    tree = {"a": _array(rng.normal(size=37), jnp.float32), "b": _array(np.ones(5), jnp.float32)}
     assert gradtx.global_norm(tree) == optax.tree.norm(tree)
     ours, _ = gradtx.clip_by_global_norm(0.5).update(tree, gradtx.EmptyState())
     # both compiled: XLA rounds the same program the same way (eagerly op by op, optax
@@ -261,9 +283,9 @@ def test_float32_bits_are_optaxs_where_nothing_overflows():
 
 
 def test_nan_and_inf_propagate():
-    assert jnp.isnan(gradtx.global_norm({"w": jnp.array([jnp.nan, 1.0])}))
-    assert gradtx.global_norm({"w": jnp.array([jnp.inf, 1.0])}) == jnp.inf
-    assert gradtx.global_norm({"w": jnp.zeros(3, jnp.bfloat16)}) == 0.0
+    assert jnp.isnan(gradtx.global_norm({"w": _array([np.nan, 1.0], jnp.float64)}))
+    assert gradtx.global_norm({"w": _array([np.inf, 1.0], jnp.float64)}) == jnp.inf
+    assert gradtx.global_norm({"w": _array(np.zeros(3), jnp.bfloat16)}) == 0.0
     assert gradtx.global_norm({}) == 0.0
 
 

@@ -26,7 +26,11 @@ def loss(params):
     return 0.5 * jnp.sum(r**2) + 0.1 * jnp.sum(jnp.sin(params["w"]))
 
 
-PARAMS0 = {"w": jnp.array([0.5, -1.0, 2.0], jnp.float64), "b": jnp.array(0.3, jnp.float64)}
+# put on the device as they are (jnp.array compiles a conversion per shape, at collection)
+PARAMS0 = {
+    "w": jax.device_put(np.array([0.5, -1.0, 2.0], np.float64)),
+    "b": jax.device_put(np.array(0.3, np.float64)),
+}
 
 
 def _run(tx, steps, params=PARAMS0, jit=True, extra=True):
