@@ -284,12 +284,25 @@ def test_init_copies_a_key_given_twice():
     jax.jit(lambda s: s, donate_argnums=(0,))(state)
 
 
+def _scheduled(lr, step):
+    return lambda count: jnp.where(count < step, 0.1, lr)
+
+
+@jax.jit
+def _jitted_scheduled_update(lr, step, state, params):
+    """The jitted update of the examples' transform, one program for all of them: the
+    schedule's ``lr`` and ``step`` are arguments (traced, as ``count`` is in any jitted
+    step), not constants of a program compiled per example."""
+    tx = gradtx.inject_hyperparams(gradtx.rmsprop)(learning_rate=_scheduled(lr, step))
+    return tx.update(params, state, params)
+
+
 @settings(max_examples=25, deadline=None)
 @given(lr=st.floats(-1.0, 1.0, width=32), step=st.integers(0, 3))
 def test_a_scheduled_value_is_checked_at_every_eager_step_like_the_hyperparameter(lr, step):
     """A schedule's value at a later eager step is accepted or refused exactly as the
     constructor treats the same number; under jit it is not read (no host sync)."""
-    sched = lambda count: jnp.where(count < step, 0.1, lr)  # noqa: E731
+    sched = _scheduled(lr, step)
     params = {"w": jnp.ones(2)}
     try:
         gradtx.rmsprop(float(np.float32(lr)))
@@ -302,10 +315,9 @@ def test_a_scheduled_value_is_checked_at_every_eager_step_like_the_hyperparamete
         return
     tx = gradtx.inject_hyperparams(gradtx.rmsprop)(learning_rate=sched)
     state = tx.init(params)
-    jitted = jax.jit(tx.update)
     js = state
-    for _ in range(step + 1):
-        _, js = jitted(params, js, params)  # never refused under jit
+    for _ in range(step + 1):  # never refused under jit
+        _, js = _jitted_scheduled_update(np.float32(lr), np.int32(step), js, params)
     for i in range(step + 1):
         if i == step and not valid:
             with pytest.raises(ValueError, match=rf"learning_rate.*step {step}"):

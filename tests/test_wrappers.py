@@ -133,6 +133,6 @@ def test_wrappers_jit_eager_agree_vmap_and_do_not_mutate(make):
         chex.assert_trees_all_close((u_eager, s_eager), (u_jit, s_jit), rtol=1e-14, atol=0)
     # a batch of independent problems
     batched_g = jax.tree.map(lambda *x: jnp.stack(x), *gs)
-    u, _ = jax.vmap(lambda g: tx.update(g, tx.init(p), p))(batched_g)
+    u, _ = jax.jit(jax.vmap(lambda g: tx.update(g, tx.init(p), p)))(batched_g)
     first, _ = tx.update(gs[0], tx.init(p), p)
     chex.assert_trees_all_close(jax.tree.map(lambda x: x[0], u), first, rtol=1e-14, atol=0)

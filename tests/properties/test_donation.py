@@ -71,16 +71,17 @@ def _compiled(tx, donate, *, tree=_tree, apply=gradtx.apply_updates, **update_kw
     """The compiled step ``params, state, grads -> new params, state`` of ``tx`` on
     ``tree()``, and the bytes of its params and state; ``update_kwargs`` go to
     ``tx.update``."""
-    params = tree()
-    state = tx.init(params)
+    # shapes and dtypes are all the lowering reads: no eager init or random draw runs
+    params = jax.eval_shape(tree)
+    state = jax.eval_shape(tx.init, params)
 
     def step(params, state, grads, update_kwargs):
         updates, state = tx.update(grads, state, params, **update_kwargs)
         return apply(params, updates), state
 
     fn = jax.jit(step, donate_argnums=(0, 1) if donate else ())
-    compiled = fn.lower(params, state, tree(), update_kwargs).compile()
-    n_bytes = sum(x.nbytes for x in jax.tree.leaves((params, state)))
+    compiled = fn.lower(params, state, params, update_kwargs).compile()
+    n_bytes = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves((params, state)))
     return compiled, n_bytes
 
 
