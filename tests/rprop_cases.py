@@ -6,6 +6,8 @@ runners with an Rprop ``capture``).
 
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import torch
 
@@ -15,18 +17,27 @@ from tests import _runners
 
 def run_gradtx(tx, w0, grad_fn, steps, *, with_value=True):
     """Params, step sizes and stored signs after every step; ``grad_fn(w, t) -> (E, g)``
-    gives the gradient and (``with_value``: iRprop+'s ``value=``) the loss."""
-
-    def capture(params, state):
-        sizes, signs = gradtx.rprop_step_sizes(state), gradtx.rprop_prev_signs(state)
-        return np.asarray(params), np.asarray(sizes), np.asarray(signs)
-
-    value_fn = (lambda w, t: grad_fn(np.asarray(w), t)[0]) if with_value else None
-    grads = lambda w, t: grad_fn(np.asarray(w), t)[1]  # noqa: E731
-    out, _ = _runners.run_gradtx(
-        tx, w0, grads, steps, host_grads=True, capture=capture, value_fn=value_fn
-    )
+    gives the gradient and (``with_value``: iRprop+'s ``value=``) the loss, on the host
+    (``tests/_runners.py``'s ``run_gradtx`` with ``host_grads``, its capture read in the
+    compiled step)."""
+    w = jnp.asarray(w0)
+    state = tx.init(w)
+    out = []
+    for t in range(steps):
+        e, g = grad_fn(np.asarray(w), t)
+        value = jnp.asarray(e) if with_value else None
+        w, state, sizes, signs = _step(tx, w, state, jnp.asarray(g, w.dtype), value)
+        out.append((np.asarray(w), np.asarray(sizes), np.asarray(signs)))
     return tuple(list(x) for x in zip(*out))
+
+
+@jax.jit
+def _step(tx, w, state, g, value):
+    """One update and what the tests read after it: one compiled program per transform
+    (a static argument, equal when built alike) and signature, shared by every run."""
+    updates, state = tx.update(g, state, w, **({} if value is None else {"value": value}))
+    state_read = gradtx.rprop_step_sizes(state), gradtx.rprop_prev_signs(state)
+    return gradtx.apply_updates(w, updates), state, *state_read
 
 
 def run_torch(w0, grad_fn, steps, *, foreach=False, **kw):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -41,12 +42,20 @@ def _continue(phases, w0, *, state=None, t=0):
         state = tx.init(w) if state is None else state
         for _ in range(steps):
             e, g = objective(np.asarray(w["w"]), t)
-            u, state = tx.update({"w": jnp.asarray(g)}, state, w, value=jnp.asarray(e))
-            w = gradtx.apply_updates(w, u)
+            w, state, d = _step(tx, w, state, {"w": jnp.asarray(g)}, jnp.asarray(e))
             ws.append(np.asarray(w["w"]))
-            ds.append(np.asarray(gradtx.rprop_step_sizes(state)["w"]))
+            ds.append(np.asarray(d["w"]))
             t += 1
     return ws, ds, state
+
+
+@jax.jit
+def _step(tx, w, state, g, e):
+    """One update, the params moved and the step sizes read: one compiled program per
+    transform (a transform is a static argument, equal when built alike), where an eager
+    ``inject_hyperparams`` update would build and compile its inner rule at every step."""
+    u, state = tx.update(g, state, w, value=e)
+    return gradtx.apply_updates(w, u), state, gradtx.rprop_step_sizes(state)
 
 
 def _tx(variant, lr, etas, step_sizes):
@@ -100,6 +109,14 @@ def test_a_state_continued_by_another_transform_equals_the_papers_rule(
     assert_same_bits(ds, ref_d, "step sizes")
 
 
+_INJECT_DEFAULTS = dict(eta_minus=0.5, eta_plus=1.2, min_step_size=1e-6, max_step_size=50.0)
+
+
+def _injected(variant, **values):
+    inject = gradtx.inject_hyperparams(gradtx.scale_by_rprop, static_args="variant")
+    return gradtx.chain(inject(0.03, **values, variant=variant), gradtx.scale(-1.0))
+
+
 @settings(max_examples=12, deadline=None)
 @given(
     variant=st.sampled_from(VARIANTS),
@@ -112,22 +129,24 @@ def test_hyperparameters_changed_by_inject_hyperparams_equal_the_papers_rule(
 ):
     """``set_hyperparams`` mid-run (one compiled step for both phases) equals the
     reference switching its hyperparameters at the same step."""
-    inject = gradtx.inject_hyperparams(gradtx.scale_by_rprop, static_args="variant")
     names = ("eta_minus", "eta_plus", "min_step_size", "max_step_size")
     values = [dict(zip(names, (*e, *b))) for e, b in zip(etas, bounds)]
-    tx = gradtx.chain(inject(0.03, **values[0], variant=variant), gradtx.scale(-1.0))
+    tx = _injected(variant, **values[0])
     w0 = w0_of(np.float32)
     w = {"w": jnp.asarray(w0)}
     state, ws, ds, t = tx.init(w), [], [], 0
+    # the update reads every hyperparameter from the state, none from the values built
+    # in: one transform per variant steps every example (one compiled step, not one per
+    # example)
+    stepper = _injected(variant, **_INJECT_DEFAULTS)
     for phase, n in enumerate(steps):
         if phase:
             state = (gradtx.set_hyperparams(state[0], **values[1]), state[1])
         for _ in range(n):
             e, g = objective(np.asarray(w["w"]), t)
-            u, state = tx.update({"w": jnp.asarray(g)}, state, w, value=jnp.float32(e))
-            w = gradtx.apply_updates(w, u)
+            w, state, d = _step(stepper, w, state, {"w": jnp.asarray(g)}, jnp.float32(e))
             ws.append(np.asarray(w["w"]))
-            ds.append(np.asarray(gradtx.rprop_step_sizes(state)["w"]))
+            ds.append(np.asarray(d["w"]))
             t += 1
     ref_w, ref_d, _ = reference.rprop_variant(
         variant, w0, objective, steps[0], 0.03, etas[0], bounds[0],
