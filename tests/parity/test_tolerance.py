@@ -4,6 +4,8 @@ the suite, where it is loosest."""
 
 from __future__ import annotations
 
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -106,10 +108,15 @@ def test_keras_centered_case_catches_eps_outside_the_root():
     from .recipes import keras_rmsprop
     from .test_keras import STEPS, run_keras
 
+    os.environ["KERAS_BACKEND"] = "jax"  # as test_keras's module fixture does
+    import keras
+
+    assert keras.backend.backend() == "jax", keras.backend.backend()
+
     kw = {"rho": 0.5, "epsilon": 1e-2, "centered": True}
     prob = r.small_problem(STEPS)
-    theirs = run_keras(kw, prob, STEPS)
-    nudged = [run_keras(kw, prob.nudged(n), STEPS) for n in h.NUDGES]
+    theirs = run_keras(keras, kw, prob, STEPS)
+    nudged = [run_keras(keras, kw, prob.nudged(n), STEPS) for n in h.NUDGES]
     lr = float(np.float32(0.01))
     outside = gradtx.chain(
         gradtx.scale_by_stddev(decay=0.5, eps=1e-2, eps_in_sqrt=False),
@@ -126,14 +133,12 @@ def test_keras_centered_case_catches_eps_outside_the_root():
 def test_optax_centered_case_catches_a_missing_bias_correction():
     """optax.rmsprop's loosest float32 case (centered, bias-corrected, eps in the root):
     optax's rule against the same chain without the bias correction."""
-    from .optax_cases import PARAMS, leaves_of, trajectory
+    from .optax_cases import PARAMS, leaves_of, trajectories, trajectory
     from .recipes import optax_rmsprop
 
     kw = {"learning_rate": 0.01, "centered": True, "bias_correction": True}
-    theirs = leaves_of(trajectory(optax.rmsprop(**kw), zero_first=True))
-    nudged = [
-        leaves_of(trajectory(optax.rmsprop(**kw), zero_first=True, nudge=n)) for n in h.NUDGES
-    ]
+    # optax's plain run and its nudged ones (h.NUDGES), side by side
+    theirs, *nudged = map(leaves_of, trajectories(optax.rmsprop(**kw), zero_first=True))
     dtypes = [x.dtype for x in jax.tree.leaves(PARAMS)]
     errs = {}
     for name, tx in [
