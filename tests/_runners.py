@@ -301,14 +301,15 @@ def run_torch_problem(optimizer, params, prob: Problem, start: int, steps: int, 
 
     a = torch_tensors(prob.leaves["a"])
     c = torch_tensors(prob.leaves["c"])
-    s = prob.leaves["s"]
+    # the whole forcing as tensors once (step t's is a view), not a copy per leaf and step
+    s = [torch.from_numpy(x) for x in prob.leaves["s"]]
     group = optimizer.param_groups[0]
     rprop_stats = stats is not None and "step_sizes" in group
 
     def grads_at(t, ps):
         out = []
         for i, p in enumerate(ps):
-            g = _grad(p.detach(), a[i], c[i], torch.from_numpy(np.array(s[i][t])))
+            g = _grad(p.detach(), a[i], c[i], s[i][t])
             out.append(torch.from_numpy(nudge(g.numpy())) if prob.nudge_grads else g)
         return out
 
