@@ -3,6 +3,8 @@ references written from the published pseudo-code (tests/reference.py)."""
 
 from __future__ import annotations
 
+import functools
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -16,7 +18,7 @@ from jax.flatten_util import ravel_pytree
 import gradtx
 from tests import _tolerance as h
 from tests import reference
-from tests._runners import random_array, run_gradtx, run_torch, torch_optimizer
+from tests._runners import random_array, run_torch, torch_optimizer
 
 # ---------------------------------------------------------------------------------------
 # Objectives: a random quadratic (indefinite directions are avoided; Rprop overshoots and
@@ -106,6 +108,61 @@ def _ids(configs):
 DTYPE_STEPS = [(np.float64, 100), (np.float32, 20)]
 
 
+def run_gradtx_many(runs, steps):
+    """:func:`run_gradtx` (jitted, gradients traced in the step) of several ``(tx, params,
+    grad_fn)`` runs at once: each run's step is traced as ``run_gradtx`` traces it, all in
+    one compiled program (one compile for all, not one each), and every ``tx.init`` in one
+    more (eagerly, each init would compile a kernel per op and leaf shape); the same
+    numbers, states and trajectories bit for bit. Returns each run's params after each
+    step, as NumPy pytrees."""
+    params = tuple(jax.tree.map(jnp.asarray, p) for _, p, _ in runs)
+    states = jax.jit(lambda ps: tuple(tx.init(p) for (tx, _, _), p in zip(runs, ps)))(params)
+
+    @jax.jit
+    def step(ps, ss, t):
+        out = []
+        for (tx, _, grad_fn), p, s in zip(runs, ps, ss):
+            g = jax.tree.map(lambda x, q: jnp.asarray(x, q.dtype), grad_fn(p, t), p)
+            updates, s = tx.update(g, s, p)
+            out.append((gradtx.apply_updates(p, updates), s))
+        return tuple(p for p, _ in out), tuple(s for _, s in out)
+
+    trajectories = tuple([] for _ in runs)
+    for t in range(steps):
+        params, states = step(params, states, jnp.asarray(t))
+        for trajectory, p in zip(trajectories, params):
+            trajectory.append(jax.tree.map(np.asarray, p))
+    return trajectories
+
+
+@functools.cache
+def problem_of(problem, dtype):
+    """The problem, built once per module (the same seed draws the same numbers)."""
+    return PROBLEMS[problem](dtype)
+
+
+@functools.cache
+def grad_of(problem, dtype, maximize):
+    """The jitted gradient for the torch runs: one per objective, not one per test."""
+    return grad_fn_of(problem_of(problem, dtype)[1], maximize)
+
+
+@functools.cache
+def ours_against_torch(problem, dtype, steps):
+    """gradtx's runs of every configuration the torch tests below compare (Rprop's and
+    RMSprop's) on one problem and dtype, in one compiled step: {(alias, config id):
+    trajectory}."""
+    aliases = [(gradtx.rprop, c) for c in TORCH_ONLY_HERE]
+    aliases += [(gradtx.rmsprop, c) for c in RMSPROP_CONFIGS]
+    params = problem_of(problem, dtype)[0]
+    runs = [
+        (alias(**to_gradtx_kwargs(c)), params, grad_of(problem, dtype, c.get("maximize", False)))
+        for alias, c in aliases
+    ]
+    trajectories = run_gradtx_many(runs, steps)
+    return {(alias, _ids([c])[0]): t for (alias, c), t in zip(aliases, trajectories)}
+
+
 # The defaults and maximize run bit for bit against torch in the parity matrix
 # (tests/parity/test_torch_matrix.py, torch's own list of configurations); here the two
 # that list does not hold: etas and both step-size bounds moved together, and a lower
@@ -117,10 +174,10 @@ TORCH_ONLY_HERE = RPROP_CONFIGS[1:3]
 @pytest.mark.parametrize("dtype,steps", DTYPE_STEPS, ids=["float64", "float32"])
 @pytest.mark.parametrize("cfg", TORCH_ONLY_HERE, ids=_ids(TORCH_ONLY_HERE))
 def test_rprop_matches_torch_bit_for_bit(problem, dtype, steps, cfg):
-    params, loss = PROBLEMS[problem](dtype)
-    grad_fn = grad_fn_of(loss, cfg.get("maximize", False))
+    params = problem_of(problem, dtype)[0]
+    grad_fn = grad_of(problem, dtype, cfg.get("maximize", False))
     theirs = run_torch(torch_optimizer(torch.optim.Rprop, **cfg), params, grad_fn, steps)
-    ours, _ = run_gradtx(gradtx.rprop(**to_gradtx_kwargs(cfg)), params, grad_fn, steps)
+    ours = ours_against_torch(problem, dtype, steps)[gradtx.rprop, _ids([cfg])[0]]
     for a, b in zip(ours, theirs):
         chex.assert_trees_all_equal(a, b)
 
@@ -135,14 +192,14 @@ def test_rmsprop_matches_torch(problem, dtype, steps, cfg):
     gradtx lands ~2e-6 from torch, more or less with the host's ISA (XLA's CPU code and its
     fused multiply-adds depend on it). One source of the gap is torch 2.13's CPU float32
     sqrt, which is not correctly rounded (1 ulp off on ~17% of inputs; XLA's is exact)."""
-    params, loss = PROBLEMS[problem](dtype)
-    grad_fn = grad_fn_of(loss, cfg.get("maximize", False))
+    params = problem_of(problem, dtype)[0]
+    grad_fn = grad_of(problem, dtype, cfg.get("maximize", False))
     theirs = run_torch(torch_optimizer(torch.optim.RMSprop, **cfg), params, grad_fn, steps)
     nudged = [
         run_torch(torch_optimizer(torch.optim.RMSprop, **cfg), params, grad_fn, steps, nudge=n)
         for n in h.NUDGES
     ]
-    ours, _ = run_gradtx(gradtx.rmsprop(**to_gradtx_kwargs(cfg)), params, grad_fn, steps)
+    ours = ours_against_torch(problem, dtype, steps)[gradtx.rmsprop, _ids([cfg])[0]]
     h.check_trajectories(
         "torch.optim.RMSprop (test_aliases)",
         f"{problem} {_ids([cfg])[0]}",
@@ -183,6 +240,7 @@ def test_rprop_torch_run_exercises_both_bounds_and_sign_flips():
 # ---------------------------------------------------------------------------------------
 
 
+@functools.cache
 def _flat_problem(dtype):
     params, loss = quadratic_problem(dtype, seed=3)
     flat, unravel = ravel_pytree(params)
@@ -190,11 +248,23 @@ def _flat_problem(dtype):
     return np.asarray(flat, dtype), lambda x, t=0: grad(x)
 
 
+@functools.cache
+def ours_against_numpy():
+    """gradtx's 60 steps of every configuration the NumPy references are compared with,
+    in one compiled step: {(alias, config id): trajectory}."""
+    x0, grad = _flat_problem(np.float64)
+    aliases = [(gradtx.rprop, c) for c in RPROP_CONFIGS]
+    aliases += [(gradtx.rmsprop, c) for c in RMSPROP_CONFIGS]
+    runs = [(alias(**to_gradtx_kwargs(c)), x0, grad) for alias, c in aliases]
+    trajectories = run_gradtx_many(runs, 60)
+    return {(alias, _ids([c])[0]): t for (alias, c), t in zip(aliases, trajectories)}
+
+
 @pytest.mark.parametrize("cfg", RPROP_CONFIGS, ids=_ids(RPROP_CONFIGS))
 def test_rprop_matches_numpy_reference_exactly(cfg):
     x0, grad = _flat_problem(np.float64)
     theirs = reference.rprop(x0, lambda x, t: np.asarray(grad(x)), 60, **cfg)
-    ours, _ = run_gradtx(gradtx.rprop(**to_gradtx_kwargs(cfg)), x0, grad, 60)
+    ours = ours_against_numpy()[gradtx.rprop, _ids([cfg])[0]]
     np.testing.assert_array_equal(np.stack(ours), np.stack(theirs))
 
 
@@ -207,7 +277,7 @@ def test_rmsprop_matches_numpy_reference(cfg):
         step = h.nudge if nudge == "grads" else np.asarray
         return reference.rmsprop(x, lambda x, t: step(np.asarray(grad(x))), 60, **cfg)
 
-    ours, _ = run_gradtx(gradtx.rmsprop(**to_gradtx_kwargs(cfg)), x0, grad, 60)
+    ours = ours_against_numpy()[gradtx.rmsprop, _ids([cfg])[0]]
     nudged = [run_reference(n) for n in h.NUDGES]
     h.check_trajectories(
         "NumPy RMSprop (torch docs)", _ids([cfg])[0], ours, run_reference(), nudged, 60
@@ -219,9 +289,12 @@ def test_rmsprop_matches_numpy_reference(cfg):
 # ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["rprop", "rmsprop"])
-@pytest.mark.parametrize("dtype", [np.complex128, np.complex64])
-def test_complex_params_match_torch(name, dtype):
+COMPLEX_STEPS = {np.complex128: 50, np.complex64: 20}
+COMPLEX_RMSPROP = {"momentum": 0.5, "centered": True}
+
+
+@functools.cache
+def _complex_problem(dtype):
     rng = np.random.default_rng(1)
     params = {"z": (rng.normal(size=(3, 2)) + 1j * rng.normal(size=(3, 2))).astype(dtype)}
     target = (rng.normal(size=(3, 2)) + 1j * rng.normal(size=(3, 2))).astype(dtype)
@@ -229,19 +302,34 @@ def test_complex_params_match_torch(name, dtype):
     def grad_fn(p, t=0):  # the Wirtinger-style gradient torch uses for |z - t|^2: 2 (z - t)
         return {"z": 2 * (jnp.asarray(p["z"]) - target) * (1 + 0.5j * jnp.cos(p["z"].real))}
 
-    steps = 50 if dtype == np.complex128 else 20
-    opt_cls, tx = (
-        (torch.optim.Rprop, gradtx.rprop())
-        if name == "rprop"
-        else (torch.optim.RMSprop, gradtx.rmsprop(momentum=0.5, centered=True))
-    )
-    kwargs = {"momentum": 0.5, "centered": True} if name == "rmsprop" else {}
+    return params, grad_fn
+
+
+@functools.cache
+def ours_complex():
+    """gradtx's runs of both aliases in both complex dtypes, in one compiled step, over the
+    longest run's steps (a shorter run's first steps are the same numbers):
+    {(name, dtype): trajectory}."""
+    keys = [(n, d) for n in ("rprop", "rmsprop") for d in COMPLEX_STEPS]
+    txs = {"rprop": gradtx.rprop(), "rmsprop": gradtx.rmsprop(**COMPLEX_RMSPROP)}
+    runs = [(txs[n], *_complex_problem(d)) for n, d in keys]
+    trajectories = run_gradtx_many(runs, max(COMPLEX_STEPS.values()))
+    return {(n, d): t[: COMPLEX_STEPS[d]] for (n, d), t in zip(keys, trajectories)}
+
+
+@pytest.mark.parametrize("name", ["rprop", "rmsprop"])
+@pytest.mark.parametrize("dtype", list(COMPLEX_STEPS))
+def test_complex_params_match_torch(name, dtype):
+    params, grad_fn = _complex_problem(dtype)
+    steps = COMPLEX_STEPS[dtype]
+    opt_cls = torch.optim.Rprop if name == "rprop" else torch.optim.RMSprop
+    kwargs = COMPLEX_RMSPROP if name == "rmsprop" else {}
     theirs = run_torch(torch_optimizer(opt_cls, **kwargs), params, grad_fn, steps)
     nudged = [
         run_torch(torch_optimizer(opt_cls, **kwargs), params, grad_fn, steps, nudge=n)
         for n in h.NUDGES
     ]
-    ours, _ = run_gradtx(tx, params, grad_fn, steps)
+    ours = ours_complex()[name, dtype]
     h.check_trajectories(
         "torch.optim (test_aliases, complex)",
         f"{name} {np.dtype(dtype).name}",
