@@ -24,6 +24,7 @@ from gradtx._base import (
     safe_increment,
     update_with_extra_args,
 )
+from gradtx._leafwise import concrete_arrays
 from gradtx._trees import check_names, check_state
 
 
@@ -200,6 +201,15 @@ def inject_hyperparams(
         # Validate once, with the values as given (schedules pass unchecked).
         build({**numeric, **scheduled})
 
+        def inner_update(hyperparams, updates, inner_state, params, extra_args):
+            with check.trusted():  # checked at construction, init and set_hyperparams
+                inner = update_with_extra_args(build(hyperparams))
+            return inner(updates, inner_state, params, **extra_args)
+
+        # An eager update runs the inner transform as one program that takes the values as
+        # arguments, compiled once: built afresh at each step, it would compile anew.
+        compiled_update = jax.jit(inner_update)
+
         @abstract_aware
         def init(params: Params) -> InjectHyperparamsState:
             dtype = hyperparam_dtype or _float_dtype(params)
@@ -230,9 +240,10 @@ def inject_hyperparams(
                         f"inject_hyperparams: the schedule given for {sorted(concrete)} "
                         f"gave an invalid value at step {at}: {e}"
                     ) from None
-            with check.trusted():  # checked at construction, init and set_hyperparams
-                inner_update = update_with_extra_args(build(hyperparams))
-            updates, inner_state = inner_update(updates, state.inner_state, params, **extra_args)
+            args = (hyperparams, updates, state.inner_state, params, extra_args)
+            updates, inner_state = (compiled_update if concrete_arrays(args) else inner_update)(
+                *args
+            )
             return updates, InjectHyperparamsState(
                 safe_increment(state.count), hyperparams, inner_state
             )

@@ -81,7 +81,7 @@ def _all_arrays(values: Any) -> bool:
     return all(isinstance(x, _ARRAYS) for x in jax.tree.leaves(values))
 
 
-def _concrete(values: Any) -> bool:
+def concrete_arrays(values: Any) -> bool:
     """Whether ``update`` was called eagerly on arrays. Its leaves' rules then run as one
     compiled program, made once per transform and tree signature, as under ``jax.jit``:
     one number in both modes (XLA fuses a multiply-add into an FMA only inside a compiled
@@ -290,7 +290,7 @@ def leafwise(
         if scalars:  # eagerly their values are read here (a schedule's checked each step)
             kw, new_scalars = scalars.step({f: getattr(opt_state, f) for f in scalar_fields}, **kw)
         args = (updates, state_trees, params, kw)
-        new_updates, columns = (compiled if _concrete(args) else run_leaves)(*args)
+        new_updates, columns = (compiled if concrete_arrays(args) else run_leaves)(*args)
         return new_updates, assemble(columns, new_scalars)
 
     def run_leaves(updates, state_trees, params, kw):
@@ -319,5 +319,5 @@ def leafwise(
 
         return treedef.unflatten(out_u), _columns(treedef, out_s, len(tree_fields))
 
-    compiled = jax.jit(run_leaves)  # the eager update: see _concrete
+    compiled = jax.jit(run_leaves)  # the eager update: see concrete_arrays
     return GradientTransformation(init, update)

@@ -324,3 +324,31 @@ def test_a_scheduled_value_is_checked_at_every_eager_step_like_the_hyperparamete
                 tx.update(params, state, params)
             return
         _, state = tx.update(params, state, params)
+
+
+def test_eager_updates_build_the_inner_transform_into_one_program():
+    """Called eagerly, ``update`` runs the inner transform as one compiled program that
+    takes the hyperparameters as arguments: traced once over the steps (a transform
+    built afresh at each step would compile anew), and the numbers of ``jax.jit(update)``
+    bit for bit, the values being arguments in both."""
+    traced = []
+
+    def factory(learning_rate, momentum):
+        if isinstance(learning_rate, jax.core.Tracer):
+            traced.append(learning_rate)
+        return gradtx.rmsprop(learning_rate, momentum=momentum, centered=True)
+
+    schedule = gradtx.linear_schedule(0.1, 0.01, 10)
+    tx = gradtx.inject_hyperparams(factory)(learning_rate=schedule, momentum=0.9)
+    params = {"w": jnp.linspace(-1.0, 1.0, 6, dtype=jnp.float32), "b": jnp.ones((), jnp.float32)}
+    runs = []
+    for update in (tx.update, jax.jit(tx.update)):
+        state, out = tx.init(params), []
+        for t in range(5):
+            grads = jax.tree.map(lambda p, t=t: jnp.sin(3.0 * p + t), params)
+            u, state = update(grads, state, params)
+            out.append((u, state))
+        runs.append(out)
+        if update is tx.update:
+            assert len(traced) == 1, f"the eager steps traced the inner update {len(traced)}x"
+    chex.assert_trees_all_equal(*runs)
