@@ -6,8 +6,10 @@ stored; ``_state``: the state types and accessors; here: the store's choice and 
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -65,6 +67,14 @@ def _check_step_dtype(dtype: Any, hp: Hyper, packed: bool) -> None:
             f"decay to 0 and freeze their weights (must be >= {tiny:.3g} for {dtype}, or 0 "
             f"to allow that; {fix})."
         )
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _initial(store: type, step: jax.Array) -> tuple:
+    """The state arrays of Δ_0 = ``step`` and no previous sign: one program per store and
+    leaf signature (eagerly, each op of the packing would compile on its own)."""
+    s = store.like(step)
+    return s.write(step, s.of_int8(jnp.zeros(step.shape, jnp.int8)))
 
 
 def _scalars(needs_loss: bool, held: tuple | None) -> Scalars | None:
@@ -197,9 +207,7 @@ def scale_by_rprop(
         # Δ0 = learning_rate clipped into the bounds (the first update clips it anyway),
         # in the step sizes' dtype even where the bounds are arrays of a wider one
         step = jnp.clip(jnp.full(p.shape, learning_rate, dtype), min_step_size, max_step_size)
-        step = jnp.abs(step).astype(dtype)
-        s = store.like(step)
-        return s.write(step, s.of_int8(jnp.zeros(step.shape, jnp.int8)))
+        return _initial(store, jnp.abs(step).astype(dtype))
 
     def update_leaf(g, *state, held=None, **worse):
         s = store.like(state[0], held)

@@ -6,6 +6,7 @@ it is to be applied with, so a state means the same whichever transform reads it
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple
 
 import jax
@@ -156,12 +157,19 @@ def _read(state: Any, which: int) -> Any:
     store = next(k for k, t in STATE_TYPES.items() if isinstance(block, t))[0]
     held = tuple(getattr(block, f) for f in HELD) if store is Deferred else None
     fields = [f for f in block._fields if f not in (*HELD, "prev_value")]
+    return _read_leaves(store, which, held, *(getattr(block, f) for f in fields))
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _read_leaves(store: type, which: int, held: Any, *fields: Any) -> Any:
+    """One program for the whole tree (eagerly, one program per op and leaf shape would
+    compile: seconds for a model of many shapes)."""
 
     def leaf(*arrays):
         step, sign = (s := store.like(arrays[0], held)).read(*arrays)
         return (step, s.as_int8(sign))[which]
 
-    return jax.tree.map(leaf, *(getattr(block, f) for f in fields))
+    return jax.tree.map(leaf, *fields)
 
 
 def rprop_step_sizes(state: Any) -> Any:
@@ -231,12 +239,25 @@ def with_values(block: Any, step_sizes: Any, prev_signs: Any) -> Any:
         )
         return block._replace(step_sizes=steps, prev_signs=prev_signs)
 
+    def checked(step, code):
+        return _checked(step, step_dtype(code), packed_limit(step_dtype(code)))
+
+    steps = jax.tree.map(checked, step_sizes, block.packed)
+    return block._replace(
+        **_packed(steps, prev_signs, block.packed, getattr(block, "pending", None))
+    )
+
+
+@jax.jit
+def _packed(steps: Any, signs: Any, codes: Any, pending: Any) -> dict:
+    """The packed fields holding ``steps`` and ``signs``, no decrease pending (one program
+    for the tree, as :func:`_read_leaves`)."""
+
     def pack(step, sign, code):
-        step = _checked(step, step_dtype(code), packed_limit(step_dtype(code)))
         store = Packed.like(code)
         return store.write(step, store.of_int8(jnp.asarray(sign, jnp.int8)))[0]
 
-    new = {"packed": jax.tree.map(pack, step_sizes, prev_signs, block.packed)}
-    if hasattr(block, "pending"):  # no decrease pending: the step sizes are as given
-        new["pending"] = jax.tree.map(jnp.zeros_like, block.pending)
-    return block._replace(**new)
+    new = {"packed": jax.tree.map(pack, steps, signs, codes)}
+    if pending is not None:  # the step sizes are as given
+        new["pending"] = jax.tree.map(jnp.zeros_like, pending)
+    return new
