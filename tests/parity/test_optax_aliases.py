@@ -78,16 +78,17 @@ def test_optax_rprop_lags_one_step(lr):
     all zeros. Its step sizes are ours, and its state's ``prev_updates`` is our update of
     this step. (Shown, not copied: gradtx returns this step's.) The alias-level lag:
     :func:`test_optax_rprop_alias_lags_one_step`."""
-    grads = [jax.tree.map(lambda x: x.astype(jnp.float64), g) for g in GRADS]
+    grads = [_float64(g) for g in GRADS]
     ours, theirs = gradtx.scale_by_rprop(lr), optax.scale_by_rprop(lr)
-    p = jax.tree.map(lambda x: x.astype(jnp.float64), PARAMS)
+    p = _float64(PARAMS)
     s_o, s_t = ours.init(p), theirs.init(p)
-    prev_ours = jax.tree.map(jnp.zeros_like, p)
+    prev_ours = jax.tree.map(np.zeros_like, _numpy(p))
     for t, g in enumerate(grads):
-        flip = jax.tree.map(lambda g, s: jnp.sign(g) * s < 0, g, gradtx.rprop_prev_signs(s_o))
+        flip = _flips(g, gradtx.rprop_prev_signs(s_o))
         u_o, s_o = ours.update(g, s_o, p)
         u_t, s_t = theirs.update(g, s_t, p)
-        expected = jax.tree.map(lambda f, u: jnp.where(f, 0.0, u), flip, prev_ours)
+        u_o = _numpy(u_o)
+        expected = jax.tree.map(lambda f, u: np.where(f, 0.0, u), flip, prev_ours)
         chex.assert_trees_all_equal(u_t, expected)
         chex.assert_trees_all_equal(s_t.step_sizes, gradtx.rprop_step_sizes(s_o))
         # optax holds this step's update (ours) in its state, to return it next step
@@ -97,6 +98,22 @@ def test_optax_rprop_lags_one_step(lr):
             assert any(np.asarray(x).any() for x in jax.tree.leaves(u_o))
         prev_ours = u_o
     h.record("optax.scale_by_rprop (lag shown)", f"lr={lr}", "float64", 0.0)
+
+
+def _numpy(tree):
+    return jax.tree.map(np.asarray, tree)
+
+
+def _float64(tree):
+    """``tree`` cast to float64 in NumPy (the same values as JAX's cast), placed on the
+    device: no compiled conversion per leaf's shape."""
+    return jax.tree.map(lambda x: jax.device_put(np.asarray(x).astype(np.float64)), tree)
+
+
+def _flips(g, prev_signs):
+    """Where the gradient's sign flips against the previous step's (``sign(g) * s < 0``),
+    in NumPy: exact either way."""
+    return jax.tree.map(lambda g, s: np.sign(np.asarray(g)) * np.asarray(s) < 0, g, prev_signs)
 
 
 def test_optax_rprop_does_not_clip_first_step():
@@ -134,18 +151,18 @@ def test_complex_convention_differs_from_optax():
 def test_optax_rprop_alias_lags_one_step():
     """The same lag in the aliases: optax.rprop(lr) moves at step t by what gradtx.rprop
     (= torch.optim.Rprop) moved at step t-1, nothing where the sign flips at t."""
-    p = jax.tree.map(lambda x: x.astype(jnp.float64), PARAMS)
+    p = _float64(PARAMS)
     ours, theirs = gradtx.rprop(0.05), optax.rprop(0.05)
     s_o, s_t = ours.init(p), theirs.init(p)
-    prev = jax.tree.map(jnp.zeros_like, p)
+    prev = jax.tree.map(np.zeros_like, _numpy(p))
     for g in GRADS:
-        g = jax.tree.map(lambda x: x.astype(jnp.float64), g)
-        flip = jax.tree.map(lambda g, s: jnp.sign(g) * s < 0, g, gradtx.rprop_prev_signs(s_o[0]))
+        g = _float64(g)
+        flip = _flips(g, gradtx.rprop_prev_signs(s_o[0]))
         u_o, s_o = ours.update(g, s_o, p)
         u_t, s_t = theirs.update(g, s_t, p)
-        expected = jax.tree.map(lambda f, u: jnp.where(f, 0.0, u), flip, prev)
+        expected = jax.tree.map(lambda f, u: np.where(f, 0.0, u), flip, prev)
         chex.assert_trees_all_equal(u_t, expected)
-        prev = u_o
+        prev = _numpy(u_o)
 
 
 def test_rmsprop_alias_is_torchs_not_optaxs():
