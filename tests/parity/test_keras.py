@@ -46,15 +46,25 @@ def keras():
     return keras
 
 
-def run_keras(keras, kwargs, prob, steps):
-    variables = [keras.Variable(np.array(x), dtype=x.dtype.name) for x in prob.leaves["theta"]]
+def run_keras(keras, kwargs, probs, steps):
+    """Keras's runs on each of ``probs`` (the same problem, plain or nudged), side by
+    side: each variable holds every run's copy of its leaf, stacked along a leading axis
+    (RMSprop's update is elementwise, one eager op at a time: each row gets its own run's
+    numbers, bit for bit, with a third of the dispatches). Per run, the list over steps
+    of leaf lists."""
+    theta = zip(*(p.leaves["theta"] for p in probs))
+    variables = [keras.Variable(np.stack(x), dtype=x[0].dtype.name) for x in theta]
     opt = keras.optimizers.RMSprop(learning_rate=0.01, **kwargs)
     out = []
     for t in range(steps):
-        grads = [prob.grad(i, np.asarray(v.value), t) for i, v in enumerate(variables)]
+        values = [np.asarray(v.value) for v in variables]
+        grads = [
+            np.stack([p.grad(i, v[k, ...], t) for k, p in enumerate(probs)])
+            for i, v in enumerate(values)
+        ]
         opt.apply_gradients(zip(grads, variables))
         out.append([np.asarray(v.value) for v in variables])
-    return out
+    return [[[x[k, ...] for x in leaves] for leaves in out] for k in range(len(probs))]
 
 
 @pytest.mark.parametrize(
@@ -62,8 +72,8 @@ def run_keras(keras, kwargs, prob, steps):
 )
 def test_keras_rmsprop(keras, kwargs):
     prob = r.small_problem(STEPS)
-    theirs = run_keras(keras, kwargs, prob, STEPS)
-    nudged = [run_keras(keras, kwargs, prob.nudged(n), STEPS) for n in h.NUDGES]
+    probs = [prob] + [prob.nudged(n) for n in h.NUDGES]
+    theirs, *nudged = run_keras(keras, kwargs, probs, STEPS)
     lr = float(np.float32(0.01))  # Keras holds the learning rate in a float32 variable
     ours = r.run_gradtx_eager(keras_rmsprop(lr, **kwargs), prob, STEPS)
     ref = "keras.optimizers.RMSprop"
