@@ -115,8 +115,7 @@ def test_keras_centered_case_catches_eps_outside_the_root():
 
     kw = {"rho": 0.5, "epsilon": 1e-2, "centered": True}
     prob = r.small_problem(STEPS)
-    theirs = run_keras(keras, kw, prob, STEPS)
-    nudged = [run_keras(keras, kw, prob.nudged(n), STEPS) for n in h.NUDGES]
+    theirs, *nudged = run_keras(keras, kw, [prob, *(prob.nudged(n) for n in h.NUDGES)], STEPS)
     lr = float(np.float32(0.01))
     outside = gradtx.chain(
         gradtx.scale_by_stddev(decay=0.5, eps=1e-2, eps_in_sqrt=False),
