@@ -4,6 +4,7 @@ jit/vmap, tree errors, and structural compatibility with optax."""
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import NamedTuple
 
@@ -52,20 +53,29 @@ def all_transforms():
 TRANSFORMS = all_transforms()
 
 
+def _device(x, dtype):
+    """A NumPy array handed over as a jax array of ``dtype``: the test's own data, made
+    without compiling a conversion per dtype and shape (jnp.asarray(x, dtype) does)."""
+    return jax.device_put(np.asarray(x, jnp.dtype(dtype)))
+
+
 def nested_params(dtype=jnp.float32):
     return {
-        "dense": [{"w": jnp.arange(6, dtype=dtype).reshape(2, 3) / 7, "b": jnp.ones(3, dtype)}],
-        "pair": Pair(jnp.asarray(0.5, dtype), jnp.zeros((0, 2), dtype)),
+        "dense": [
+            {"w": _device(np.arange(6).reshape(2, 3) / 7, dtype), "b": _device(np.ones(3), dtype)}
+        ],
+        "pair": Pair(_device(0.5, dtype), _device(np.zeros((0, 2)), dtype)),
         "frozen": None,
-        "tup": (jnp.linspace(-1, 1, 4, dtype=dtype),),
+        "tup": (_device(np.linspace(-1, 1, 4), dtype),),
     }
 
 
 def grads_like(params, seed=0):
+    """Standard normal gradients (float32 draws in the params' dtypes), made in NumPy."""
     leaves, treedef = jax.tree.flatten(params)
-    keys = jax.random.split(jax.random.PRNGKey(seed), max(len(leaves), 1))
+    rng = np.random.default_rng(seed)
     return treedef.unflatten(
-        [jax.random.normal(k, x.shape, jnp.float32).astype(x.dtype) for k, x in zip(keys, leaves)]
+        [_device(rng.standard_normal(x.shape).astype(np.float32), x.dtype) for x in leaves]
     )
 
 
@@ -76,6 +86,19 @@ def run(tx, params, steps=3, jit=True, update=None):
         updates, state = update(grads_like(params, i), state, params)
         params = gradtx.apply_updates(params, updates)
     return params, state
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _init_and_steps(tx, params, grads):
+    """init, then one update and apply_updates per gradient in ``grads``: one compiled
+    program per transform and tree signature (no per-operation programs of eager
+    init/apply_updates). Returns the last updates, the new params and the state."""
+    state = tx.init(params)
+    updates = None
+    for g in grads:
+        updates, state = tx.update(g, state, params)
+        params = gradtx.apply_updates(params, updates)
+    return updates, params, state
 
 
 def test_protocol_is_optax_shaped():
@@ -89,7 +112,7 @@ def test_protocol_is_optax_shaped():
 def test_nested_pytree_with_none_scalar_and_zero_size(name):
     tx = TRANSFORMS[name]
     params = nested_params()
-    new_params, _state = run(tx, params)
+    _, new_params, _state = _init_and_steps(tx, params, [grads_like(params, i) for i in range(3)])
     assert jax.tree.structure(new_params) == jax.tree.structure(params)
     assert new_params["frozen"] is None
     for p, q in zip(jax.tree.leaves(params), jax.tree.leaves(new_params)):
@@ -100,7 +123,7 @@ def test_nested_pytree_with_none_scalar_and_zero_size(name):
 @pytest.mark.parametrize("name", TRANSFORMS)
 def test_state_fields_mirror_params(name):
     params = nested_params()
-    state = TRANSFORMS[name].init(params)
+    state = jax.eval_shape(TRANSFORMS[name].init, params)  # shapes: nothing to compile
     per_leaf = [
         field
         for s in (state if isinstance(state, tuple) and not hasattr(state, "_fields") else (state,))
@@ -116,10 +139,17 @@ def test_state_fields_mirror_params(name):
 @pytest.mark.parametrize("name", TRANSFORMS)
 def test_empty_tree(name):
     tx = TRANSFORMS[name]
-    for empty in ({}, [], ()):
-        state = tx.init(empty)
-        updates, _ = jax.jit(tx.update)(empty, state, empty)
+    empties = ({}, [], ())
+    states = [tx.init(empty) for empty in empties]
+    # the three empty trees' updates in one compiled program (three tiny ones before)
+    all_updates = _empty_updates(tx, states)
+    for empty, updates in zip(empties, all_updates):
         assert jax.tree.structure(updates) == jax.tree.structure(empty)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _empty_updates(tx, states):
+    return [tx.update(e, s, e)[0] for e, s in zip(({}, [], ()), states)]
 
 
 class TestJitAndEagerAgree(chex.TestCase):
@@ -142,8 +172,10 @@ class TestJitAndEagerAgree(chex.TestCase):
 def test_vmap_over_independent_problems(name):
     """A batch of 4 independent problems under vmap equals 4 separate runs."""
     tx = TRANSFORMS[name]
-    batch = {"w": jnp.arange(12.0).reshape(4, 3) / 5 - 1, "b": jnp.linspace(-1, 1, 4)}
-    grads = {"w": jnp.cos(jnp.arange(12.0)).reshape(4, 3), "b": jnp.sin(jnp.arange(4.0))}
+    # float32 data made in NumPy; each problem's row sliced in NumPy (no program per row)
+    batch = {"w": np.arange(12.0).reshape(4, 3) / 5 - 1, "b": np.linspace(-1, 1, 4)}
+    grads = {"w": np.cos(np.arange(12.0)).reshape(4, 3), "b": np.sin(np.arange(4.0))}
+    batch, grads = jax.tree.map(lambda x: x.astype(np.float32), (batch, grads))
 
     def two_steps(p, g):
         s = tx.init(p)
@@ -152,9 +184,9 @@ def test_vmap_over_independent_problems(name):
         u, s = tx.update(jax.tree.map(lambda x: -0.5 * x, g), s, p)
         return gradtx.apply_updates(p, u)
 
-    batched = jax.jit(jax.vmap(two_steps))(batch, grads)
+    batched = jax.tree.map(np.asarray, jax.jit(jax.vmap(two_steps))(batch, grads))
     for i in range(4):
-        row = lambda tree, i=i: jax.tree.map(lambda x: x[i], tree)  # noqa: E731
+        row = lambda tree, i=i: jax.tree.map(lambda x: jax.device_put(x[i]), tree)  # noqa: E731
         single = two_steps(row(batch), row(grads))
         chex.assert_trees_all_close(row(batched), single, rtol=1e-6, atol=1e-7)
 
@@ -188,13 +220,12 @@ def test_dtypes_are_kept(name):
     """Every float dtype, one subtree each, in one tree: one compiled update checks them
     all (each leaf's dtype is its own; a failure names the dtype and the leaf)."""
     params = {
-        d: {"a": jnp.linspace(-1, 1, 5, dtype=dtype), "b": jnp.ones((2, 2), dtype)}
+        d: {"a": _device(np.linspace(-1, 1, 5), dtype), "b": _device(np.ones((2, 2)), dtype)}
         for d, dtype in FLOATS.items()
     }
     tx = TRANSFORMS[name]
-    state = tx.init(params)
-    updates, state = jax.jit(tx.update)(grads_like(params), state, params)
-    new = gradtx.apply_updates(params, updates)
+    # init, update and apply_updates in one compiled program per transform
+    updates, new, _ = _init_and_steps(tx, params, [grads_like(params)])
     for d, dtype in FLOATS.items():
         for leaf in ("a", "b"):
             u, p = updates[d][leaf], new[d][leaf]
@@ -206,18 +237,21 @@ def test_complex_is_two_reals(name):
     """A complex leaf evolves exactly as the pair of real leaves (re, im) would: both
     complex dtypes, one subtree each, in one tree (one compiled update per tree)."""
     tx = TRANSFORMS[name]
-    z = jnp.linspace(-1, 1, 4) + 1j * jnp.linspace(2, -2, 4)
-    gz = [jnp.cos(k + jnp.arange(4.0)) + 1j * jnp.sin(2 * k - jnp.arange(4.0)) for k in range(3)]
+    # the data made in NumPy (no program per dtype for the test's own arrays)
+    z = np.linspace(-1, 1, 4) + 1j * np.linspace(2, -2, 4)
+    gz = [np.cos(k + np.arange(4.0)) + 1j * np.sin(2 * k - np.arange(4.0)) for k in range(3)]
 
     def as_pairs(tree):  # each complex leaf as the dict of its real and imaginary parts
-        return jax.tree.map(lambda x: {"re": x.real, "im": x.imag}, tree)
+        return jax.tree.map(
+            lambda x: {"re": jax.device_put(x.real), "im": jax.device_put(x.imag)}, tree
+        )
 
-    pc = {d: z.astype(dtype) for d, dtype in COMPLEX.items()}
-    pr = as_pairs(pc)
+    zc = {d: z.astype(dtype) for d, dtype in COMPLEX.items()}
+    pc, pr = jax.device_put(zc), as_pairs(zc)
     state_c, state_r = tx.init(pc), tx.init(pr)
     for g in gz:
         gc = {d: g.astype(dtype) for d, dtype in COMPLEX.items()}
-        uc, state_c = tx.update(gc, state_c, pc)
+        uc, state_c = tx.update(jax.device_put(gc), state_c, pc)
         ur, state_r = tx.update(as_pairs(gc), state_r, pr)
         pc, pr = gradtx.apply_updates(pc, uc), gradtx.apply_updates(pr, ur)
         for d, dtype in COMPLEX.items():

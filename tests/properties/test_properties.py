@@ -6,6 +6,8 @@ dtypes must come back unchanged."""
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -59,8 +61,17 @@ def unraveler(tree):
     )
 
 
-def run_tree(tx, params, grad_fn, steps):
-    state = tx.init(params)
+@functools.partial(jax.jit, static_argnums=0)
+def jit_init(tx, params):
+    """``tx.init`` as one compiled program (eager, it compiles a program per operation
+    and new leaf shape); the state's values are the same."""
+    return tx.init(params)
+
+
+def run_tree(tx, params, grad_fn, steps, init=None):
+    """``init``: ``jit_init`` where an eager init compiles more programs than one per
+    example (rprop's); the state's values are the same either way."""
+    state = tx.init(params) if init is None else init(tx, params)
     out = []
     for t in range(steps):
         updates, state = tx.update(grad_fn(params, t), state, params)
@@ -108,7 +119,7 @@ def test_rprop_on_any_tree_equals_reference(spec, seed, lr, eta_minus, eta_plus,
     params = build(spec, np.random.default_rng(seed), np.float64)
     grad = grad_fn_for(seed)
     tx = gradtx.rprop(lr, (eta_minus, eta_plus), (lo, hi), maximize=maximize)
-    final, ours = run_tree(tx, params, grad, 8)
+    final, ours = run_tree(tx, params, grad, 8, init=jit_init)
     assert jax.tree.structure(final) == jax.tree.structure(params)
     theirs = reference.rprop(
         ravel(params),
@@ -180,16 +191,35 @@ def test_structure_shapes_and_dtypes_survive(spec, seed, dtype, which):
         "rmsprop": gradtx.rmsprop(),
         "rmsprop_full": gradtx.rmsprop(weight_decay=0.1, momentum=0.9, centered=True),
     }[which]
-    state = tx.init(params)
     grads = jax.tree.map(
         lambda x: jnp.asarray(np.asarray(np.cos(np.asarray(x)) + 1, x.dtype)), params
     )
-    updates, state = jax.jit(tx.update)(grads, state, params)
-    new = gradtx.apply_updates(params, updates)
+    updates, new = _init_update_apply(tx, grads, params)
     assert jax.tree.structure(new) == jax.tree.structure(params)
     for p, u, q in zip(jax.tree.leaves(params), jax.tree.leaves(updates), jax.tree.leaves(new)):
         assert p.shape == u.shape == q.shape
         assert p.dtype == u.dtype == q.dtype
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _init_update_apply(tx, grads, params):
+    """init, one update and apply_updates: one compiled program per example."""
+    updates, _ = tx.update(grads, tx.init(params), params)
+    return updates, gradtx.apply_updates(params, updates)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _both_layouts_step(deferred, eager, g, s_d, s_e, params, e):
+    """One step of both layouts, with what the test reads of each (the updates, the
+    step sizes, the signs) and the params moved by the deferred one's updates: one
+    compiled program per example instead of a program per operation and leaf shape."""
+    u_d, s_d = deferred.update(g, s_d, params, value=e)
+    u_e, s_e = eager.update(g, s_e, params, value=e)
+    reads = [
+        (u, gradtx.rprop_step_sizes(s), gradtx.rprop_prev_signs(s))
+        for u, s in ((u_d, s_d), (u_e, s_e))
+    ]
+    return reads, s_d, s_e, gradtx.apply_updates(params, u_d)
 
 
 @SETTINGS
@@ -215,19 +245,16 @@ def test_plus_variants_deferred_decrease_equals_the_eager_rule(
     eager = gradtx.scale_by_rprop(
         **hyper, min_step_size=jnp.float32(lo), max_step_size=jnp.float32(hi)
     )
-    s_d, s_e = deferred.init(params), eager.init(params)
+    s_d, s_e = jit_init(deferred, params), jit_init(eager, params)
     assert type(s_d).__name__.endswith("PackedState")
     assert not type(s_e).__name__.endswith("PackedState")
     for t in range(8):
-        g, e = grad(params, t), jnp.float32((t * 7) % 3)  # the loss rises and falls
-        u_d, s_d = deferred.update(g, s_d, params, value=e)
-        u_e, s_e = eager.update(g, s_e, params, value=e)
-        for read in (
-            lambda u, s: u,
-            lambda u, s: gradtx.rprop_step_sizes(s),
-            lambda u, s: gradtx.rprop_prev_signs(s),
-        ):
-            for a, b in zip(jax.tree.leaves(read(u_d, s_d)), jax.tree.leaves(read(u_e, s_e))):
+        # the loss rises and falls; its value handed over from NumPy
+        g, e = grad(params, t), jax.device_put(np.float32((t * 7) % 3))
+        (reads_d, reads_e), s_d, s_e, params = _both_layouts_step(
+            deferred, eager, g, s_d, s_e, params, e
+        )
+        for read_d, read_e in zip(reads_d, reads_e):  # updates, step sizes, signs
+            for a, b in zip(jax.tree.leaves(read_d), jax.tree.leaves(read_e)):
                 assert a.dtype == b.dtype
                 np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-        params = gradtx.apply_updates(params, u_d)
