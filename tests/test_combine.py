@@ -188,8 +188,10 @@ def test_under_jit_vmap_and_with_none_leaves():
     eager, _ = tx.update(g, tx.init(p), p)
     jitted, _ = jax.jit(tx.update)(g, tx.init(p), p)
     chex.assert_trees_all_close(eager, jitted, rtol=1e-15, atol=0)
-    batched = jax.vmap(lambda g: tx.update(g, tx.init(p), p)[0])(
-        jax.tree.map(lambda x: jnp.stack([x, 2 * x]), g)
+    # vmap inside one compiled program (op by op, vmap compiles a program per operation);
+    # the batch stacked in NumPy
+    batched = jax.jit(jax.vmap(lambda g: tx.update(g, tx.init(p), p)[0]))(
+        jax.tree.map(lambda x: np.stack([x, 2 * x]), grad_fn(params0()))
     )
     np.testing.assert_allclose(batched["w"][0], eager["w"], rtol=1e-15)
     tree = {"w": p["w"], "b": None}
@@ -255,7 +257,8 @@ def labelled_trees(draw):
     def leaf():
         nonlocal n
         n += 1
-        return jnp.full((n % 3 + 1,), float(n), jnp.float32)
+        # made in NumPy and handed over: no program per leaf shape for the test's data
+        return jax.device_put(np.full((n % 3 + 1,), float(n), np.float32))
 
     def label(missing_ok):
         k = draw(st.sampled_from(keys))
@@ -284,12 +287,12 @@ def labelled_trees(draw):
 
 
 def _reference(keys, params, labels):
-    """Each leaf's update by hand: its label's factor (``transforms[label]`` is
+    """Each leaf's update by hand, in NumPy: its label's factor (``transforms[label]`` is
     ``scale(factor)``) times the gradient; raises KeyError for a label with no transform."""
     factors = {k: float(i + 2) for i, k in enumerate(keys)}
     is_label = lambda x: not isinstance(x, list | dict)  # noqa: E731 - the labels' leaves
     return jax.tree.map(
-        lambda lab, sub: jax.tree.map(lambda g: factors[lab] * g, sub),
+        lambda lab, sub: jax.tree.map(lambda g: factors[lab] * np.asarray(g), sub),
         labels,
         params,
         is_leaf=is_label,

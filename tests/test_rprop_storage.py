@@ -8,6 +8,8 @@ private helper (``gradtx._rprop._storage``), tested directly here on its boundar
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -24,10 +26,12 @@ STEP_DTYPES = [jnp.float16, jnp.bfloat16, jnp.float32]
 @pytest.mark.parametrize("dtype", STEP_DTYPES)
 def test_encoding_round_trips_up_to_the_limit(dtype):
     limit = _storage.packed_limit(dtype)
-    steps = jnp.asarray([0.0, 1e-30, 1e-6, 0.01, 1.0, 50.0, limit], jnp.float32).astype(dtype)
+    # the test's arrays made in NumPy and handed over (no conversion program per dtype)
+    steps = np.asarray([0.0, 1e-30, 1e-6, 0.01, 1.0, 50.0, limit], np.float32)
+    steps = jax.device_put(steps.astype(jnp.dtype(dtype)))
     store = _storage.Packed.like(steps)
     for s in (-1, 0, 1):
-        signs = jnp.full(steps.shape, s, jnp.int8)
+        signs = jax.device_put(np.full(steps.shape, s, np.int8))
         (code,) = store.write(steps, store.of_int8(signs))
         step, sign = store.read(code)
         sign = store.as_int8(sign)
@@ -57,9 +61,9 @@ def test_both_stores_read_a_gradients_sign_as_numpy_with_nan_as_zero(g_dtype, st
     """sign(g) from g's bits, where XLA's flush-to-zero would read a subnormal as 0: the
     packed offsets and the plain int8 against NumPy's sign (NaN: 0, as torch's ``sign``
     product with a NaN never counts as agreement or flip)."""
-    g = jnp.asarray(np.asarray(SPECIAL, np.float64)).astype(g_dtype)
+    g = jax.device_put(np.asarray(SPECIAL, np.float64).astype(jnp.dtype(g_dtype)))
     expected = np.nan_to_num(np.sign(np.asarray(g, np.float64)), nan=0.0).astype(np.int8)
-    steps = jnp.full(g.shape, 0.01, step_dtype)
+    steps = jax.device_put(np.full(g.shape, 0.01, jnp.dtype(step_dtype)))
     for store in (_storage.Packed.like(steps), _storage.Plain.like(steps)):
         np.testing.assert_array_equal(np.asarray(store.as_int8(store.sign(g))), expected)
 
@@ -71,27 +75,37 @@ def test_the_next_float_above_the_limit_does_not_pack():
     assert not _storage.fits(float(np.nextafter(limit, np.float32(np.inf))), jnp.float32)
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _step(tx, g, state, params, e):
+    """One update with what the tests read of it (the updates, step sizes and signs) and
+    the moved params: one compiled program (eagerly, apply_updates and the accessors
+    compile a program per operation)."""
+    u, state = tx.update(g, state, params, value=e)
+    reads = (u, gradtx.rprop_step_sizes(state), gradtx.rprop_prev_signs(state))
+    return reads, state, gradtx.apply_updates(params, u)
+
+
 def _run(tx, params, grads):
     state = tx.init(params)
-    step = jax.jit(lambda g, s, p, e: tx.update(g, s, p, value=e))
     out = []
     for t, g in enumerate(grads):
-        u, state = step(g, state, params, jnp.float32(10.0 - t % 3))
-        params = gradtx.apply_updates(params, u)
-        out.append((u, gradtx.rprop_step_sizes(state), gradtx.rprop_prev_signs(state)))
+        reads, state, params = _step(tx, g, state, params, np.float32(10.0 - t % 3))
+        out.append(reads)
     return out, state
 
 
 def _problem(dtype=jnp.float32, steps=12):
+    """Made in NumPy and handed over: no conversion program per dtype and shape."""
     rng = np.random.default_rng(0)
-    params = {"w": jnp.asarray(rng.standard_normal((5, 4)), dtype), "b": jnp.zeros(3, dtype)}
+    dtype = jnp.dtype(dtype)
+    params = {"w": rng.standard_normal((5, 4)).astype(dtype), "b": np.zeros(3, dtype)}
     grads = [
-        jax.tree.map(lambda p: jnp.asarray(rng.standard_normal(p.shape), p.dtype), params)
+        jax.tree.map(lambda p: rng.standard_normal(p.shape).astype(p.dtype), params)
         for _ in range(steps)
     ]
     for g in grads[::4]:  # zero gradients too: sign 0
-        g["b"] = jnp.zeros_like(g["b"])
-    return params, grads
+        g["b"] = np.zeros_like(g["b"])
+    return jax.device_put((params, grads))
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
