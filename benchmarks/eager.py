@@ -24,9 +24,11 @@ TRANSFORMS = {
     ),
     "rprop()": lambda: gradtx.rprop(1e-3),
     "scale_by_rms()": lambda: gradtx.scale_by_rms(),
-    "inject_hyperparams(rmsprop)(learning_rate=a schedule)": lambda: gradtx.inject_hyperparams(
-        gradtx.rmsprop
-    )(learning_rate=gradtx.linear_schedule(1e-3, 1e-4, 100), momentum=0.9),
+    "inject_hyperparams(rmsprop)(learning_rate=a schedule, momentum=0.9, centered=True)": lambda: (
+        gradtx.inject_hyperparams(gradtx.rmsprop)(
+            learning_rate=gradtx.linear_schedule(1e-3, 1e-4, 100), momentum=0.9, centered=True
+        )
+    ),
 }
 
 
