@@ -6,10 +6,8 @@ stored; ``_state``: the state types and accessors; here: the store's choice and 
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -17,7 +15,7 @@ from gradtx import _validation as check
 from gradtx._base import GradientTransformation
 from gradtx._leafwise import Scalars, leafwise
 from gradtx._rprop._rules import RPROP_VARIANTS, VARIANTS, Hyper, RpropVariant
-from gradtx._rprop._state import HELD, STATE_TYPES, value_dtype
+from gradtx._rprop._state import HELD, STATE_TYPES, stored, value_dtype
 from gradtx._rprop._storage import Deferred, Packed, Plain, fits, is_packable, packed_limit
 from gradtx._trees import StateMismatchError, check_state
 
@@ -67,14 +65,6 @@ def _check_step_dtype(dtype: Any, hp: Hyper, packed: bool) -> None:
             f"decay to 0 and freeze their weights (must be >= {tiny:.3g} for {dtype}, or 0 "
             f"to allow that; {fix})."
         )
-
-
-@functools.partial(jax.jit, static_argnums=0)
-def _initial(store: type, step: jax.Array) -> tuple:
-    """The state arrays of Δ_0 = ``step`` and no previous sign: one program per store and
-    leaf signature (eagerly, each op of the packing would compile on its own)."""
-    s = store.like(step)
-    return s.write(step, s.of_int8(jnp.zeros(step.shape, jnp.int8)))
 
 
 def _scalars(needs_loss: bool, held: tuple | None) -> Scalars | None:
@@ -207,7 +197,7 @@ def scale_by_rprop(
         # Δ0 = learning_rate clipped into the bounds (the first update clips it anyway),
         # in the step sizes' dtype even where the bounds are arrays of a wider one
         step = jnp.clip(jnp.full(p.shape, learning_rate, dtype), min_step_size, max_step_size)
-        return _initial(store, jnp.abs(step).astype(dtype))
+        return stored(store, jnp.abs(step).astype(dtype), jnp.zeros(p.shape, jnp.int8))
 
     def update_leaf(g, *state, held=None, **worse):
         s = store.like(state[0], held)

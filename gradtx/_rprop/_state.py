@@ -239,25 +239,22 @@ def with_values(block: Any, step_sizes: Any, prev_signs: Any) -> Any:
         )
         return block._replace(step_sizes=steps, prev_signs=prev_signs)
 
-    def checked(step, code):
-        return _checked(step, step_dtype(code), packed_limit(step_dtype(code)))
-
-    steps = jax.tree.map(checked, step_sizes, block.packed)
-    return block._replace(
-        **_packed(steps, prev_signs, block.packed, getattr(block, "pending", None))
-    )
-
-
-@jax.jit
-def _packed(steps: Any, signs: Any, codes: Any, pending: Any) -> dict:
-    """The packed fields holding ``steps`` and ``signs``, no decrease pending (one program
-    for the tree, as :func:`_read_leaves`)."""
+    store = Deferred if hasattr(block, "pending") else Packed
 
     def pack(step, sign, code):
-        store = Packed.like(code)
-        return store.write(step, store.of_int8(jnp.asarray(sign, jnp.int8)))[0]
+        return stored(store, _checked(step, step_dtype(code), packed_limit(step_dtype(code))), sign)
 
-    new = {"packed": jax.tree.map(pack, steps, signs, codes)}
-    if pending is not None:  # the step sizes are as given
-        new["pending"] = jax.tree.map(jnp.zeros_like, pending)
-    return new
+    fields = ("packed", "pending") if store is Deferred else ("packed",)
+    tree = jax.tree.structure(block.packed)
+    written = tree.flatten_up_to(jax.tree.map(pack, step_sizes, prev_signs, block.packed))
+    columns = [tree.unflatten([w[i] for w in written]) for i in range(len(fields))]
+    return block._replace(**dict(zip(fields, columns)))
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def stored(store: type, step: jax.Array, sign: Any) -> tuple:
+    """The state arrays of one leaf holding Δ = ``step`` and the signs ``sign`` (-1, 0,
+    +1; a :class:`Deferred` store with no decrease pending), in ``store``'s form: one
+    program per store and leaf signature (eagerly, each op would compile on its own)."""
+    s = store.like(step)
+    return s.write(step, s.of_int8(jnp.asarray(sign, jnp.int8)))
