@@ -19,6 +19,15 @@ from hypothesis import settings
 
 jax.config.update("jax_enable_x64", True)
 
+# Most of the suite's time is XLA:CPU compiling small programs; its older loop emitters
+# compile them in about half the time of the default fusion emitters. Set before any
+# backend starts (and inherited by the tests' child processes), unless XLA_FLAGS already
+# chooses: CI runs the parity tests again with the default emitters (.ci/run).
+if "xla_cpu_use_fusion_emitters" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (
+        os.environ.get("XLA_FLAGS", "") + " --xla_cpu_use_fusion_emitters=false"
+    ).strip()
+
 # CI draws the same hypothesis examples on every run, so a fresh clone cannot fail by the
 # luck of the draw; a developer's run draws new ones (as the run that found rmsprop's
 # scheduled weight decay rounding differently under jit did).
