@@ -1,8 +1,5 @@
-r"""Rprop, resilient backpropagation: a per-weight step size adapted by gradient signs.
-
-``_rules``: the rules and the table of variants; ``_storage``: how (Δ, sign g') is
-stored; ``_state``: the state types and accessors; here: the store's choice and checks.
-"""
+r"""Rprop, a per-weight step size adapted by gradient signs: the transform, the store's
+choice and checks (``_rules``: the rules; ``_storage``: (Δ, sign g')'s forms; ``_state``)."""
 
 from __future__ import annotations
 
@@ -27,9 +24,8 @@ def _number(x: Any) -> bool:
 
 
 def _choose(backtracks: bool, hp: Hyper) -> type:
-    """Packed where ``max_step_size`` is a number that packs in float32 and bfloat16
-    (float16 is checked at ``init``); for the "+" variants also η-, Δmin, Δmax, which the
-    state must hold exactly (in :func:`value_dtype`, cast as the rule casts them)."""
+    """Packed if ``max_step_size`` is a number packing in float32 and bfloat16 (float16:
+    at ``init``); Deferred if η-, Δmin, Δmax are also held exactly (:func:`value_dtype`)."""
     high = hp.max_step_size
     if not (_number(high) and all(fits(float(high), d) for d in (jnp.float32, jnp.bfloat16))):
         return Plain
@@ -44,9 +40,7 @@ def _choose(backtracks: bool, hp: Hyper) -> type:
 
 
 def _check_step_dtype(dtype: Any, hp: Hyper, packed: bool) -> None:
-    """At ``init``, once the step sizes' dtype is known: it packs, ``max_step_size`` fits
-    it, and a positive ``min_step_size`` does not round to 0 in it (the step sizes would
-    decay to 0 and freeze their weights)."""
+    """At ``init``: the dtype packs, fits ``max_step_size``, and a positive Δmin stays > 0."""
     if not is_packable(dtype):
         raise TypeError(
             f"Rprop's step sizes must be floats; got {dtype} (params or accumulator_dtype)."
@@ -68,8 +62,8 @@ def _check_step_dtype(dtype: Any, hp: Hyper, packed: bool) -> None:
 
 
 def _scalars(needs_loss: bool, held: tuple | None) -> Scalars | None:
-    """iRprop+'s E_{t-1} (hands every leaf ``worse`` = E_t > E_{t-1}) and the
-    :class:`Deferred` store's η-, Δmin, Δmax (hands the leaves the last step's, keeps its own)."""
+    """iRprop+'s E_{t-1} (leaves get ``worse`` = E_t > E_{t-1}) and Deferred's η-, Δmin,
+    Δmax (leaves get the last step's; it keeps this one's)."""
     fields = (("prev_value",) if needs_loss else ()) + (HELD if held else ())
     now = dict(zip(HELD, held or ()))
 
@@ -125,8 +119,7 @@ def scale_by_rprop(
 
         Δ_t = clip(Δ_{t-1}·(η+ if g_t·g'_{t-1} > 0, η- if < 0, else 1), Δmin, Δmax)
 
-    then ``variant`` picks the move (each rule beside its paper's pseudo-code in
-    ``gradtx/_rprop/_rules.py``; compared on the guide page "Rprop variants"):
+    then ``variant`` picks the move (pseudo-code: ``gradtx/_rprop/_rules.py``):
 
     * ``"irprop-"`` (default; Igel & Hüsken 2000; ``torch.optim.Rprop``, bit for bit):
       where g_t·g'_{t-1} < 0 set g_t = 0; u_t = sign(g_t)·Δ_t; g'_t = g_t.
@@ -134,19 +127,17 @@ def scale_by_rprop(
     * ``"rprop+"`` (Riedmiller & Braun 1993): as ``"rprop-"``, but where g_t·g'_{t-1} < 0
       undo the previous move, u_t = -u_{t-1}, and set g'_t = 0.
     * ``"irprop+"`` (Igel & Hüsken 2000): as ``"rprop+"``, undoing only where the loss
-      rose, E_t > E_{t-1} (else u_t = 0 there); ``update`` needs ``value=loss``.
+      rose, E_t > E_{t-1} (else u_t = 0 there; E_{-1} = +inf, a NaN loss is never worse).
 
     Chain it with ``scale(-1.0)`` to descend (as :func:`gradtx.rprop` does). Same
     arguments and defaults as ``optax.scale_by_rprop``, which (0.2.8) returns each update
     one step late (its first is zero) and leaves Δ_0 unclipped.
 
-    **State**: per weight, Δ and sign g' packed in one unsigned integer (4 bytes per
-    float32 weight; torch and optax keep 8), and for the "+" variants a byte marking a
-    pending decrease (:func:`gradtx.rprop_step_sizes`, :func:`gradtx.rprop_prev_signs`
-    read them). It means the same under any valid hyperparameters; a state of another
-    type is refused. Bounds given as arrays keep Δ and the signs apart
-    (:class:`ScaleByRpropState`). Layout, limits, and where it can differ from torch
-    (products that underflow to 0): the guide page "Rprop variants".
+    **State** (:class:`ScaleByRpropPackedState` and the others): Δ and sign g' packed in
+    4 bytes per float32 weight (5 for the "+" variants; torch and optax keep 8), meaning the
+    same under any hyperparameters (another type is refused); read by
+    :func:`gradtx.rprop_step_sizes`, :func:`gradtx.rprop_prev_signs`. Layout, limits, and
+    where it can differ from torch (products underflowing to 0): the guide page "Rprop variants".
 
     Args:
       learning_rate: Δ_0, the initial step size (``>= 0``), clipped into the bounds.
@@ -154,18 +145,15 @@ def scale_by_rprop(
       eta_plus: η+, the factor while the sign holds (``> 1``).
       min_step_size: Δmin (``>= 0``; not one that rounds to 0 in the step sizes' dtype).
       max_step_size: Δmax (``>= min_step_size``).
-      variant: ``"irprop-"`` (torch's, the default), ``"rprop-"``, ``"rprop+"`` or
-        ``"irprop+"`` (which needs ``update(grads, state, params, value=loss)``, passed
-        on by ``chain``; a NaN loss is never worse, and E_{-1} = +inf).
-      accumulator_dtype: the dtype of the step sizes, ``None`` for the param's; e.g.
-        ``jnp.float32`` for bfloat16 params.
+      variant: one of :data:`RPROP_VARIANTS`, above; ``"irprop+"`` needs
+        ``update(grads, state, params, value=loss)`` (``chain`` passes it on).
+      accumulator_dtype: the step sizes' dtype (``None``: the param's; e.g. ``jnp.float32``).
 
     Returns:
       A :class:`~gradtx.GradientTransformation` whose update is u_t = -Δw_t.
 
     Example:
-      Three steps of iRprop-: the step size grows while a sign holds, shrinks (and the
-      weight waits) where it flips, and stays where the gradient is zero:
+      iRprop-: Δ grows while a sign holds, shrinks (the weight waits) where it flips:
 
       >>> import jax.numpy as jnp, gradtx
       >>> tx = gradtx.scale_by_rprop(learning_rate=0.1)
@@ -194,8 +182,7 @@ def scale_by_rprop(
     def init_leaf(p):
         dtype = jnp.dtype(accumulator_dtype or p.dtype)
         _check_step_dtype(dtype, hp, packed=store is not Plain)
-        # Δ0 = learning_rate clipped into the bounds (the first update clips it anyway),
-        # in the step sizes' dtype even where the bounds are arrays of a wider one
+        # Δ0 clipped (the first update would clip it), in the step sizes' dtype
         step = jnp.clip(jnp.full(p.shape, learning_rate, dtype), min_step_size, max_step_size)
         return stored(store, jnp.abs(step).astype(dtype), jnp.zeros(p.shape, jnp.int8))
 

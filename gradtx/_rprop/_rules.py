@@ -1,20 +1,16 @@
-r"""The four published Rprop rules, per weight, each beside its pseudo-code.
+r"""The four published Rprop rules, per weight, beside their pseudo-code.
 
 Sources: Riedmiller & Braun, "A direct adaptive method for faster backpropagation
 learning: the RPROP algorithm", ICNN 1993 (Rprop+); Igel & Hüsken, "Improving the Rprop
 learning algorithm", NC 2000, and "Empirical evaluation of the improved Rprop learning
 algorithms", Neurocomputing 50, 2003 (Rprop-, iRprop-, iRprop+).
 
-Notation: g the gradient, g' the stored previous gradient (read only through its sign),
-Δ the step size, Δw the last weight change, E the loss. A rule returns the new
-(Δ, sign g') and, for the "+" variants, where it backtracks and by how much; every other
-weight moves by u = sign(g')·Δ = -Δw. The "+" variants undo Δw_{t-1} without storing
-it: they undo only where g' != 0, and every step that leaves g' != 0 moved by exactly
--sign(g')·Δ_{t-1}; so the state means the same under any variant and hyperparameters.
-
-``store`` is the leaf's :class:`gradtx._rprop._storage.Storage`, which holds the signs
-in its own form: the rules hold no bits. A new variant is one rule and one row of
-:data:`VARIANTS`.
+Notation: g the gradient, g' the previous one (only its sign is stored), Δ the step size, Δw
+the last weight change, E the loss. A rule returns the new (Δ, sign g') and, for the "+"
+variants, where it backtracks and by how much; other weights move by u = sign(g')·Δ = -Δw.
+Δw_{t-1} is not stored: undos happen only where g' != 0, and a step leaving g' != 0 moved by
+exactly -sign(g')·Δ_{t-1}, under any variant and hyperparameters. Signs are in ``store``'s
+form (:class:`gradtx._rprop._storage.Storage`). A new variant: a rule, a :data:`VARIANTS` row.
 """
 
 from __future__ import annotations
@@ -36,9 +32,7 @@ class Hyper(NamedTuple):
 
 
 def adapt(step, same, flip, hp: Hyper):
-    """Δ = min(Δ·η+, Δmax) where g·g' > 0; max(Δ·η-, Δmin) where g·g' < 0; Δ otherwise;
-    clipped into [Δmin, Δmax] in every case, as torch does (which only matters on the
-    first step, when ``learning_rate`` lies outside the bounds)."""
+    """Δ·η+ where g·g' > 0, Δ·η- where g·g' < 0, else Δ; clipped into [Δmin, Δmax] as torch."""
     up, down = (jnp.asarray(eta, step.dtype) for eta in (hp.eta_plus, hp.eta_minus))
     step = jnp.where(same, step * up, jnp.where(flip, step * down, step))
     low, high = (jnp.asarray(b).astype(step.dtype) for b in hp[2:])
@@ -69,14 +63,14 @@ def rprop_minus(g, step, prev, hp, store):
 
 
 def rprop_plus(g, step, prev, hp, store, worse=True):
-    """Rprop+ (Riedmiller & Braun 1993); iRprop+ where ``worse`` is E_t > E_{t-1}::
+    """Rprop+ (Riedmiller & Braun 1993); iRprop+ (Igel & Hüsken 2000) with ``worse`` =
+    E_t > E_{t-1}, the loss rose (E_{-1} = +inf; a NaN loss is never worse)::
 
         if g·g' > 0:   Δ = min(Δ·η+, Δmax);  Δw = -sign(g)·Δ;  w = w + Δw;  g' = g
         elif g·g' < 0: Δ = max(Δ·η-, Δmin);  if worse: w = w - Δw;  g' = 0
         else:          Δw = -sign(g)·Δ;  w = w + Δw;  g' = g
 
-    Where g·g' < 0 the update undoes the last move if ``worse``, u_t = -u_{t-1} =
-    -sign(g')·Δ_{t-1}, and is 0 otherwise.
+    Where g·g' < 0 the update is the undo u_t = -u_{t-1} = -sign(g')·Δ_{t-1} if ``worse``, else 0.
     """
     s = store.sign(g)
     same, flip = store.agreement(s, prev)
@@ -84,16 +78,8 @@ def rprop_plus(g, step, prev, hp, store, worse=True):
     return adapt(step, same, flip, hp), store.unless(s, flip), (flip, undo)
 
 
-def irprop_plus(g, step, prev, hp, store, *, worse):
-    """iRprop+ (Igel & Hüsken 2000): Rprop+ undoing only where the loss rose,
-    ``worse`` = E_t > E_{t-1} (E_{-1} = +inf; a NaN loss is never worse)."""
-    return rprop_plus(g, step, prev, hp, store, worse)
-
-
 class Variant(NamedTuple):
-    """A row of :data:`VARIANTS`: the rule, whether it backtracks (its state then keeps
-    the step size its undo moves by, :class:`gradtx._rprop._storage.Deferred`) and
-    whether it reads the loss (``value=``)."""
+    """A :data:`VARIANTS` row: the rule, whether it backtracks and reads the loss (``value=``)."""
 
     rule: Callable[..., tuple]
     backtracks: bool = False
@@ -105,7 +91,7 @@ VARIANTS: dict[str, Variant] = {
     "irprop-": Variant(irprop_minus),
     "rprop-": Variant(rprop_minus),
     "rprop+": Variant(rprop_plus, backtracks=True),
-    "irprop+": Variant(irprop_plus, backtracks=True, needs_loss=True),
+    "irprop+": Variant(rprop_plus, backtracks=True, needs_loss=True),  # worse=E_t > E_{t-1}
 }
 RPROP_VARIANTS: tuple[RpropVariant, ...] = typing.get_args(RpropVariant)
 """The names ``variant=`` accepts, the default (torch's rule) first."""

@@ -1,13 +1,6 @@
-"""How one leaf's Rprop state, (Δ, sign g'), is stored: one declared interface, three stores.
-
-The rules (:mod:`gradtx._rprop._rules`) touch signs only through :class:`Storage`.
-:class:`Packed` (the default) keeps both in one unsigned integer per weight;
-:class:`Deferred` (the "+" variants') adds a mark of a pending decrease; :class:`Plain`
-keeps floats and ``int8`` where packing does not apply (``max_step_size`` an array or
-beyond :func:`packed_limit`). All read signs from the bits
-(:func:`gradtx._numerics.signs`): subnormal gradients keep their sign under XLA's
-flush-to-zero on CPU; ``sign(NaN) = 0``.
-"""
+"""How one leaf's (Δ, sign g') is stored: the :class:`Storage` interface (the rules' only way
+to signs) and three stores, :class:`Packed`, :class:`Deferred`, :class:`Plain`, all reading
+signs from the bits (:func:`gradtx._numerics.signs`: flushed subnormals keep theirs)."""
 
 from __future__ import annotations
 
@@ -23,8 +16,7 @@ S = TypeVar("S")  # a store's form of an array of signs
 
 
 class Storage(Protocol[S]):
-    """What the rules and the transform call on a leaf's store (``S``: its signs' form).
-    ``*state`` is the leaf's state arrays, in the order of the state's tree fields."""
+    """A leaf's store (``S``: its signs' form; ``*state``: its arrays in field order)."""
 
     def read(self, *state: jax.Array) -> tuple[jax.Array, S]:
         """(Δ, sign g') from the state arrays."""
@@ -33,9 +25,8 @@ class Storage(Protocol[S]):
         """The state arrays holding (Δ, sign g')."""
 
     def commit(self, before, step, prev: S, backtrack, g, worse) -> tuple[jax.Array, tuple]:
-        """The update and the new state arrays, from a rule's output: the new (Δ, sign g')
-        and its backtracking ``(where, by)`` or ``None``; ``before`` is the Δ the rule
-        read, ``g`` the gradient, ``worse`` the "+" variants' condition."""
+        """The update and new state arrays from a rule's (Δ, sign g', ``(where, by)`` or
+        ``None``); ``before``: the Δ it read; ``worse``: the "+" variants' condition."""
 
     def sign(self, x: jax.Array) -> S:
         """sign(x) in this store's form."""
@@ -65,11 +56,9 @@ class _Eager:
 
 
 class Plain(_Eager):
-    """Δ in the step-size dtype and sign g' as ``int8``, side by side."""
+    """Δ and sign g' (``int8``) side by side: ``max_step_size`` an array or beyond packing."""
 
-    @classmethod
-    def like(cls, step: jax.Array, held: Any = None) -> Plain:
-        return cls()
+    like = classmethod(lambda cls, step, held=None: cls())
 
     def read(self, step, sign):
         return step, sign
@@ -100,8 +89,7 @@ class Plain(_Eager):
         return jnp.asarray(sign, jnp.int8)
 
 
-# step-size dtype -> its codes' dtype; bfloat16's are int16 (the same bits), so that the
-# codes' dtype alone tells them from float16's.
+# step-size dtype -> codes' dtype; bfloat16's int16 (same bits) tells them from float16's
 _PACKED = {
     jnp.dtype(jnp.float32): jnp.dtype(jnp.uint32),
     jnp.dtype(jnp.float64): jnp.dtype(jnp.uint64),
@@ -142,18 +130,17 @@ def fits(value: float, step_dtype: Any) -> bool:
 
 
 class Offset(NamedTuple):
-    """Signs as the codes' offsets K·c (0, K, 2K for 0, +1, -1), and where they are
-    non-zero if already known (XLA would not see that it equals ``off != 0``)."""
+    """Signs as code offsets K·c (0, K, 2K for 0, +1, -1), and where they are non-zero if
+    known (XLA would not see that it equals ``off != 0``)."""
 
     off: jax.Array
     nonzero: jax.Array | None = None
 
 
 class Packed(_Eager):
-    """Codes ``bits(Δ) + K·c``, c = 0, 1, 2 for a previous sign 0, +1, -1, K = 0x5555...
-    (a third of the unsigned range): a float Δ >= 0 up to :func:`packed_limit` has bits
-    below K, so a code holds both exactly (4 bytes per float32 weight). K·c is made once
-    per leaf, at the leaf's shape: XLA's compile time grows with the constants it sees."""
+    """The default: codes ``bits(Δ) + K·c`` (K: :func:`_k`), c = 0, 1, 2 for a previous sign
+    0, +1, -1: Δ in [0, :func:`packed_limit`] has bits below K, so a code holds both. K·c is
+    made once per leaf, at its shape (XLA's compile time grows with the constants it sees)."""
 
     def __init__(self, x: jax.Array, held: Any = None):
         width = jnp.dtype(x.dtype).itemsize
@@ -175,9 +162,8 @@ class Packed(_Eager):
         return (code if code.dtype == packed else jax.lax.bitcast_convert_type(code, packed),)
 
     def move(self, code):
-        """For c = 2, subtracting 2K - 2^(w-1) (wrapping) leaves bits(Δ) with the sign
-        bit set, -Δ; for c = 1, subtracting K leaves Δ; for c = 0 the code is below both
-        and subtracting itself leaves +0.0: one ``minimum`` instead of compare and select."""
+        """c = 2: minus 2K - 2^(w-1) (wrapping) sets Δ's sign bit; c = 1: minus K leaves Δ;
+        c = 0: the code is below both, minus itself is +0.0 (one ``minimum``, no select)."""
         bits, width = _bits(code), jnp.dtype(code.dtype).itemsize
         minus = bits.dtype.type(2 * _k(width) - (1 << (8 * width - 1)))  # 2K - 2^(w-1) < K
         signed = bits - jnp.minimum(bits, jnp.where(bits >= self.two, minus, self.one))
@@ -190,8 +176,7 @@ class Packed(_Eager):
         return Offset(jnp.where(nz, self.one << negative, self.zero), nz)
 
     def agreement(self, s, prev):
-        """Equal non-zero offsets agree; K + 2K is the only pair summing to 3K (2K + 2K
-        wraps around to 4K - 2^w)."""
+        """Equal non-zero offsets agree; only K + 2K sums to 3K (2K + 2K wraps)."""
         nz = s.off != self.zero if s.nonzero is None else s.nonzero
         return (s.off == prev.off) & nz, s.off + prev.off == self.one + self.two
 
@@ -212,10 +197,9 @@ class Packed(_Eager):
 
 
 class Deferred(Packed):
-    """:class:`Packed` codes and a ``uint8`` *pending* mark. Where the sign flipped the
-    code keeps Δ_{t-1} (the undo moves by it) and is marked, so the update reads only the
-    new state and g (no copy of the old state in a donated step); :meth:`read` applies
-    the decrease with ``held``, the η-, Δmin, Δmax of the step that set the marks."""
+    """:class:`Packed` codes and a ``uint8`` *pending* mark where the sign flipped; the code
+    there keeps Δ_{t-1}, the undo's step (an update reads only the new state and g: no old
+    copy in a donated step); :meth:`read` decreases it with the marking step's ``held``."""
 
     def read(self, code, pending):
         step, prev = super().read(code)
@@ -226,9 +210,8 @@ class Deferred(Packed):
         return (*super().write(step, prev), jnp.zeros(step.shape, jnp.uint8))
 
     def commit(self, before, step, prev, backtrack, g, worse):
-        """Where flipped, keep Δ_{t-1} marked; move by sign(g')·Δ, and where marked (if
-        ``worse``) by the undo -u_{t-1} = sign(g)·Δ_{t-1}. Both read the new code and g
-        only: a flip is where g != 0 but the new sign is 0 (elsewhere it is sign g)."""
+        """Move by sign(g')·Δ, and where flipped (g != 0, new sign 0) by the undo
+        -u_{t-1} = sign(g)·Δ_{t-1} if ``worse``, reading only the new code and g."""
         (code,) = super().write(jnp.where(backtrack[0], before, step), prev)
         flipped = (_bits(code) < self.one) & nonzero(g)  # sign 0: the code is bits(Δ)
         kept = jax.lax.bitcast_convert_type(_bits(code), step_dtype(code))
