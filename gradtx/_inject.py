@@ -37,8 +37,7 @@ class InjectHyperparamsState(NamedTuple):
       inner_state: the inner transform's state.
 
     Example:
-      >>> import jax.numpy as jnp
-      >>> import gradtx
+      >>> import jax.numpy as jnp, gradtx
       >>> tx = gradtx.inject_hyperparams(gradtx.scale_by_learning_rate)(learning_rate=0.1)
       >>> tx.init({"w": jnp.zeros(2)})
       InjectHyperparamsState(count=Array(0, dtype=int32),
@@ -46,8 +45,8 @@ class InjectHyperparamsState(NamedTuple):
                              inner_state=EmptyState())
     """
 
-    count: jax.Array  # int32 scalar: updates made so far (the schedules' argument)
-    hyperparams: dict[str, jax.Array]  # the value each hyperparameter had at the last update
+    count: jax.Array
+    hyperparams: dict[str, jax.Array]
     inner_state: OptState
 
 
@@ -58,9 +57,8 @@ def _is_key(value: Any) -> bool:
 
 
 def _is_numeric(value: Any) -> bool:
-    """A number or a numeric array, bfloat16 and float16 included (NumPy reports their
-    kind as 'V'), or a PRNG key array: what goes into ``state.hyperparams``, as optax puts
-    every ``int``, ``float`` and array there. Bools are flags, not hyperparameters."""
+    """What goes into ``state.hyperparams`` (as optax, every int, float and array): a number,
+    a numeric array (bfloat16 too, NumPy kind 'V') or a PRNG key; not a bool (a flag)."""
     if check.is_python_number(value) or isinstance(value, complex):
         return True
     if not isinstance(value, np.ndarray | np.generic | jax.Array):
@@ -69,8 +67,7 @@ def _is_numeric(value: Any) -> bool:
 
 
 def _float_dtype(params: Params) -> Any:
-    """The widest real floating dtype among the params' leaves (complex counts as its
-    real part), or the default float dtype when there is none: optax's choice."""
+    """The params' widest real float dtype (complex: its real part), else the default (optax)."""
     found = []
     for leaf in jax.tree.leaves(params):
         dt = jnp.asarray(leaf).dtype if not hasattr(leaf, "dtype") else leaf.dtype
@@ -82,9 +79,8 @@ def _float_dtype(params: Params) -> Any:
 
 
 def _as_hyperparam(value: Any, dtype: Any) -> jax.Array:
-    """A numeric hyperparameter as an array, as optax's ``_convert_floats``: a JAX array of
-    an explicit (strong) dtype and a key keep their dtype; other floating values are cast
-    to ``dtype``; integers stay integers."""
+    """As optax's ``_convert_floats``: a strongly typed JAX array or a key as is, other
+    floating values cast to ``dtype``, integers as integers."""
     if _is_key(value) or (isinstance(value, jax.Array) and not value.weak_type):
         return value
     arr = jnp.asarray(value)
@@ -92,9 +88,8 @@ def _as_hyperparam(value: Any, dtype: Any) -> jax.Array:
 
 
 def _own(value: Any) -> Any:
-    """A concrete array copied into a buffer of its own: an array the caller passed for
-    two names (or to two transforms) would otherwise sit in the state twice, and a
-    donated step refuses to donate one buffer twice."""
+    """A concrete array in a buffer of its own: one passed for two names (or transforms)
+    would sit in the state twice, and a donated step refuses to donate a buffer twice."""
     if isinstance(value, jax.Array) and not isinstance(value, jax.core.Tracer):
         return value.copy()
     return value
@@ -124,15 +119,12 @@ def inject_hyperparams(
     changing a value neither changes the state's structure nor recompiles. Numbers and
     behaviour are optax's ``inject_hyperparams`` (without its stateful schedules).
 
-    What a hyperparameter means over time is the inner transform's business:
-    ``rprop``'s ``learning_rate`` is only the *initial step size*, read once by ``init``
-    to seed :math:`\Delta_0`, exactly as ``torch.optim.Rprop`` reads ``lr`` only when it
-    creates a parameter's state (its first step). So
-    ``inject_hyperparams(gradtx.rprop)(learning_rate=schedule)`` seeds every step size
-    with ``schedule(0)``; later values are recorded in ``state.hyperparams`` but move
-    nothing, as a torch ``lr_scheduler`` attached to ``Rprop`` moves nothing. Rprop's
-    ``etas`` and ``step_sizes`` are pairs, hence static; inject
-    :func:`gradtx.scale_by_rprop` to schedule ``eta_minus``, ``min_step_size``, ....
+    What a value means over time is the inner transform's business: ``rprop``'s
+    ``learning_rate`` is only the *initial step size*, read by ``init`` to seed
+    :math:`\Delta_0` (as ``torch.optim.Rprop`` reads ``lr`` only at its first step): a
+    schedule seeds it with ``schedule(0)``; later values are recorded but move nothing (as
+    a torch ``lr_scheduler`` on ``Rprop``). Rprop's ``etas`` and ``step_sizes`` are pairs,
+    hence static; inject :func:`gradtx.scale_by_rprop` to schedule ``eta_minus``, ....
 
     Args:
       inner_factory: a function returning a transform, e.g. :func:`gradtx.rmsprop`.
@@ -149,8 +141,7 @@ def inject_hyperparams(
     Example:
       A learning rate that follows a schedule, and a momentum changed by hand:
 
-      >>> import jax.numpy as jnp
-      >>> import gradtx
+      >>> import jax.numpy as jnp, gradtx
       >>> schedule = gradtx.linear_schedule(0.1, 0.0, transition_steps=10)
       >>> tx = gradtx.inject_hyperparams(gradtx.rmsprop)(learning_rate=schedule, momentum=0.9)
       >>> params = {"w": jnp.ones(2)}
@@ -254,8 +245,7 @@ def inject_hyperparams(
 
 
 def _check_injected(state: Any) -> None:
-    """Refuse a state that is not an :class:`InjectHyperparamsState`, naming where one
-    sits inside it (the state of a chain holding an injected transform)."""
+    """Refuse a state that is not an :class:`InjectHyperparamsState`, naming one inside it."""
     if isinstance(state, InjectHyperparamsState) or (
         hasattr(state, "hyperparams") and hasattr(state, "_replace")  # optax's own state
     ):
@@ -281,13 +271,12 @@ def _check_injected(state: Any) -> None:
 def set_hyperparams(state: InjectHyperparamsState, **values: Any) -> InjectHyperparamsState:
     r"""A copy of ``state`` with some hyperparameters replaced, without recompiling.
 
-    Each value is cast to the dtype and shape it has in the state, so that a jitted step
-    taking the new state does not retrace. ``state = set_hyperparams(state,
-    learning_rate=1e-3)`` is torch's ``for g in opt.param_groups: g["lr"] = 1e-3``. Unknown
-    names raise ``ValueError``, and so does a concrete value that gradtx's blocks would
-    refuse under that name (``learning_rate=-5.0``). A Python number put in
-    ``state.hyperparams`` directly (optax's idiom) is accepted. A scheduled hyperparameter
-    is overwritten by its schedule at the next update.
+    Each value is cast to the dtype and shape it has in the state, so a jitted step taking
+    the new state does not retrace. ``state = set_hyperparams(state, learning_rate=1e-3)``
+    is torch's ``for g in opt.param_groups: g["lr"] = 1e-3``. Unknown names raise
+    ``ValueError``, as does a concrete value gradtx's blocks refuse under that name
+    (``learning_rate=-5.0``). A Python number put in ``state.hyperparams`` directly (optax's
+    idiom) is accepted. A scheduled value is overwritten by its schedule at the next update.
 
     Args:
       state: the state of a transform built by :func:`inject_hyperparams`.
@@ -297,8 +286,7 @@ def set_hyperparams(state: InjectHyperparamsState, **values: Any) -> InjectHyper
       A new :class:`InjectHyperparamsState`; ``state`` is unchanged.
 
     Example:
-      >>> import jax.numpy as jnp
-      >>> import gradtx
+      >>> import jax.numpy as jnp, gradtx
       >>> tx = gradtx.inject_hyperparams(gradtx.rmsprop)(learning_rate=1e-2)
       >>> state = tx.init({"w": jnp.zeros(2)})
       >>> state = gradtx.set_hyperparams(state, learning_rate=1e-3)
