@@ -78,6 +78,11 @@ def rprop_plus(g, step, prev, hp, store, worse=True):
     return adapt(step, same, flip, hp), store.unless(s, flip), (flip, undo)
 
 
+def irprop_plus(g, step, prev, hp, store, *, worse):
+    """iRprop+ (Igel & Hüsken 2000): :func:`rprop_plus`, undoing only where the loss rose."""
+    return rprop_plus(g, step, prev, hp, store, worse)
+
+
 class Variant(NamedTuple):
     """A :data:`VARIANTS` row: the rule, whether it backtracks and reads the loss (``value=``)."""
 
@@ -91,7 +96,7 @@ VARIANTS: dict[str, Variant] = {
     "irprop-": Variant(irprop_minus),
     "rprop-": Variant(rprop_minus),
     "rprop+": Variant(rprop_plus, backtracks=True),
-    "irprop+": Variant(rprop_plus, backtracks=True, needs_loss=True),  # worse=E_t > E_{t-1}
+    "irprop+": Variant(irprop_plus, backtracks=True, needs_loss=True),
 }
 RPROP_VARIANTS: tuple[RpropVariant, ...] = typing.get_args(RpropVariant)
 """The names ``variant=`` accepts, the default (torch's rule) first."""
