@@ -17,10 +17,32 @@ epochs) where a gradtx schedule counts updates.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import jax.numpy as jnp
 
 from gradtx import _validation as check
 from gradtx._base import Scalar, Schedule
+
+
+def _values(**values: Any) -> None:
+    """Check that each (concrete) value is a finite real number (arrays too: traced pass)."""
+    for name, value in values.items():
+        check.number(name, value)
+
+
+def _scaled_boundaries(table: Any) -> list[tuple[Any, Any]]:
+    """``boundaries_and_scales``, ``{step: scale}`` with integer steps and finite scales
+    ``>= 0``, as its items sorted by step; ``None`` or ``{}``: none."""
+    if table is not None and not isinstance(table, Mapping):
+        raise ValueError(
+            f"Invalid boundaries_and_scales: {table!r} (must be a dict {{step: scale}} or None)."
+        )
+    for step, scale in (table or {}).items():
+        check.steps(f"boundaries_and_scales (key {step!r})", step)
+        check.number(f"boundaries_and_scales[{step!r}]", scale, check.non_negative)
+    return sorted((table or {}).items())
 
 
 def constant_schedule(value: Scalar) -> Schedule:
@@ -35,7 +57,7 @@ def constant_schedule(value: Scalar) -> Schedule:
     Same as ``optax.constant_schedule``.
 
     Args:
-      value: the value (a number or a scalar array).
+      value: the value (a finite number or a scalar array).
 
     Returns:
       A schedule, a function of the step count.
@@ -45,6 +67,7 @@ def constant_schedule(value: Scalar) -> Schedule:
       >>> gradtx.constant_schedule(0.1)(1000)
       0.1
     """
+    check.number("value", value)
 
     def schedule(count):
         del count
@@ -78,8 +101,8 @@ def polynomial_schedule(
     Args:
       init_value: the value up to step ``transition_begin``.
       end_value: the value from step ``transition_begin + transition_steps`` on.
-      power: the exponent of the polynomial (1: linear).
-      transition_steps: the number of steps of the transition.
+      power: the exponent of the polynomial, ``>= 0`` (1: linear).
+      transition_steps: the number of steps of the transition (an integer).
       transition_begin: the step at which the transition starts.
 
     Returns:
@@ -91,6 +114,10 @@ def polynomial_schedule(
       >>> [round(float(schedule(t)), 2) for t in (0, 5, 10, 20)]
       [1.0, 0.25, 0.0, 0.0]
     """
+    _values(init_value=init_value, end_value=end_value)
+    check.number("power", power, check.non_negative)
+    check.steps("transition_steps", transition_steps)
+    check.steps("transition_begin", transition_begin)
     if transition_steps <= 0:
         return constant_schedule(init_value)
     transition_begin = max(transition_begin, 0)
@@ -155,7 +182,7 @@ def piecewise_constant_schedule(
 
     Args:
       init_value: :math:`I`, the value before the first boundary.
-      boundaries_and_scales: ``{step: factor}``; the factors must be ``>= 0``.
+      boundaries_and_scales: ``{step: factor}``, integer steps; the factors must be ``>= 0``.
 
     Returns:
       A schedule, a function of the step count.
@@ -166,13 +193,8 @@ def piecewise_constant_schedule(
       >>> [round(float(schedule(t)), 3) for t in range(6)]
       [1.0, 1.0, 0.5, 0.5, 0.05, 0.05]
     """
-    items = sorted((boundaries_and_scales or {}).items())
-    for boundary, factor in items:
-        if not factor >= 0.0:
-            raise ValueError(
-                f"Invalid boundaries_and_scales: scale {factor!r} at step {boundary} "
-                "(must be >= 0)."
-            )
+    check.number("init_value", init_value)
+    items = _scaled_boundaries(boundaries_and_scales)
 
     def schedule(count):
         v = init_value
@@ -210,7 +232,7 @@ def exponential_decay(
     Args:
       init_value: :math:`I`, the value up to step ``transition_begin``.
       transition_steps: :math:`T`, the steps over which the value is multiplied by ``decay_rate``.
-      decay_rate: :math:`r`.
+      decay_rate: :math:`r`, ``>= 0`` (a negative rate to a fractional power is NaN).
       transition_begin: :math:`B`, the step at which the decay starts.
       staircase: decay in steps of ``transition_steps`` instead of continuously.
       end_value: the bound the value does not pass, or ``None``.
@@ -224,7 +246,13 @@ def exponential_decay(
       >>> [float(schedule(t)) for t in range(4)]
       [1.0, 0.5, 0.25, 0.125]
     """
+    check.number("init_value", init_value)
+    check.steps("transition_steps", transition_steps)
+    check.number("decay_rate", decay_rate, check.non_negative)
+    check.steps("transition_begin", transition_begin)
     check.flag("staircase", staircase)
+    if end_value is not None:
+        check.number("end_value", end_value)
     if transition_steps <= 0 or decay_rate == 0:
         return constant_schedule(init_value)
     transition_begin = max(transition_begin, 0)
@@ -260,9 +288,9 @@ def cosine_decay_schedule(
 
     Args:
       init_value: :math:`I`, the value at step 0.
-      decay_steps: :math:`T`, the steps of the decay (``> 0``).
+      decay_steps: :math:`T`, the steps of the decay (an integer ``> 0``).
       alpha: the final value as a fraction of ``init_value``.
-      exponent: :math:`p`, the power of the cosine factor.
+      exponent: :math:`p`, the power of the cosine factor, ``>= 0``.
 
     Returns:
       A schedule, a function of the step count.
@@ -273,7 +301,9 @@ def cosine_decay_schedule(
       >>> [round(float(schedule(t)), 3) for t in range(6)]
       [1.0, 0.854, 0.5, 0.146, 0.0, 0.0]
     """
-    check.positive("decay_steps", decay_steps)
+    _values(init_value=init_value, alpha=alpha)
+    check.steps("decay_steps", decay_steps, low=1)
+    check.number("exponent", exponent, check.non_negative)
     steps = float(decay_steps)
 
     def schedule(count):

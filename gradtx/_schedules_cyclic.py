@@ -17,7 +17,7 @@ import jax.numpy as jnp
 
 from gradtx import _validation as check
 from gradtx._base import Scalar, Schedule
-from gradtx._schedules import exponential_decay, linear_schedule
+from gradtx._schedules import _scaled_boundaries, _values, exponential_decay, linear_schedule
 from gradtx._schedules_joined import join_schedules, warmup_cosine_decay_schedule
 
 
@@ -66,12 +66,9 @@ def piecewise_interpolate_schedule(
     """
     check.one_of("interpolate_type", interpolate_type, ("linear", "cosine"))
     interpolate = _linear_interpolate if interpolate_type == "linear" else _cosine_interpolate
-    if boundaries_and_scales:
-        boundaries, scales = zip(*sorted(boundaries_and_scales.items()))
-        for step, s in zip(boundaries, scales):
-            check.non_negative(f"boundaries_and_scales[{step}]", s)
-    else:
-        boundaries, scales = (), ()
+    check.number("init_value", init_value)
+    items = _scaled_boundaries(boundaries_and_scales)
+    boundaries, scales = zip(*items) if items else ((), ())
 
     def schedule(count):
         bounds = jnp.stack((0, *boundaries))
@@ -85,10 +82,22 @@ def piecewise_interpolate_schedule(
     return schedule
 
 
-def _check_onecycle(transition_steps: Any) -> None:
-    if isinstance(transition_steps, bool) or not check.is_python_number(transition_steps):
-        raise ValueError(f"Invalid transition_steps: {transition_steps!r} (must be an int > 0).")
-    check.positive("transition_steps", transition_steps)
+def _check_onecycle(steps: Any, peak: Any, div: Any, final_div: Any, **pcts: Any) -> None:
+    """Check a one-cycle schedule's arguments: its phases must end at increasing steps
+    (``int(pct * steps)``, then ``steps``), else two of its boundaries would be one."""
+    check.steps("transition_steps", steps, low=1)
+    _values(peak_value=peak)
+    check.number("div_factor", div, check.positive)
+    check.number("final_div_factor", final_div, check.positive)
+    for name, pct in pcts.items():
+        check.number(name, pct, lambda n, v: check.in_range(n, v, 0.0, 1.0))
+    ends = [*(int(pct * steps) for pct in pcts.values()), int(steps)]
+    if sorted(set(ends)) != ends:
+        got = ", ".join(f"{k} = {v!r}" for k, v in pcts.items())
+        raise ValueError(
+            f"Invalid {' and '.join(pcts)}: {got} with transition_steps = {steps!r} (must end "
+            f"the phases at increasing steps int(pct * transition_steps); got {ends})."
+        )
 
 
 def linear_onecycle_schedule(
@@ -107,9 +116,10 @@ def linear_onecycle_schedule(
     ``transition_steps``. Same as ``optax.linear_onecycle_schedule``.
 
     Args:
-      transition_steps: the length of the cycle (an ``int > 0``).
+      transition_steps: the length of the cycle (an ``int > 0``), long enough that the
+        phases end at increasing steps.
       peak_value: :math:`p`.
-      pct_start: the fraction of the cycle spent rising.
+      pct_start: the fraction of the cycle spent rising, in ``[0, 1]``.
       pct_final: the fraction of the cycle at whose end the value is back at :math:`p/d`.
       div_factor: :math:`d`.
       final_div_factor: :math:`f`.
@@ -123,7 +133,14 @@ def linear_onecycle_schedule(
       >>> [round(float(schedule(t)), 3) for t in (0, 30, 85, 100)]
       [0.04, 1.0, 0.04, 0.0]
     """
-    _check_onecycle(transition_steps)
+    _check_onecycle(
+        transition_steps,
+        peak_value,
+        div_factor,
+        final_div_factor,
+        pct_start=pct_start,
+        pct_final=pct_final,
+    )
     return piecewise_interpolate_schedule(
         "linear",
         peak_value / div_factor,
@@ -149,9 +166,10 @@ def cosine_onecycle_schedule(
     :math:`f` = ``final_div_factor``). Same as ``optax.cosine_onecycle_schedule``.
 
     Args:
-      transition_steps: the length of the cycle (an ``int > 0``).
+      transition_steps: the length of the cycle (an ``int > 0``), long enough that the
+        phases end at increasing steps.
       peak_value: :math:`p`.
-      pct_start: the fraction of the cycle spent rising.
+      pct_start: the fraction of the cycle spent rising, in ``[0, 1]``.
       div_factor: :math:`d`.
       final_div_factor: :math:`f`.
 
@@ -164,7 +182,7 @@ def cosine_onecycle_schedule(
       >>> [round(float(schedule(t)), 3) for t in (0, 15, 30, 100)]
       [0.04, 0.52, 1.0, 0.0]
     """
-    _check_onecycle(transition_steps)
+    _check_onecycle(transition_steps, peak_value, div_factor, final_div_factor, pct_start=pct_start)
     return piecewise_interpolate_schedule(
         "cosine",
         peak_value / div_factor,
@@ -199,7 +217,7 @@ def warmup_exponential_decay_schedule(
     Args:
       init_value: :math:`I`, the value at step 0.
       peak_value: :math:`P`, the value at the end of the warm-up.
-      warmup_steps: :math:`W`.
+      warmup_steps: :math:`W`, an integer ``>= 0``.
       transition_steps: see :func:`gradtx.exponential_decay`.
       decay_rate: see :func:`gradtx.exponential_decay`.
       transition_begin: see :func:`gradtx.exponential_decay`.
@@ -215,6 +233,8 @@ def warmup_exponential_decay_schedule(
       >>> [float(schedule(t)) for t in range(5)]
       [0.0, 0.5, 1.0, 0.5, 0.25]
     """
+    _values(init_value=init_value, peak_value=peak_value)
+    check.steps("warmup_steps", warmup_steps, low=0)
     return join_schedules(
         [
             linear_schedule(init_value, peak_value, warmup_steps),
@@ -249,8 +269,16 @@ def sgdr_schedule(cosine_kwargs: Iterable[dict[str, Any]]) -> Schedule:
       [1.0, 0.854, 0.5, 0.146, 1.0, 0.854, 0.5, 0.146]
     """
     boundaries, schedules, step = [], [], 0
-    for kwargs in cosine_kwargs:
-        schedules.append(warmup_cosine_decay_schedule(**kwargs))
+    for i, kwargs in enumerate(cosine_kwargs if isinstance(cosine_kwargs, Iterable) else ()):
+        try:  # name the cycle, and the argument its own check names
+            schedules.append(warmup_cosine_decay_schedule(**kwargs))
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"Invalid cosine_kwargs[{i}]: {kwargs!r} ({e})") from e
         step += kwargs["decay_steps"]
         boundaries.append(step)
+    if not schedules:
+        raise ValueError(
+            f"Invalid cosine_kwargs: {cosine_kwargs!r} (must be one or more dicts of "
+            "warmup_cosine_decay_schedule's arguments)."
+        )
     return join_schedules(schedules, boundaries[:-1])

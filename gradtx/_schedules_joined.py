@@ -4,11 +4,21 @@ warm-up schedules built on it. Names, arguments and numbers are optax's."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
+import jax
 import jax.numpy as jnp
 
+from gradtx import _validation as check
 from gradtx._base import Scalar, Schedule
-from gradtx._schedules import cosine_decay_schedule, linear_schedule
+from gradtx._schedules import _values, cosine_decay_schedule, linear_schedule
+
+
+def _listed(name: str, value: Any, rule: str) -> list[Any]:
+    try:
+        return list(value)
+    except TypeError:
+        raise ValueError(f"Invalid {name}: {value!r} (must be {rule}).") from None
 
 
 def join_schedules(schedules: Sequence[Schedule], boundaries: Sequence[int]) -> Schedule:
@@ -25,7 +35,7 @@ def join_schedules(schedules: Sequence[Schedule], boundaries: Sequence[int]) -> 
     Args:
       schedules: the schedules, in order.
       boundaries: the steps at which each schedule after the first takes over
-        (``len(schedules) - 1`` of them).
+        (``len(schedules) - 1`` integers, in order).
 
     Returns:
       A schedule, a function of the step count.
@@ -37,11 +47,21 @@ def join_schedules(schedules: Sequence[Schedule], boundaries: Sequence[int]) -> 
       >>> [float(schedule(t)) for t in range(5)]
       [0.0, 0.5, 1.0, 0.5, 0.5]
     """
-    if len(boundaries) != len(schedules) - 1:
+    schedules = _listed("schedules", schedules, "a non-empty sequence of schedules")
+    boundaries = _listed("boundaries", boundaries, "a sequence of integer steps")
+    for i, fn in enumerate(schedules):
+        if not callable(fn):
+            raise ValueError(f"Invalid schedules[{i}]: {fn!r} (must be a schedule).")
+    if len(boundaries) != len(schedules) - 1 or not schedules:
         raise ValueError(
-            f"Invalid boundaries: {list(boundaries)!r} (need len(schedules) - 1 = "
-            f"{len(schedules) - 1} boundaries)."
+            f"Invalid boundaries: {boundaries!r} (need len(schedules) - 1 = "
+            f"{len(schedules) - 1} boundaries, and at least one schedule)."
         )
+    for i, b in enumerate(boundaries):
+        check.steps(f"boundaries[{i}]", b, traced=True)
+        a = boundaries[i - 1] if i else None
+        if i and not isinstance(a, jax.core.Tracer) and not isinstance(b, jax.core.Tracer):
+            check.steps(f"boundaries[{i}]", b, low=a)  # in order (equal: one never runs)
 
     def schedule(count):
         value = schedules[0](count)
@@ -66,7 +86,7 @@ def warmup_constant_schedule(init_value: Scalar, peak_value: Scalar, warmup_step
     Args:
       init_value: :math:`I`, the value at step 0.
       peak_value: :math:`P`, the value from step ``warmup_steps`` on.
-      warmup_steps: :math:`W`, the steps of the warm-up.
+      warmup_steps: :math:`W`, the steps of the warm-up (an integer ``>= 0``).
 
     Returns:
       A schedule, a function of the step count.
@@ -77,6 +97,8 @@ def warmup_constant_schedule(init_value: Scalar, peak_value: Scalar, warmup_step
       >>> [float(schedule(t)) for t in range(4)]
       [0.0, 0.5, 1.0, 1.0]
     """
+    _values(init_value=init_value, peak_value=peak_value)
+    check.steps("warmup_steps", warmup_steps, low=0)
     return linear_schedule(init_value, peak_value, warmup_steps)
 
 
@@ -108,8 +130,8 @@ def warmup_cosine_decay_schedule(
     Args:
       init_value: :math:`I`, the value at step 0.
       peak_value: :math:`P`, the value at the end of the warm-up.
-      warmup_steps: :math:`W`.
-      decay_steps: :math:`D`, the step at which the value reaches ``end_value``.
+      warmup_steps: :math:`W`, an integer ``>= 0``.
+      decay_steps: :math:`D`, the step at which the value reaches ``end_value`` (``> W``).
       end_value: :math:`E`.
       exponent: :math:`p`, the power of the cosine factor.
 
@@ -122,6 +144,9 @@ def warmup_cosine_decay_schedule(
       >>> [round(float(schedule(t)), 3) for t in range(8)]
       [0.0, 0.5, 1.0, 0.854, 0.5, 0.146, 0.0, 0.0]
     """
+    _values(init_value=init_value, peak_value=peak_value, end_value=end_value)
+    check.steps("warmup_steps", warmup_steps, low=0)
+    check.steps("decay_steps", decay_steps, low=warmup_steps + 1)  # a decay of >= 1 step
     alpha = 0.0 if peak_value == 0.0 else end_value / peak_value
     return join_schedules(
         [

@@ -88,6 +88,26 @@ def _holds(name: str, value: Any, ok: Callable[[float], bool], rule: str) -> Non
         _fail(name, value, rule)
 
 
+def number(name: str, value: Any, rule: Callable[[str, Any], Any] = finite) -> None:
+    """Check a schedule's number by ``rule`` (:func:`finite`, ...); bools, functions refused."""
+    if callable(value) or isinstance(value, bool) or getattr(value, "dtype", 0) == np.bool_:
+        _fail(name, value, "a finite real number")
+    rule(name, value)
+
+
+def steps(name: str, value: Any, low: int | None = None, traced: bool = False) -> None:
+    """An integer step count (int-valued numbers too; no bool) ``>= low``; traced if ``traced``."""
+    if traced and isinstance(value, jax.core.Tracer):
+        return
+    try:  # a tracer, a string, None, ... raise or give no real dtype
+        dtype = np.asarray(value).dtype if np.ndim(value) == 0 else np.dtype(object)
+        x = float(value) if dtype != np.bool_ and _is_real_dtype(dtype) else 0.5
+    except (TypeError, ValueError):
+        x = 0.5
+    if not math.isfinite(x) or x != int(x) or (low is not None and x < low):
+        _fail(name, value, "an integer" + ("" if low is None else f" >= {low}"))
+
+
 def non_negative(name: str, value: Any) -> None:
     """Check ``0 <= value < inf`` for a concrete ``value``."""
     _holds(name, value, lambda v: v >= 0.0, ">= 0")
