@@ -90,9 +90,12 @@ def _as_hyperparam(value: Any, dtype: Any) -> jax.Array:
 def _own(value: Any) -> Any:
     """A concrete array in a buffer of its own: one passed for two names (or transforms)
     would sit in the state twice, and a donated step refuses to donate a buffer twice."""
-    if isinstance(value, jax.Array) and not isinstance(value, jax.core.Tracer):
-        return value.copy()
-    return value
+    if not isinstance(value, jax.Array) or isinstance(value, jax.core.Tracer):
+        return value
+    if _is_key(value):  # a key's own copy() fails inside a trace (jax.jit(init))
+        data = jax.random.key_data(value).copy()
+        return jax.random.wrap_key_data(data, impl=jax.random.key_impl(value))
+    return value.copy()
 
 
 def inject_hyperparams(

@@ -12,12 +12,12 @@ gradtx's objects; then pytest runs the files and OUT.json records each test's ou
 Tests that fail on gradtx for documented differences (state layouts, numbers where optax
 is wrong) fail both before and after: compare the two records, not the counts alone.
 
-Last run (issue 26, the 8 default files, 128 attributes replaced): 106 tests, the same
-99 passed and the same 8 failed before (main at 144f4be) and after keying the
-constructors. Of the 8, optax's partition tests (4) hit ``ema(decay=0.0)``'s
-``math.log1p(-1)`` ("math domain error", a gradtx bug in ``_numerics.one_minus_power``);
-two expect optax's own ``MaskedNode`` class, one ``update(None, ...)``, one optax's
-stateful schedules.
+Last run (2026-12-07, the 8 default files): 102 passed, 4 failed (5 with a subtest), each
+for a documented difference: two expect optax's own ``MaskedNode`` class, one
+``update(None, ...)`` (gradtx refuses a state that is not its own), one optax's stateful
+schedules, one integer gradients (gradtx refuses them, naming the path). The run before
+(issue 26) had 8 failures: ``ema(decay=0.0)``'s math domain error (4, since fixed); this
+run found a typed PRNG key hyperparameter failing under ``jax.jit(init)`` (now fixed).
 """
 
 from __future__ import annotations

@@ -279,9 +279,20 @@ def test_init_copies_a_key_given_twice():
         return gradtx.scale_by_learning_rate(learning_rate)
 
     key = jax.random.key(0)
-    state = gradtx.inject_hyperparams(factory)(0.1, key, key).init({"w": jnp.ones(2)})
+    tx = gradtx.inject_hyperparams(factory)(0.1, key, key)
+    params = {"w": jnp.ones(2)}
+    state = tx.init(params)
     assert state.hyperparams["key"] is not state.hyperparams["other_key"]
     jax.jit(lambda s: s, donate_argnums=(0,))(state)
+    # and inside a trace (optax's test_prng_key_not_hyperparameter: jax.jit(init)), where
+    # a key's own copy() fails; the key keeps its bits and its implementation
+    traced = jax.jit(tx.init)(params)
+    for name in ("key", "other_key"):
+        assert jax.random.key_impl(traced.hyperparams[name]) == jax.random.key_impl(key)
+        np.testing.assert_array_equal(
+            jax.random.key_data(traced.hyperparams[name]), jax.random.key_data(key)
+        )
+    jax.jit(tx.update)(params, traced, params)
 
 
 def _scheduled(lr, step):
