@@ -18,6 +18,13 @@ for a documented difference: two expect optax's own ``MaskedNode`` class, one
 schedules, one integer gradients (gradtx refuses them, naming the path). The run before
 (issue 26) had 8 failures: ``ema(decay=0.0)``'s math domain error (4, since fixed); this
 run found a typed PRNG key hyperparameter failing under ``jax.jit(init)`` (now fixed).
+Also run on clipping, transform, update, freezing, layouts and float64: 74 passed, 12
+failed, each documented: gradtx's own state types (freezing's 7, two of them expecting
+jax's "Dict key mismatch" where gradtx names the mask's structure), ``update`` given
+``{}`` for a stateless block's state, the 1 - β^t bias correction (``rms_match_adam``), a
+negative ``add_decayed_weights`` (fromage's; refused, as torch refuses it), and
+``clip_by_block_rms``'s RMS one ulp under 1.0 in one case (over 162 random cases gradtx
+and optax miss the threshold by the same amounts: max 1.9e-7 relative, mean 5.1e-8).
 """
 
 from __future__ import annotations
@@ -67,7 +74,8 @@ def patch() -> list[str]:
     names = [n for n in names if n not in NOT_CONSTRUCTORS]
     patched = []
     for module_name, module in list(sys.modules.items()):
-        if not module_name.startswith("optax") or module is None:
+        # optax.tree's functions (tree.scale, tree.clip) share names, not meaning
+        if not module_name.startswith("optax") or module_name == "optax.tree" or module is None:
             continue
         for name in names:
             if name in getattr(module, "__dict__", {}) and callable(module.__dict__[name]):
