@@ -19,10 +19,11 @@ from hypothesis import settings
 
 jax.config.update("jax_enable_x64", True)
 
-# Most of the suite's time is XLA:CPU compiling small programs; its older loop emitters
-# compile them in about half the time of the default fusion emitters. Set before any
-# backend starts (and inherited by the tests' child processes), unless XLA_FLAGS already
-# chooses: CI runs the parity tests again with the default emitters (.ci/run).
+# Most of the suite's time is XLA:CPU compiling small, mostly 2-D programs, which its older
+# loop emitters compile faster than the default fusion emitters (docs/performance.md,
+# "Compile time"). Set before any backend starts (and inherited by the tests' child
+# processes), unless XLA_FLAGS already chooses: CI runs the parity tests again with the
+# default emitters (.ci/run).
 if "xla_cpu_use_fusion_emitters" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (
         os.environ.get("XLA_FLAGS", "") + " --xla_cpu_use_fusion_emitters=false"
