@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 import gradtx
 from tests import reference
-from tests._tolerance import scaled_error
+from tests._tolerance import nudge, scaled_error, tolerance
 
 SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -164,14 +164,17 @@ def test_rmsprop_on_any_tree_equals_reference(
     flat = ravel(params)
     if flat.size == 0:
         return
-    theirs = reference.rmsprop(
-        flat,
-        reference_grad(params),
-        8,
-        lr=lr,
-        **kw,
-    )
-    assert scaled_error(ours, theirs) <= 1e-12
+    g = reference_grad(params)
+    theirs = reference.rmsprop(flat, g, 8, lr=lr, **kw)
+    # the bound from this case's conditioning (tests/_tolerance.py's policy, not recorded
+    # in the parity report): the reference against itself with the params or every
+    # gradient nudged one ulp; g = sin(3θ + t) + 0.1θ can amplify a rounding many-fold
+    nudged = [
+        reference.rmsprop(nudge(flat), g, 8, lr=lr, **kw),
+        reference.rmsprop(flat, lambda x, t: nudge(g(x, t)), 8, lr=lr, **kw),
+    ]
+    tol = tolerance("float64", 8, max(scaled_error(n, theirs) for n in nudged))
+    assert scaled_error(ours, theirs) <= tol.value, tol
 
 
 @SETTINGS
