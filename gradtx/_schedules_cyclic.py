@@ -86,7 +86,7 @@ def _check_onecycle(steps: Any, peak: Any, div: Any, final_div: Any, **pcts: Any
     """Check a one-cycle schedule's arguments: its phases must end at increasing steps
     (``int(pct * steps)``, then ``steps``), else two of its boundaries would be one."""
     check.steps("transition_steps", steps, low=1)
-    _values(peak_value=peak)
+    check.number("peak_value", peak)
     check.number("div_factor", div, check.positive)
     check.number("final_div_factor", final_div, check.positive)
     for name, pct in pcts.items():

@@ -57,11 +57,10 @@ def join_schedules(schedules: Sequence[Schedule], boundaries: Sequence[int]) -> 
             f"Invalid boundaries: {boundaries!r} (need len(schedules) - 1 = "
             f"{len(schedules) - 1} boundaries, and at least one schedule)."
         )
+    low = None  # each concrete boundary is >= the one before (equal: one never runs)
     for i, b in enumerate(boundaries):
-        check.steps(f"boundaries[{i}]", b, traced=True)
-        a = boundaries[i - 1] if i else None
-        if i and not isinstance(a, jax.core.Tracer) and not isinstance(b, jax.core.Tracer):
-            check.steps(f"boundaries[{i}]", b, low=a)  # in order (equal: one never runs)
+        check.steps(f"boundaries[{i}]", b, low=low, traced=True)
+        low = None if isinstance(b, jax.core.Tracer) else b
 
     def schedule(count):
         value = schedules[0](count)
