@@ -76,8 +76,7 @@ _ARRAYS = (jax.Array, np.ndarray, np.generic, int, float)
 
 def _all_arrays(values: Any) -> bool:
     """Whether a rule's arguments are all arrays (or numbers), so that it can run jitted:
-    traced once per leaf signature, its trace reused by the other leaves of that
-    signature. Otherwise the rule runs as written."""
+    traced once per leaf signature, reused by the other leaves; else it runs as written."""
     return all(isinstance(x, _ARRAYS) for x in jax.tree.leaves(values))
 
 
@@ -189,10 +188,8 @@ def leafwise(
         are refused naming their path, as a rule in integer arithmetic would truncate.
 
     Returns:
-      The transform. Complex leaves are (by default) handed to ``update_leaf`` and ``init_leaf`` as
-      real arrays with a trailing axis of 2 (real and imaginary part), as
-      ``torch.optim`` does with ``view_as_real``; their state is stored in that real
-      form, and their update is returned complex again.
+      The transform. A complex leaf's state is kept in the real form its rule sees (real and
+      imaginary parts on a trailing axis, as ``torch.view_as_real``); its update is complex.
 
     Example:
       Signum (signSGD with momentum; Bernstein et al., 2018):

@@ -29,7 +29,7 @@ def run(tx, steps, dtype=np.float64, nudge=None, before_step=None):
     )
 
 
-def run_t(make_opt, steps, before_step=None):
+def run_t(make_opt, steps, before_step=None, nudge=None):
     """``run_torch`` on this file's problem; ``make_opt([x, c])`` -> (opt, scheduler)."""
     return run_torch(
         lambda t: make_opt([t["x"], t["c"]]),
@@ -37,4 +37,5 @@ def run_t(make_opt, steps, before_step=None):
         lambda p, t: grad_fn(p),
         steps,
         before_step=before_step,
+        nudge=nudge,
     )

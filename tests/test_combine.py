@@ -66,16 +66,17 @@ def test_weight_decay_on_weights_not_biases_matches_torch():
         gradtx.trace(0.9),
         gradtx.scale_by_learning_rate(0.01),
     )
-    for tx in (by_partition, by_mask):
+    nudged = [run_torch(make_opt, params0(), grad_fn, 20, nudge=n) for n in h.NUDGES]
+    for config, tx in (("weight decay by partition", by_partition), ("by mask", by_mask)):
         ours, _ = run(tx, 20)
-        assert h.scaled_error(ours, torch_run) < 1e-14
+        h.check_trajectories("torch.optim.RMSprop (groups)", config, ours, torch_run, nudged, 20)
 
 
 def test_a_learning_rate_per_group_matches_torch():
     groups_ = [(["w"], {"lr": 0.05}), (["b"], {"lr": 0.002})]
-    torch_run = run_torch(
-        groups(torch.optim.RMSprop, groups_, centered=True), params0(), grad_fn, 20
-    )
+    make_opt = groups(torch.optim.RMSprop, groups_, centered=True)
+    torch_run = run_torch(make_opt, params0(), grad_fn, 20)
+    nudged = [run_torch(make_opt, params0(), grad_fn, 20, nudge=n) for n in h.NUDGES]
     tx = gradtx.partition(
         {
             "decay": gradtx.rmsprop(0.05, centered=True),
@@ -84,7 +85,9 @@ def test_a_learning_rate_per_group_matches_torch():
         {"w": "decay", "b": "no_decay"},  # labels as a pytree
     )
     ours, _ = run(tx, 20)
-    assert h.scaled_error(ours, torch_run) < 1e-14
+    h.check_trajectories(
+        "torch.optim.RMSprop (groups)", "lr per group", ours, torch_run, nudged, 20
+    )
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -159,16 +162,23 @@ def test_decoupled_weight_decay_matches_its_published_rule():
         gradtx.scale_by_learning_rate(lr),
     )
     ours, _ = run(tx, 15)
-    p = params0()
-    v = {k: np.zeros_like(x) for k, x in p.items()}
-    for t in range(15):
-        g = grad_fn(p)
-        for k in p:
-            v[k] = alpha * v[k] + (1 - alpha) * g[k] ** 2
-            decay = wd * p[k] if k == "w" else 0.0
-            p[k] = p[k] - lr * (g[k] / (np.sqrt(v[k]) + eps) + decay)
-        for k in p:
-            np.testing.assert_allclose(ours[t][k], p[k], rtol=1e-13)
+
+    def reference(nudge=None):
+        p = h.nudge(params0()) if nudge == "params" else params0()
+        v, out = {k: np.zeros_like(x) for k, x in p.items()}, []
+        for _ in range(15):
+            g = grad_fn(p)
+            g = h.nudge(g) if nudge == "grads" else g
+            for k in p:
+                v[k] = alpha * v[k] + (1 - alpha) * g[k] ** 2
+                decay = wd * p[k] if k == "w" else 0.0
+                p[k] = p[k] - lr * (g[k] / (np.sqrt(v[k]) + eps) + decay)
+            out.append(dict(p))
+        return out
+
+    nudged = [reference(n) for n in h.NUDGES]
+    reference_name = "NumPy decoupled weight decay (Loshchilov & Hutter 2019)"
+    h.check_trajectories(reference_name, "masked", ours, reference(), nudged, 15)
 
 
 def test_bad_labels_and_masks_are_named():

@@ -40,8 +40,12 @@ def test_changing_an_injected_learning_rate_retraces_once_and_matches_torch():
         for group in opt.param_groups:
             group["lr"] = lr_at(t)
 
-    theirs = run_t(lambda p: (torch.optim.RMSprop(p, lr=0.05, momentum=0.9), None), 100, set_lr)
-    assert h.scaled_error(ours, theirs) < 1e-13
+    make_opt = lambda p: (torch.optim.RMSprop(p, lr=0.05, momentum=0.9), None)  # noqa: E731
+    theirs = run_t(make_opt, 100, set_lr)
+    nudged = [run_t(make_opt, 100, set_lr, nudge=n) for n in h.NUDGES]
+    h.check_trajectories(
+        "torch.optim.RMSprop (inject)", "lr set by hand", ours, theirs, nudged, 100
+    )
 
 
 @pytest.mark.parametrize(
