@@ -5,7 +5,9 @@ Names, arguments, defaults and numbers are optax's (``optax.schedules``, 0.2.8);
 optax schedule, or any function of the count written with ``jax.numpy``, is accepted
 wherever gradtx takes a schedule (``scale_by_learning_rate``, ``add_decayed_weights``,
 :func:`gradtx.inject_hyperparams`). All are pure and jit-compatible: they branch on the
-count with ``jnp.where``, never in Python.
+count with ``jnp.where``, never in Python. Their arguments are checked when built; a
+value may be traced (built inside ``jax.jit``) except step counts, ``decay_rate`` and a
+one-cycle's ``pct_*``, which fix the schedule's form: those are refused (``TypeError``).
 
 ``torch.optim.lr_scheduler`` counterparts: ``StepLR``/``MultiStepLR`` are
 :func:`piecewise_constant_schedule`, ``ExponentialLR`` is :func:`exponential_decay`
@@ -232,7 +234,8 @@ def exponential_decay(
     Args:
       init_value: :math:`I`, the value up to step ``transition_begin``.
       transition_steps: :math:`T`, the steps over which the value is multiplied by ``decay_rate``.
-      decay_rate: :math:`r`, ``>= 0`` (a negative rate to a fractional power is NaN).
+      decay_rate: :math:`r`, ``>= 0`` (a negative rate to a fractional power is NaN);
+        concrete, not traced (whether the value decays or grows is decided here).
       transition_begin: :math:`B`, the step at which the decay starts.
       staircase: decay in steps of ``transition_steps`` instead of continuously.
       end_value: the bound the value does not pass, or ``None``.
@@ -248,7 +251,7 @@ def exponential_decay(
     """
     check.number("init_value", init_value)
     check.steps("transition_steps", transition_steps)
-    check.number("decay_rate", decay_rate, check.non_negative)
+    check.number("decay_rate", decay_rate, check.non_negative, static=True)
     check.steps("transition_begin", transition_begin)
     check.flag("staircase", staircase)
     if end_value is not None:

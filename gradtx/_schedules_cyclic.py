@@ -90,7 +90,7 @@ def _check_onecycle(steps: Any, peak: Any, div: Any, final_div: Any, **pcts: Any
     check.number("div_factor", div, check.positive)
     check.number("final_div_factor", final_div, check.positive)
     for name, pct in pcts.items():
-        check.number(name, pct, lambda n, v: check.in_range(n, v, 0.0, 1.0))
+        check.number(name, pct, lambda n, v: check.in_range(n, v, 0.0, 1.0), static=True)
     ends = [*(int(pct * steps) for pct in pcts.values()), int(steps)]
     if sorted(set(ends)) != ends:
         got = ", ".join(f"{k} = {v!r}" for k, v in pcts.items())
@@ -119,7 +119,7 @@ def linear_onecycle_schedule(
       transition_steps: the length of the cycle (an ``int > 0``), long enough that the
         phases end at increasing steps.
       peak_value: :math:`p`.
-      pct_start: the fraction of the cycle spent rising, in ``[0, 1]``.
+      pct_start: the fraction of the cycle spent rising, in ``[0, 1]`` (concrete).
       pct_final: the fraction of the cycle at whose end the value is back at :math:`p/d`.
       div_factor: :math:`d`.
       final_div_factor: :math:`f`.
@@ -169,7 +169,7 @@ def cosine_onecycle_schedule(
       transition_steps: the length of the cycle (an ``int > 0``), long enough that the
         phases end at increasing steps.
       peak_value: :math:`p`.
-      pct_start: the fraction of the cycle spent rising, in ``[0, 1]``.
+      pct_start: the fraction of the cycle spent rising, in ``[0, 1]`` (concrete).
       div_factor: :math:`d`.
       final_div_factor: :math:`f`.
 

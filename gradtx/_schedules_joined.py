@@ -146,7 +146,11 @@ def warmup_cosine_decay_schedule(
     _values(init_value=init_value, peak_value=peak_value, end_value=end_value)
     check.steps("warmup_steps", warmup_steps, low=0)
     check.steps("decay_steps", decay_steps, low=warmup_steps + 1)  # a decay of >= 1 step
-    alpha = 0.0 if peak_value == 0.0 else end_value / peak_value
+    if isinstance(peak_value, jax.core.Tracer):  # a zero peak is known only at run time
+        zero = peak_value == 0
+        alpha = jnp.where(zero, 0.0, end_value / jnp.where(zero, 1.0, peak_value))
+    else:
+        alpha = 0.0 if peak_value == 0.0 else end_value / peak_value
     return join_schedules(
         [
             linear_schedule(init_value, peak_value, warmup_steps),

@@ -3,11 +3,10 @@
 One message style: ``Invalid <name>: <value> (must be <rule>).``, naming the argument
 as the caller spelled it. Every concrete value is checked where it enters: Python and
 NumPy numbers, and concrete JAX arrays (read once, a host sync at construction, never
-inside a step). Exempt: traced values (inside ``jit``, ``vmap``, ...), schedules (callables: their
-values are checked by :func:`schedule`, at step 0 where the schedule enters and then
-wherever a value comes out concrete), and values passed
-while :func:`trusted` is active: ``inject_hyperparams`` rebuilds its inner transform
-inside every ``update`` from values it already checked, and must not read them again.
+inside a step). Exempt: traced values (inside ``jit``, ``vmap``, ...; refused where they
+would fix a schedule's form), schedules (their values are checked by :func:`schedule`),
+and values passed while :func:`trusted` is active: ``inject_hyperparams`` rebuilds its
+inner transform inside every ``update`` from values it already checked.
 """
 
 from __future__ import annotations
@@ -30,8 +29,8 @@ def is_python_number(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-def _fail(name: str, value: Any, rule: str) -> None:
-    raise ValueError(f"Invalid {name}: {value!r} (must be {rule}).")
+def _fail(name: str, value: Any, rule: str, error: type[Exception] = ValueError) -> None:
+    raise error(f"Invalid {name}: {value!r} (must be {rule}).")
 
 
 _TRUSTED: contextvars.ContextVar[bool] = contextvars.ContextVar("gradtx_trusted", default=False)
@@ -82,23 +81,37 @@ def finite(name: str, value: Any) -> float | None:
     return v
 
 
+Rule = Callable[[str, Any], Any]
+
+
 def _holds(name: str, value: Any, ok: Callable[[float], bool], rule: str) -> None:
     v = finite(name, value)
     if v is not None and not ok(v):
         _fail(name, value, rule)
 
 
-def number(name: str, value: Any, rule: Callable[[str, Any], Any] = finite) -> None:
-    """Check a schedule's number by ``rule`` (:func:`finite`, ...); bools, functions refused."""
+def _concrete_only(name: str, value: Any) -> None:
+    if isinstance(value, jax.core.Tracer):
+        why = "it fixes the schedule's form; build it outside jax.jit and jax.vmap"
+        _fail(name, value, f"concrete: {why}", TypeError)
+
+
+def number(name: str, value: Any, rule: Rule = finite, static: bool = False) -> None:
+    """Check a schedule's number by ``rule`` (:func:`finite`, ...); bools, functions refused;
+    a traced one refused (``TypeError``) if ``static``: the schedule's form depends on it."""
+    if static:
+        _concrete_only(name, value)
     if callable(value) or isinstance(value, bool) or getattr(value, "dtype", 0) == np.bool_:
         _fail(name, value, "a finite real number")
     rule(name, value)
 
 
 def steps(name: str, value: Any, low: int | None = None, traced: bool = False) -> None:
-    """An integer step count (int-valued numbers too; no bool) ``>= low``; traced if ``traced``."""
-    if traced and isinstance(value, jax.core.Tracer):
+    """An integer step count (int-valued numbers too; no bool) ``>= low``; traced only if
+    ``traced`` (else ``TypeError``: the schedule's form depends on it)."""
+    if isinstance(value, jax.core.Tracer) and traced:
         return
+    _concrete_only(name, value)
     try:  # a tracer, a string, None, ... raise or give no real dtype
         dtype = np.asarray(value).dtype if np.ndim(value) == 0 else np.dtype(object)
         x = float(value) if dtype != np.bool_ and _is_real_dtype(dtype) else 0.5
@@ -139,9 +152,8 @@ def pair(name: str, value: Any) -> tuple[Any, Any]:
 
 
 def _pair_check(names, values, labels, ok_each, ok_order, rule) -> None:
-    """Check a pair of bounds; ``names`` are the caller's spellings (the two arguments,
-    or one pair's name twice). A failure names the pair and says what is wrong: which
-    element breaks ``rule``, or that the two are reversed."""
+    """Check a pair of bounds (``names``: the caller's spellings, two arguments or one pair's
+    name twice); a failure says which element breaks ``rule``, or that the two are reversed."""
     a, b = (finite(n, v) for n, v in zip(names, values))
     is_pair = names[0] == names[1]
     if is_pair:
@@ -209,17 +221,10 @@ def float_dtype(name: str, value: Any, rule: str = f"None or {_FLOATS}") -> np.d
 # The rule each hyperparameter name has in gradtx's blocks and aliases, for values that
 # enter without their constructor: set_hyperparams. A name not listed is checked for being
 # a real scalar only (a user's own factory may give it any meaning).
+_NON_NEGATIVE = "learning_rate eps weight_decay momentum initial_scale max_delta"
 _BY_NAME = {
-    "learning_rate": non_negative,
-    "eps": non_negative,
-    "weight_decay": non_negative,
-    "momentum": non_negative,
-    "initial_scale": non_negative,
-    "min_step_size": non_negative,
-    "max_step_size": non_negative,
-    "max_delta": non_negative,
-    "max_norm": positive,
-    "threshold": positive,
+    **dict.fromkeys(f"{_NON_NEGATIVE} min_step_size max_step_size".split(), non_negative),
+    **dict.fromkeys(("max_norm", "threshold"), positive),
     "alpha": lambda name, v: in_range(name, v, 0.0, 1.0),
     "eta_minus": lambda name, v: _holds(name, v, lambda x: 0.0 < x < 1.0, "in (0, 1)"),
     "eta_plus": lambda name, v: _holds(name, v, lambda x: x > 1.0, "> 1"),
@@ -244,9 +249,6 @@ def hyperparameter(name: str, value: Any) -> None:
         _fail(name, value, "a real scalar")
 
 
-Rule = Callable[[str, Any], Any]
-
-
 def schedule_value(name: str, value: Any, rule: Rule, count: Any) -> None:
     """Check one value of the schedule given for ``name``, at step ``count``.
 
@@ -259,10 +261,10 @@ def schedule_value(name: str, value: Any, rule: Rule, count: Any) -> None:
         shape, dtype = tuple(jnp.shape(value)), jnp.result_type(value)
     else:
         shape, dtype = tuple(np.shape(value)), np.asarray(value).dtype
-    at = "step ?" if isinstance(count, jax.core.Tracer) else f"step {count!r}"
+    at = "?" if isinstance(count, jax.core.Tracer) else repr(count)
     if isinstance(count, jax.Array | np.ndarray) and not isinstance(count, jax.core.Tracer):
-        at = f"step {int(count)}"
-    where = f"{name} (its schedule's value at {at})"
+        at = int(count)
+    where = f"{name} (its schedule's value at step {at})"
     if shape != () or dtype == np.bool_ or not _is_real_dtype(dtype):
         got = f"a {dtype} array of shape {shape}" if shape != () else repr(value)
         raise ValueError(
@@ -294,11 +296,9 @@ def schedule(name: str, fn: Any, rule: Rule) -> Callable[[Any], Any]:
 
 
 def accumulator_dtype(name: str, value: Any) -> np.dtype | None:
-    """``None``, or ``value`` as the real floating dtype of an accumulator
-    (``accumulator_dtype`` of every block and wrapper): its precision. Integer, bool and
-    complex dtypes are refused (an integer sum truncates, a bool one saturates); a complex
-    leaf keeps its accumulator in the complex dtype of that precision, see
-    :func:`accumulator_for`."""
+    """``None``, or ``value`` as an accumulator's real floating dtype (every block's and
+    wrapper's ``accumulator_dtype``): an integer sum truncates, a bool one saturates; for
+    complex leaves see :func:`accumulator_for`."""
     return float_dtype(
         name,
         value,

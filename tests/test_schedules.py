@@ -264,3 +264,33 @@ def test_optax_degenerate_cases_kept_and_traced_values_pass():
         )(jnp.int32(4))
     )
     assert float(traced(1.0, 2)) == 0.5
+
+
+# Arguments that decide a schedule's form in Python (which branch, where its phases end):
+# refused traced. Every other number may be traced and gives the concrete build's values.
+_FORM = {"decay_rate", "pct_start", "pct_final"}
+_TRACEABLE_ROWS = [
+    r
+    for r in BAD_ROWS
+    if r[3] in (R, S, "optional") and r[5] is None and isinstance(r[1].get(r[2]), int | float)
+]
+
+
+@pytest.mark.parametrize("row", _TRACEABLE_ROWS, ids=[_row_id(r) for r in _TRACEABLE_ROWS])
+def test_a_traced_argument_gives_the_concrete_values_or_is_refused_by_name(row):
+    """Each argument traced in turn (the schedule built inside ``jax.jit``): either its
+    values at every count equal the schedule built from the concrete number, or (step
+    counts, and the numbers of ``_FORM``) a TypeError naming the argument and saying to
+    build the schedule outside jit; never jax's own concretization error."""
+    name, valid, arg, kind, _, _ = row
+    build = getattr(gradtx, name)
+    counts = jnp.arange(0, 120, 7, dtype=jnp.int32)  # an argument: no constant folding
+    traced = jax.jit(lambda x, c: jax.vmap(build(**{**valid, arg: x}))(c))
+    value = jnp.asarray(valid[arg], jnp.int32 if kind == S else jnp.float32)
+    if kind == S or arg in _FORM:
+        with pytest.raises(TypeError, match=rf"Invalid {arg}: .*must be concrete.*outside jax.jit"):
+            traced(value, counts)
+    else:
+        concrete = build(**{**valid, arg: value})  # built outside the trace
+        want = jax.jit(lambda c: jax.vmap(concrete)(c))(counts)
+        np.testing.assert_array_equal(traced(value, counts), want)
