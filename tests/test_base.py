@@ -311,12 +311,6 @@ def test_apply_updates_mismatch_names_the_path():
         gradtx.apply_updates({"x": jnp.ones(1), "y": jnp.ones(1)}, {"y": jnp.ones(1)})
 
 
-def test_params_required_by_weight_decay():
-    tx = gradtx.add_decayed_weights(0.1)
-    with pytest.raises(ValueError, match="params"):
-        tx.update({"a": jnp.ones(2)}, tx.init({"a": jnp.ones(2)}))
-
-
 # ---------------------------------------------------------------------------------------
 # chain: extra arguments, and optax in both directions
 # ---------------------------------------------------------------------------------------

@@ -1,6 +1,8 @@
-"""Param groups: masked and partition against torch.optim's param groups run live, against
-optax.masked / optax.partition wrapping the same inner transforms, and the weight-decay
-forms (coupled, decoupled, masked) against NumPy references from their published rules."""
+"""Param groups (gradtx/_combine.py's partition, with masked beside it): against
+torch.optim's param groups run live (a weight decay, a learning rate per group), against
+optax.masked / optax.partition wrapping the same inner transforms, under jit and vmap;
+partition's labels against the transforms applied by hand. masked's masks on their own:
+test_masking.py; the decoupled weight decay's published rule: test_weight_decay.py."""
 
 from __future__ import annotations
 
@@ -18,31 +20,14 @@ from hypothesis import strategies as st
 
 import gradtx
 from tests import _tolerance as h
-from tests._runners import run_gradtx, run_torch
-
-RNG = np.random.default_rng(1)
-X = RNG.standard_normal((16, 3))
-Y = RNG.standard_normal((16, 2))
-
-
-def params0(dtype=np.float64):
-    return {"w": np.linspace(-1, 1, 6).reshape(3, 2).astype(dtype), "b": np.full(2, 0.3, dtype)}
-
-
-def grad_fn(p, t=0):
-    """Gradient of 0.5 * mean ||x w + b - y||^2."""
-    r = X @ p["w"] + p["b"] - Y
-    return {"w": X.T @ r / len(X), "b": r.mean(0)}
+from tests._runners import run_torch
+from tests.linear_fit import grad_fn, params0, run
 
 
 def groups(opt_cls, groups, **defaults):
     """``make_opt`` for ``run_torch``: ``groups`` is a list of (names, options), as torch
     param groups."""
     return lambda t: opt_cls([{"params": [t[n] for n in ns], **o} for ns, o in groups], **defaults)
-
-
-def run(tx, steps, dtype=np.float64):
-    return run_gradtx(tx, params0(dtype), grad_fn, steps)
 
 
 def labels(p):
@@ -152,35 +137,6 @@ def test_masked_and_partition_give_optax_numbers_and_keep_no_state_for_others():
     np.testing.assert_array_equal(u["b"], -3.0 * g["b"])
 
 
-def test_decoupled_weight_decay_matches_its_published_rule():
-    """Loshchilov & Hutter (2019): the decay skips the normaliser,
-    theta <- theta - lr * (g / (sqrt(v) + eps) + wd * theta)."""
-    lr, wd, alpha, eps = 0.01, 0.1, 0.9, 1e-8
-    tx = gradtx.chain(
-        gradtx.scale_by_rms(alpha, eps, eps_in_sqrt=False),
-        gradtx.add_decayed_weights(wd, mask=lambda p: {k: k == "w" for k in p}),
-        gradtx.scale_by_learning_rate(lr),
-    )
-    ours, _ = run(tx, 15)
-
-    def reference(nudge=None):
-        p = h.nudge(params0()) if nudge == "params" else params0()
-        v, out = {k: np.zeros_like(x) for k, x in p.items()}, []
-        for _ in range(15):
-            g = grad_fn(p)
-            g = h.nudge(g) if nudge == "grads" else g
-            for k in p:
-                v[k] = alpha * v[k] + (1 - alpha) * g[k] ** 2
-                decay = wd * p[k] if k == "w" else 0.0
-                p[k] = p[k] - lr * (g[k] / (np.sqrt(v[k]) + eps) + decay)
-            out.append(dict(p))
-        return out
-
-    nudged = [reference(n) for n in h.NUDGES]
-    reference_name = "NumPy decoupled weight decay (Loshchilov & Hutter 2019)"
-    h.check_trajectories(reference_name, "masked", ours, reference(), nudged, 15)
-
-
 def test_bad_labels_and_masks_are_named():
     p = jax.tree.map(jnp.asarray, params0())
     with pytest.raises(ValueError, match="no_decay"):
@@ -211,7 +167,7 @@ def test_under_jit_vmap_and_with_none_leaves():
 
 
 # ---------------------------------------------------------------------------------------
-# ``partition``'s labels (and ``masked``'s masks): one notion of label equality.
+# ``partition``'s labels: one notion of label equality (``masked``'s masks: test_masking.py).
 #
 # A label names the key of ``transforms`` that ``transforms[label]`` finds (dict lookup:
 # hash and ``==``); the check and the grouping use that one lookup, so a leaf gets its
@@ -376,20 +332,3 @@ def test_labels_from_a_function_of_the_params():
     updates, _ = tx.update(params, tx.init(params), params)
     np.testing.assert_array_equal(updates["w"], 2.0 * params["w"])
     np.testing.assert_array_equal(updates["b"], 3.0 * params["b"])
-
-
-@pytest.mark.parametrize("entry", ["False", "yes", 0, 1, 0.0, jnp.array([True, False])], ids=repr)
-def test_masks_hold_bools_only(entry):
-    params = {"w": jnp.ones(2), "b": jnp.ones(1)}
-    tx = gradtx.masked(gradtx.scale(2.0), {"w": entry, "b": True})
-    with pytest.raises(TypeError, match=r"Invalid mask: the entry at path \['w'\]"):
-        tx.init(params)
-
-
-@pytest.mark.parametrize("flag", [True, False, np.bool_(True), np.array(False), jnp.array(True)])
-def test_masks_of_bools_of_every_kind(flag):
-    params = {"w": jnp.ones(2), "b": jnp.ones(1)}
-    tx = gradtx.masked(gradtx.scale(2.0), {"w": flag, "b": False})
-    updates, _ = tx.update(params, tx.init(params), params)
-    np.testing.assert_array_equal(updates["w"], (2.0 if bool(flag) else 1.0) * params["w"])
-    np.testing.assert_array_equal(updates["b"], params["b"])
