@@ -1,5 +1,10 @@
-"""Schedules against optax's (same names, arguments and numbers), at every count of a
-range that crosses each boundary, eagerly and under jit."""
+"""The schedule builders (gradtx/_schedules.py; the joined and warm-up ones of
+_schedules_joined.py and the cyclic ones of _schedules_cyclic.py in the same tables, where
+a check covers every builder): against optax's (same names, arguments and numbers), at
+every count of a range that crosses each boundary, eagerly and under jit; bad arguments
+refused at construction, by class; traced arguments give the concrete build's values or
+are refused by name; a polynomial decay stays between its ends under jit. join_schedules
+against hand-written values: test_schedules_joined.py."""
 
 import jax
 import jax.numpy as jnp
@@ -52,14 +57,6 @@ def test_same_values_as_optax(name, kwargs):
         np.testing.assert_allclose(ours(c), theirs(c), rtol=1e-15, atol=0)
         if a is not None:
             np.testing.assert_allclose(a[t], theirs(c), rtol=1e-6, atol=0)
-
-
-def test_join_schedules_against_hand_written_values():
-    s = gradtx.join_schedules(
-        [gradtx.constant_schedule(1.0), gradtx.linear_schedule(2.0, 0.0, 4)], [3]
-    )
-    want = [1.0, 1.0, 1.0, 2.0, 1.5, 1.0, 0.5, 0.0, 0.0]  # second starts at its own count 0
-    np.testing.assert_allclose([float(s(jnp.int32(t))) for t in range(9)], want)
 
 
 def test_bad_arguments_are_named():
