@@ -5,7 +5,9 @@ checks that part). Here: it is the chain its docstring states, block for block, 
 for bit: the same state tree and the same numbers as ``scale(-1) ->
 add_decayed_weights -> scale_by_stddev | scale_by_rms -> trace ->
 scale_by_learning_rate`` built from the public blocks, in every dtype, jitted and
-eager, with the weight decay a number or an injected (traced) hyperparameter."""
+eager, with the weight decay a number or an injected (traced) hyperparameter. Then the
+normalisers' edges (gradtx/_rms.py): float16, integer gradients, decay 0, their
+``weight_decay=``/``maximize=`` arguments."""
 
 from __future__ import annotations
 
@@ -220,15 +222,14 @@ def test_scheduled_weight_decay_keeps_its_block():
 
 
 # ---------------------------------------------------------------------------------------
-# Edges of RMSprop's normalisers (``gradtx/_rms.py``, ``_rms_math.py``): results right or
-# refused.
+# Edges of RMSprop's normalisers (``gradtx/_rms.py``): results right or refused.
 #
 # * centered RMSprop never steps uphill in float16 on a tiny gradient (torch as reference);
 # * integer and bool gradients are refused by path;
 # * decay 0 is valid with bias correction (NumPy reference of the formula);
 # * the documented ``weight_decay=`` / ``maximize=`` of the normalisers give the numbers of
 #   the chain of separate blocks run eagerly (``scale(-1)``, ``add_decayed_weights``);
-# * 1 - beta^t is closer to exact than optax's ``1 - decay**t`` (the docstrings' claim).
+# (``_rms_math.py``'s 1 / (1 - beta^t) against optax's and exact: test_rms_math.py.)
 # ---------------------------------------------------------------------------------------
 
 
@@ -374,20 +375,3 @@ def test_normaliser_weight_decay_refusals():
     tx = gradtx.scale_by_rms(weight_decay=0.1)
     with pytest.raises(ValueError, match="params"):
         tx.update({"w": jnp.ones(2)}, tx.init({"w": jnp.ones(2)}))
-
-
-def test_bias_correction_is_closer_to_exact_than_optax():
-    """The docstrings' claim (docs/numerics.md): at beta = 0.999 the 1 / (1 - beta^t)
-    the blocks multiply by is within 3.3e-7 relative of exact (float64 reference), where
-    optax's 1 - decay**t in float32 is up to ~2e-5 off; eagerly and jitted alike."""
-    from gradtx._rms_math import inverse_one_minus_power
-
-    decay, t = 0.999, np.arange(1, 1001)
-    exact = 1 / -np.expm1(t * np.log(decay))
-    tt = jnp.asarray(t, jnp.int32)
-    eager = np.asarray(inverse_one_minus_power(decay, tt), np.float64)
-    jitted = np.asarray(jax.jit(lambda t: inverse_one_minus_power(decay, t))(tt), np.float64)
-    np.testing.assert_array_equal(eager, jitted)
-    assert (np.abs(eager - exact) / exact).max() < 3.5e-7
-    theirs = 1 / np.asarray(1 - jnp.float32(decay) ** jnp.asarray(t, jnp.float32), np.float64)
-    assert (np.abs(theirs - exact) / exact).max() > 1e-5
