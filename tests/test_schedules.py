@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import gradtx
@@ -75,6 +75,7 @@ def test_bad_arguments_are_named():
     steps=st.integers(1, 1000),
     power=st.sampled_from([1.0, 2.0, 0.5]),
 )
+@example(init=0.0, end=1.401298464324817e-45, steps=1, power=2.0)  # a subnormal end
 def test_polynomial_schedule_stays_between_its_ends_under_jit(init, end, steps, power):
     """Under jit XLA may divide by the constant step count as a multiply by its rounded
     reciprocal; the value must still never leave [init, end] (a linear decay of a weight
@@ -87,7 +88,9 @@ def test_polynomial_schedule_stays_between_its_ends_under_jit(init, end, steps, 
     # (init - end) * frac + end rounds within an ulp of the ends (optax's formula too)
     ulp = 2 * np.spacing(np.float32(max(abs(init), abs(end))))
     assert np.all(values >= lo - ulp) and np.all(values <= hi + ulp), values
-    assert values[3] == np.float32(end) and values[4] == np.float32(end)
+    # XLA:CPU computes with subnormals flushed to zero: a subnormal end_value comes out 0
+    held = np.float32(end) if abs(np.float32(end)) >= np.finfo(np.float32).tiny else 0.0
+    assert values[3] == held and values[4] == held
     if end == 0:  # a decay to 0 never changes sign (a weight decay never turns negative)
         assert np.all(values * np.sign(init) >= 0), values
 
