@@ -12,7 +12,6 @@ Counters are ``int32`` scalars; the wrapped transform's state is kept untouched 
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -125,12 +124,7 @@ def _every_k(every_k_schedule: Any) -> Callable[[jax.Array], Any]:
     if callable(every_k_schedule):
         _checked_k(every_k_schedule(jnp.zeros([], jnp.int32)), "at gradient_step 0")
         return every_k_schedule
-    if isinstance(every_k_schedule, bool) or not isinstance(every_k_schedule, numbers.Integral):
-        raise ValueError(
-            f"Invalid every_k_schedule: {every_k_schedule!r} (must be an int >= 1 or a schedule)."
-        )
-    if every_k_schedule < 1:
-        raise ValueError(f"Invalid every_k_schedule: {every_k_schedule!r} (must be >= 1).")
+    check.steps("every_k_schedule", every_k_schedule, low=1)  # as a schedule's step counts
     k = int(every_k_schedule)
     return lambda step: k
 
@@ -173,7 +167,8 @@ class MultiSteps:
 
     Args:
       transform: the transform stepped once per :math:`k` calls.
-      every_k_schedule: :math:`k`, an ``int >= 1`` or a function of ``gradient_step``.
+      every_k_schedule: :math:`k`, an integer ``>= 1`` (an integer-valued float or array too) or a
+        function of ``gradient_step``.
       use_grad_mean: pass the mean (True) or the sum (False) of the :math:`k` gradients.
       should_skip_update_fn: ``(updates, gradient_step, params) -> (skip, skip_state)``,
         e.g. :func:`skip_not_finite`; ``None``: every micro-batch counts.

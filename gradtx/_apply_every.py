@@ -4,12 +4,12 @@ a whole optimizer once per :math:`k` micro-batches use :class:`gradtx.MultiSteps
 
 from __future__ import annotations
 
-import numbers
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
+from gradtx import _validation as check
 from gradtx._base import GradientTransformation, Updates, safe_increment
 from gradtx._leafwise import Scalars, leafwise
 
@@ -50,7 +50,7 @@ def apply_every(k: int = 1) -> GradientTransformation:
     optimizer once per :math:`k` micro-batches use :class:`MultiSteps`.
 
     Args:
-      k: the number of calls summed (an ``int >= 1``).
+      k: the number of calls summed (an integer ``>= 1``; an integer-valued float or array too).
 
     Returns:
       A :class:`~gradtx.GradientTransformation` whose state is an :class:`ApplyEvery`.
@@ -68,8 +68,8 @@ def apply_every(k: int = 1) -> GradientTransformation:
       [0.]
       [7.]
     """
-    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
-        raise ValueError(f"Invalid k: {k!r} (must be an int >= 1).")
+    check.steps("k", k, low=1)  # an integer-valued number, as a schedule's step counts
+    k = int(k)
 
     def step(values):
         c = values["count"] % k

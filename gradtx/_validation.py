@@ -92,7 +92,7 @@ def _holds(name: str, value: Any, ok: Callable[[float], bool], rule: str) -> Non
 
 def _concrete_only(name: str, value: Any) -> None:
     if isinstance(value, jax.core.Tracer):
-        why = "it fixes the schedule's form; build it outside jax.jit and jax.vmap"
+        why = "it is read in Python when built; build outside jax.jit and jax.vmap"
         _fail(name, value, f"concrete: {why}", TypeError)
 
 

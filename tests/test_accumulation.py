@@ -8,9 +8,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from hypothesis import given, settings
 
 import gradtx
 from tests import _tolerance as h
+from tests._counts import INTEGER_VALUED, NOT_A_COUNT
 from tests.least_squares import grad_fn, params0, run
 
 # MultiSteps
@@ -86,6 +88,28 @@ def test_multisteps_bad_arguments():
         gradtx.MultiSteps(gradtx.scale(1.0), 2, reduce="max")
     with pytest.raises(ValueError, match="every_k_schedule"):
         gradtx.MultiSteps(gradtx.scale(1.0), 0)
+
+
+@settings(max_examples=30, deadline=None)
+@given(k=INTEGER_VALUED, bad=NOT_A_COUNT)
+def test_every_k_of_any_integer_spelling_is_that_int_and_others_are_refused(k, bad):
+    """``every_k_schedule`` as a schedule's step counts are taken: any integer-valued
+    number steps as ``int(k)`` does; every other value is refused by name at construction
+    (a traced one with a TypeError: it is read in Python)."""
+    g = {"x": jnp.arange(1.0, 3.0)}
+    runs = []
+    for every in (k, int(k)):
+        tx = gradtx.MultiSteps(gradtx.scale(-1.0), every)
+        state, out = tx.init(g), []
+        for _ in range(7):
+            u, state = tx.update(g, state)
+            out.append(u)
+        runs.append(out)
+    chex.assert_trees_all_equal(*runs)
+    with pytest.raises(ValueError, match="Invalid every_k_schedule"):
+        gradtx.MultiSteps(gradtx.scale(1.0), bad)
+    with pytest.raises(TypeError, match=r"every_k_schedule.*must be concrete"):
+        jax.jit(lambda k: gradtx.MultiSteps(gradtx.scale(1.0), k).init(g))(int(k))
 
 
 # --------------------------------------------------------------------------------------
