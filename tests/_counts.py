@@ -1,6 +1,6 @@
-"""Hypothesis strategies for a count argument (``MultiSteps``'s ``every_k_schedule``,
-``apply_every``'s ``k``): the spellings of an integer >= 1 that it takes, and the classes
-of values it refuses."""
+"""A count argument (``MultiSteps``'s ``every_k_schedule``, ``apply_every``'s ``k``): the
+spellings of an integer >= 1 that it takes, and (a hypothesis strategy) the classes of
+values it refuses."""
 
 import math
 
@@ -8,14 +8,13 @@ import jax.numpy as jnp
 import numpy as np
 from hypothesis import strategies as st
 
-_K = st.integers(1, 6)
-INTEGER_VALUED = st.one_of(
-    _K,
-    _K.map(float),
-    _K.map(np.int64),
-    _K.map(np.float32),
-    _K.map(lambda k: jnp.asarray(k, jnp.int32)),
-    _K.map(lambda k: jnp.asarray(k, jnp.float32)),
+SPELLINGS = (
+    int,
+    float,
+    np.int64,
+    np.float32,
+    lambda k: jnp.asarray(k, jnp.int32),
+    lambda k: jnp.asarray(k, jnp.float32),
 )
 """An integer k >= 1 as an int, a float, a NumPy scalar or a JAX scalar."""
 

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 
 import gradtx
 from tests import _tolerance as h
-from tests._counts import INTEGER_VALUED, NOT_A_COUNT
+from tests._counts import NOT_A_COUNT, SPELLINGS
 from tests.least_squares import grad_fn, params0, run
 
 # MultiSteps
@@ -90,26 +90,34 @@ def test_multisteps_bad_arguments():
         gradtx.MultiSteps(gradtx.scale(1.0), 0)
 
 
-@settings(max_examples=30, deadline=None)
-@given(k=INTEGER_VALUED, bad=NOT_A_COUNT)
-def test_every_k_of_any_integer_spelling_is_that_int_and_others_are_refused(k, bad):
-    """``every_k_schedule`` as a schedule's step counts are taken: any integer-valued
-    number steps as ``int(k)`` does; every other value is refused by name at construction
-    (a traced one with a TypeError: it is read in Python)."""
+def test_every_k_of_any_integer_spelling_is_that_int():
+    """``every_k_schedule`` as a schedule's step counts: any integer-valued number (an
+    int, a float, a NumPy or JAX scalar) steps as ``int(k)`` does (all in one program)."""
     g = {"x": jnp.arange(1.0, 3.0)}
-    runs = []
-    for every in (k, int(k)):
-        tx = gradtx.MultiSteps(gradtx.scale(-1.0), every)
+    txs = [gradtx.MultiSteps(gradtx.scale(-1.0), spell(k)) for k in (1, 3) for spell in SPELLINGS]
+
+    def run(tx):
         state, out = tx.init(g), []
         for _ in range(7):
             u, state = tx.update(g, state)
             out.append(u)
-        runs.append(out)
-    chex.assert_trees_all_equal(*runs)
+        return out
+
+    runs = jax.jit(lambda: [run(tx) for tx in txs])()
+    for i, r in enumerate(runs):
+        chex.assert_trees_all_equal(r, runs[0 if i < len(SPELLINGS) else len(SPELLINGS)])
+    assert not np.array_equal(runs[0][1]["x"], runs[-1][1]["x"])  # k = 1 and 3 differ
+
+
+@settings(max_examples=30, deadline=None)
+@given(bad=NOT_A_COUNT)
+def test_every_k_refuses_what_is_not_an_integer_by_name(bad):
+    """Every other value is refused by name at construction (a traced one with a
+    TypeError: it is read in Python)."""
     with pytest.raises(ValueError, match="Invalid every_k_schedule"):
         gradtx.MultiSteps(gradtx.scale(1.0), bad)
     with pytest.raises(TypeError, match=r"every_k_schedule.*must be concrete"):
-        jax.jit(lambda k: gradtx.MultiSteps(gradtx.scale(1.0), k).init(g))(int(k))
+        jax.jit(lambda k: gradtx.MultiSteps(gradtx.scale(1.0), k))(2)
 
 
 # --------------------------------------------------------------------------------------
