@@ -118,8 +118,8 @@ def polynomial_schedule(
     """
     _values(init_value=init_value, end_value=end_value)
     check.number("power", power, check.non_negative)
-    check.steps("transition_steps", transition_steps)
-    check.steps("transition_begin", transition_begin)
+    transition_steps = check.steps("transition_steps", transition_steps)
+    transition_begin = check.steps("transition_begin", transition_begin)
     if transition_steps <= 0:
         return constant_schedule(init_value)
     transition_begin = max(transition_begin, 0)
@@ -250,16 +250,17 @@ def exponential_decay(
       [1.0, 0.5, 0.25, 0.125]
     """
     check.number("init_value", init_value)
-    check.steps("transition_steps", transition_steps)
+    transition_steps = check.steps("transition_steps", transition_steps)
     check.number("decay_rate", decay_rate, check.non_negative, static=True)
-    check.steps("transition_begin", transition_begin)
+    transition_begin = check.steps("transition_begin", transition_begin)
     check.flag("staircase", staircase)
     if end_value is not None:
         check.number("end_value", end_value)
-    if transition_steps <= 0 or decay_rate == 0:
+    rate = float(decay_rate)  # concrete: an array closed over inside jit too
+    if transition_steps <= 0 or rate == 0:
         return constant_schedule(init_value)
     transition_begin = max(transition_begin, 0)
-    bound = None if end_value is None else (jnp.maximum if decay_rate < 1.0 else jnp.minimum)
+    bound = None if end_value is None else (jnp.maximum if rate < 1.0 else jnp.minimum)
 
     def schedule(count):
         since = count - transition_begin
@@ -305,9 +306,8 @@ def cosine_decay_schedule(
       [1.0, 0.854, 0.5, 0.146, 0.0, 0.0]
     """
     _values(init_value=init_value, alpha=alpha)
-    check.steps("decay_steps", decay_steps, low=1)
+    steps = float(check.steps("decay_steps", decay_steps, low=1))
     check.number("exponent", exponent, check.non_negative)
-    steps = float(decay_steps)
 
     def schedule(count):
         count = float(count) if isinstance(count, int) else count

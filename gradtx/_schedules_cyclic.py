@@ -82,22 +82,23 @@ def piecewise_interpolate_schedule(
     return schedule
 
 
-def _check_onecycle(steps: Any, peak: Any, div: Any, final_div: Any, **pcts: Any) -> None:
-    """Check a one-cycle schedule's arguments: its phases must end at increasing steps
-    (``int(pct * steps)``, then ``steps``), else two of its boundaries would be one."""
-    check.steps("transition_steps", steps, low=1)
+def _check_onecycle(steps: Any, peak: Any, div: Any, final_div: Any, **pcts: Any) -> list[int]:
+    """Check a one-cycle schedule's arguments and return where its phases end
+    (``int(pct * steps)``, then ``steps``): at increasing steps, else two would be one."""
+    steps = check.steps("transition_steps", steps, low=1)
     check.number("peak_value", peak)
     check.number("div_factor", div, check.positive)
     check.number("final_div_factor", final_div, check.positive)
     for name, pct in pcts.items():
         check.number(name, pct, lambda n, v: check.in_range(n, v, 0.0, 1.0), static=True)
-    ends = [*(int(pct * steps) for pct in pcts.values()), int(steps)]
+    ends = [*(int(float(pct) * steps) for pct in pcts.values()), steps]
     if sorted(set(ends)) != ends:
         got = ", ".join(f"{k} = {v!r}" for k, v in pcts.items())
         raise ValueError(
             f"Invalid {' and '.join(pcts)}: {got} with transition_steps = {steps!r} (must end "
             f"the phases at increasing steps int(pct * transition_steps); got {ends})."
         )
+    return ends
 
 
 def linear_onecycle_schedule(
@@ -133,7 +134,7 @@ def linear_onecycle_schedule(
       >>> [round(float(schedule(t)), 3) for t in (0, 30, 85, 100)]
       [0.04, 1.0, 0.04, 0.0]
     """
-    _check_onecycle(
+    start, final, end = _check_onecycle(
         transition_steps,
         peak_value,
         div_factor,
@@ -144,11 +145,7 @@ def linear_onecycle_schedule(
     return piecewise_interpolate_schedule(
         "linear",
         peak_value / div_factor,
-        {
-            int(pct_start * transition_steps): div_factor,
-            int(pct_final * transition_steps): 1.0 / div_factor,
-            transition_steps: 1.0 / final_div_factor,
-        },
+        {start: div_factor, final: 1.0 / div_factor, end: 1.0 / final_div_factor},
     )
 
 
@@ -182,14 +179,13 @@ def cosine_onecycle_schedule(
       >>> [round(float(schedule(t)), 3) for t in (0, 15, 30, 100)]
       [0.04, 0.52, 1.0, 0.0]
     """
-    _check_onecycle(transition_steps, peak_value, div_factor, final_div_factor, pct_start=pct_start)
+    start, end = _check_onecycle(
+        transition_steps, peak_value, div_factor, final_div_factor, pct_start=pct_start
+    )
     return piecewise_interpolate_schedule(
         "cosine",
         peak_value / div_factor,
-        {
-            int(pct_start * transition_steps): div_factor,
-            int(transition_steps): 1.0 / (div_factor * final_div_factor),
-        },
+        {start: div_factor, end: 1.0 / (div_factor * final_div_factor)},
     )
 
 
@@ -234,7 +230,7 @@ def warmup_exponential_decay_schedule(
       [0.0, 0.5, 1.0, 0.5, 0.25]
     """
     _values(init_value=init_value, peak_value=peak_value)
-    check.steps("warmup_steps", warmup_steps, low=0)
+    warmup_steps = check.steps("warmup_steps", warmup_steps, low=0)
     return join_schedules(
         [
             linear_schedule(init_value, peak_value, warmup_steps),

@@ -59,7 +59,7 @@ def join_schedules(schedules: Sequence[Schedule], boundaries: Sequence[int]) -> 
         )
     low = None  # each concrete boundary is >= the one before (equal: one never runs)
     for i, b in enumerate(boundaries):
-        check.steps(f"boundaries[{i}]", b, low=low, traced=True)
+        b = check.steps(f"boundaries[{i}]", b, low=low, traced=True)
         low = None if isinstance(b, jax.core.Tracer) else b
 
     def schedule(count):
@@ -97,7 +97,7 @@ def warmup_constant_schedule(init_value: Scalar, peak_value: Scalar, warmup_step
       [0.0, 0.5, 1.0, 1.0]
     """
     _values(init_value=init_value, peak_value=peak_value)
-    check.steps("warmup_steps", warmup_steps, low=0)
+    warmup_steps = check.steps("warmup_steps", warmup_steps, low=0)
     return linear_schedule(init_value, peak_value, warmup_steps)
 
 
@@ -144,13 +144,13 @@ def warmup_cosine_decay_schedule(
       [0.0, 0.5, 1.0, 0.854, 0.5, 0.146, 0.0, 0.0]
     """
     _values(init_value=init_value, peak_value=peak_value, end_value=end_value)
-    check.steps("warmup_steps", warmup_steps, low=0)
-    check.steps("decay_steps", decay_steps, low=warmup_steps + 1)  # a decay of >= 1 step
+    warmup_steps = check.steps("warmup_steps", warmup_steps, low=0)
+    decay_steps = check.steps("decay_steps", decay_steps, low=warmup_steps + 1)  # a decay >= 1
     if isinstance(peak_value, jax.core.Tracer):  # a zero peak is known only at run time
         zero = peak_value == 0
         alpha = jnp.where(zero, 0.0, end_value / jnp.where(zero, 1.0, peak_value))
     else:
-        alpha = 0.0 if peak_value == 0.0 else end_value / peak_value
+        alpha = 0.0 if float(peak_value) == 0.0 else end_value / peak_value
     return join_schedules(
         [
             linear_schedule(init_value, peak_value, warmup_steps),

@@ -91,9 +91,8 @@ def _holds(name: str, value: Any, ok: Callable[[float], bool], rule: str) -> Non
 
 
 def _concrete_only(name: str, value: Any) -> None:
-    if isinstance(value, jax.core.Tracer):
-        why = "it is read in Python when built; build outside jax.jit and jax.vmap"
-        _fail(name, value, f"concrete: {why}", TypeError)
+    if isinstance(value, jax.core.Tracer):  # read in Python: builders branch on it
+        _fail(name, value, "concrete: build it outside jax.jit and jax.vmap", TypeError)
 
 
 def number(name: str, value: Any, rule: Rule = finite, static: bool = False) -> None:
@@ -106,11 +105,11 @@ def number(name: str, value: Any, rule: Rule = finite, static: bool = False) -> 
     rule(name, value)
 
 
-def steps(name: str, value: Any, low: int | None = None, traced: bool = False) -> None:
-    """An integer step count (int-valued numbers too; no bool) ``>= low``; traced only if
-    ``traced`` (else ``TypeError``: the schedule's form depends on it)."""
+def steps(name: str, value: Any, low: int | None = None, traced: bool = False) -> Any:
+    """An integer step count (int-valued numbers too; no bool) ``>= low``, as a Python ``int``;
+    traced only if ``traced`` (returned as is), else a ``TypeError``."""
     if isinstance(value, jax.core.Tracer) and traced:
-        return
+        return value
     _concrete_only(name, value)
     try:  # a tracer, a string, None, ... raise or give no real dtype
         dtype = np.asarray(value).dtype if np.ndim(value) == 0 else np.dtype(object)
@@ -119,6 +118,7 @@ def steps(name: str, value: Any, low: int | None = None, traced: bool = False) -
         x = 0.5
     if not math.isfinite(x) or x != int(x) or (low is not None and x < low):
         _fail(name, value, "an integer" + ("" if low is None else f" >= {low}"))
+    return int(x)
 
 
 def non_negative(name: str, value: Any) -> None:

@@ -294,3 +294,20 @@ def test_a_traced_argument_gives_the_concrete_values_or_is_refused_by_name(row):
         concrete = build(**{**valid, arg: value})  # built outside the trace
         want = jax.jit(lambda c: jax.vmap(concrete)(c))(counts)
         np.testing.assert_array_equal(traced(value, counts), want)
+
+
+@pytest.mark.parametrize("row", _TRACEABLE_ROWS, ids=[_row_id(r) for r in _TRACEABLE_ROWS])
+def test_a_concrete_array_closed_over_inside_jit_builds_the_same_schedule(row):
+    """Each argument in turn a concrete JAX array captured by a jitted function that builds
+    the schedule (an optimizer made inside a jitted ``init``): the values at every count
+    equal the schedule built outside from the same array, never jax's concretization
+    error (the builders read step counts and the numbers that fix the form as Python
+    numbers once checked)."""
+    name, valid, arg, kind, _, _ = row
+    build = getattr(gradtx, name)
+    counts = jnp.arange(0, 120, 7, dtype=jnp.int32)
+    value = jnp.asarray(valid[arg], jnp.int32 if kind == S else jnp.float32)
+    inside = jax.jit(lambda c: jax.vmap(build(**{**valid, arg: value}))(c))
+    concrete = build(**{**valid, arg: value})  # built outside the trace
+    want = jax.jit(lambda c: jax.vmap(concrete)(c))(counts)
+    np.testing.assert_array_equal(inside(counts), want)
