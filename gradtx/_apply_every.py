@@ -68,8 +68,7 @@ def apply_every(k: int = 1) -> GradientTransformation:
       [0.]
       [7.]
     """
-    check.steps("k", k, low=1)  # an integer-valued number, as a schedule's step counts
-    k = int(k)
+    k = check.steps("k", k, low=1)  # an integer-valued number, as a schedule's step counts
 
     def step(values):
         c = values["count"] % k

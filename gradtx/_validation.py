@@ -111,7 +111,7 @@ def steps(name: str, value: Any, low: int | None = None, traced: bool = False) -
     if isinstance(value, jax.core.Tracer) and traced:
         return value
     _concrete_only(name, value)
-    try:  # a tracer, a string, None, ... raise or give no real dtype
+    try:  # a string, None, a sequence, ... raise or give no real dtype
         dtype = np.asarray(value).dtype if np.ndim(value) == 0 else np.dtype(object)
         x = float(value) if dtype != np.bool_ and _is_real_dtype(dtype) else 0.5
     except (TypeError, ValueError):
@@ -221,9 +221,9 @@ def float_dtype(name: str, value: Any, rule: str = f"None or {_FLOATS}") -> np.d
 # The rule each hyperparameter name has in gradtx's blocks and aliases, for values that
 # enter without their constructor: set_hyperparams. A name not listed is checked for being
 # a real scalar only (a user's own factory may give it any meaning).
-_NON_NEGATIVE = "learning_rate eps weight_decay momentum initial_scale max_delta"
 _BY_NAME = {
-    **dict.fromkeys(f"{_NON_NEGATIVE} min_step_size max_step_size".split(), non_negative),
+    **dict.fromkeys(("learning_rate", "eps", "weight_decay", "momentum"), non_negative),
+    **dict.fromkeys(("initial_scale", "min_step_size", "max_step_size", "max_delta"), non_negative),
     **dict.fromkeys(("max_norm", "threshold"), positive),
     "alpha": lambda name, v: in_range(name, v, 0.0, 1.0),
     "eta_minus": lambda name, v: _holds(name, v, lambda x: 0.0 < x < 1.0, "in (0, 1)"),
