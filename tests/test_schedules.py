@@ -276,24 +276,36 @@ _TRACEABLE_ROWS = [
 ]
 
 
+_COUNTS = jnp.arange(0, 120, 7, dtype=jnp.int32)  # an argument: no constant folding
+
+
+def _row_value(row):
+    """The row's valid value of its argument as a JAX scalar, and its builder with the
+    other valid arguments."""
+    name, valid, arg, kind, _, _ = row
+    value = jnp.asarray(valid[arg], jnp.int32 if kind == S else jnp.float32)
+    return value, lambda x: getattr(gradtx, name)(**{**valid, arg: x})
+
+
+def _values_of(schedule):
+    """The schedule's values at ``_COUNTS``, in one jitted program."""
+    return jax.jit(lambda c: jax.vmap(schedule)(c))(_COUNTS)
+
+
 @pytest.mark.parametrize("row", _TRACEABLE_ROWS, ids=[_row_id(r) for r in _TRACEABLE_ROWS])
 def test_a_traced_argument_gives_the_concrete_values_or_is_refused_by_name(row):
     """Each argument traced in turn (the schedule built inside ``jax.jit``): either its
     values at every count equal the schedule built from the concrete number, or (step
     counts, and the numbers of ``_FORM``) a TypeError naming the argument and saying to
     build the schedule outside jit; never jax's own concretization error."""
-    name, valid, arg, kind, _, _ = row
-    build = getattr(gradtx, name)
-    counts = jnp.arange(0, 120, 7, dtype=jnp.int32)  # an argument: no constant folding
-    traced = jax.jit(lambda x, c: jax.vmap(build(**{**valid, arg: x}))(c))
-    value = jnp.asarray(valid[arg], jnp.int32 if kind == S else jnp.float32)
+    arg, kind = row[2], row[3]
+    value, build = _row_value(row)
+    traced = jax.jit(lambda x, c: jax.vmap(build(x))(c))
     if kind == S or arg in _FORM:
         with pytest.raises(TypeError, match=rf"Invalid {arg}: .*must be concrete.*outside jax.jit"):
-            traced(value, counts)
+            traced(value, _COUNTS)
     else:
-        concrete = build(**{**valid, arg: value})  # built outside the trace
-        want = jax.jit(lambda c: jax.vmap(concrete)(c))(counts)
-        np.testing.assert_array_equal(traced(value, counts), want)
+        np.testing.assert_array_equal(traced(value, _COUNTS), _values_of(build(value)))
 
 
 @pytest.mark.parametrize("row", _TRACEABLE_ROWS, ids=[_row_id(r) for r in _TRACEABLE_ROWS])
@@ -303,11 +315,6 @@ def test_a_concrete_array_closed_over_inside_jit_builds_the_same_schedule(row):
     equal the schedule built outside from the same array, never jax's concretization
     error (the builders read step counts and the numbers that fix the form as Python
     numbers once checked)."""
-    name, valid, arg, kind, _, _ = row
-    build = getattr(gradtx, name)
-    counts = jnp.arange(0, 120, 7, dtype=jnp.int32)
-    value = jnp.asarray(valid[arg], jnp.int32 if kind == S else jnp.float32)
-    inside = jax.jit(lambda c: jax.vmap(build(**{**valid, arg: value}))(c))
-    concrete = build(**{**valid, arg: value})  # built outside the trace
-    want = jax.jit(lambda c: jax.vmap(concrete)(c))(counts)
-    np.testing.assert_array_equal(inside(counts), want)
+    value, build = _row_value(row)
+    inside = jax.jit(lambda c: jax.vmap(build(value))(c))
+    np.testing.assert_array_equal(inside(_COUNTS), _values_of(build(value)))
