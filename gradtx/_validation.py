@@ -47,8 +47,7 @@ def trusted() -> Iterator[None]:
 
 
 def _is_real_dtype(dtype: Any) -> bool:
-    """bool, integer or real floating, bfloat16 and float16 included (NumPy calls those
-    ``kind`` 'V', so ``dtype.kind`` cannot tell)."""
+    """bool, integer or real floating, bfloat16 and float16 too (NumPy's ``kind`` 'V')."""
     return dtype == np.bool_ or (
         jnp.issubdtype(dtype, jnp.number) and not jnp.issubdtype(dtype, jnp.complexfloating)
     )
@@ -96,8 +95,7 @@ def _concrete_only(name: str, value: Any) -> None:
 
 
 def number(name: str, value: Any, rule: Rule = finite, static: bool = False) -> None:
-    """Check a schedule's number by ``rule`` (:func:`finite`, ...); bools, functions refused;
-    a traced one refused (``TypeError``) if ``static``: the schedule's form depends on it."""
+    """A schedule's number checked by ``rule``; bools, functions (tracers if ``static``) refused."""
     if static:
         _concrete_only(name, value)
     if callable(value) or isinstance(value, bool) or getattr(value, "dtype", 0) == np.bool_:
@@ -105,9 +103,9 @@ def number(name: str, value: Any, rule: Rule = finite, static: bool = False) -> 
     rule(name, value)
 
 
-def steps(name: str, value: Any, low: int | None = None, traced: bool = False) -> Any:
-    """An integer step count (int-valued numbers too; no bool) ``>= low``, as a Python ``int``;
-    traced only if ``traced`` (returned as is), else a ``TypeError``."""
+def steps(name: str, value: Any, low: Any = None, high: Any = None, traced: bool = False) -> Any:
+    """An integer step count (int-valued numbers too; no bool) in ``[low, high]``, as a Python
+    ``int``; traced only if ``traced`` (returned as is), else a ``TypeError``."""
     if isinstance(value, jax.core.Tracer) and traced:
         return value
     _concrete_only(name, value)
@@ -116,8 +114,10 @@ def steps(name: str, value: Any, low: int | None = None, traced: bool = False) -
         x = float(value) if dtype != np.bool_ and _is_real_dtype(dtype) else 0.5
     except (TypeError, ValueError):
         x = 0.5
-    if not math.isfinite(x) or x != int(x) or (low is not None and x < low):
-        _fail(name, value, "an integer" + ("" if low is None else f" >= {low}"))
+    lo, hi = -math.inf if low is None else low, math.inf if high is None else high
+    if not (math.isfinite(x) and x == int(x) and lo <= x <= hi):
+        rule = "an integer" + ("" if low is None else f" >= {low}")
+        _fail(name, value, rule + ("" if high is None else f" <= {high}"))
     return int(x)
 
 

@@ -20,6 +20,7 @@ SPELLINGS = (
 
 NOT_A_COUNT = st.one_of(
     st.integers(-100, 0),
+    st.integers(2**31, 2**62),  # beyond the int32 counter
     st.floats().filter(lambda x: not (math.isfinite(x) and x == int(x) and x >= 1)),
     st.booleans(),
     st.text(max_size=2),
