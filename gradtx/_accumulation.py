@@ -124,7 +124,7 @@ def _every_k(every_k_schedule: Any) -> Callable[[jax.Array], Any]:
     if callable(every_k_schedule):
         _checked_k(every_k_schedule(jnp.zeros([], jnp.int32)), "at gradient_step 0")
         return every_k_schedule
-    k = check.steps("every_k_schedule", every_k_schedule, low=1, high=2**31 - 1)  # int32 count
+    k = check.steps("every_k_schedule", every_k_schedule, low=1)  # as a schedule's step counts
     return lambda step: k
 
 

@@ -68,7 +68,7 @@ def apply_every(k: int = 1) -> GradientTransformation:
       [0.]
       [7.]
     """
-    k = check.steps("k", k, low=1, high=2**31 - 1)  # integer-valued; an int32 counts to it
+    k = check.steps("k", k, low=1)  # an integer-valued number, as a schedule's step counts
 
     def step(values):
         c = values["count"] % k

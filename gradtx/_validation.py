@@ -103,9 +103,9 @@ def number(name: str, value: Any, rule: Rule = finite, static: bool = False) -> 
     rule(name, value)
 
 
-def steps(name: str, value: Any, low: Any = None, high: Any = None, traced: bool = False) -> Any:
-    """An integer step count (int-valued numbers too; no bool) in ``[low, high]``, as a Python
-    ``int``; traced only if ``traced`` (returned as is), else a ``TypeError``."""
+def steps(name: str, value: Any, low: int | None = None, traced: bool = False) -> Any:
+    """An integer step count (int-valued numbers too; no bool) ``>= low``, in int32's range
+    (counts are int32), as a Python ``int``; traced only if ``traced``, else ``TypeError``."""
     if isinstance(value, jax.core.Tracer) and traced:
         return value
     _concrete_only(name, value)
@@ -114,10 +114,10 @@ def steps(name: str, value: Any, low: Any = None, high: Any = None, traced: bool
         x = float(value) if dtype != np.bool_ and _is_real_dtype(dtype) else 0.5
     except (TypeError, ValueError):
         x = 0.5
-    lo, hi = -math.inf if low is None else low, math.inf if high is None else high
-    if not (math.isfinite(x) and x == int(x) and lo <= x <= hi):
+    lowest = -(2**31) if low is None else low
+    if not (math.isfinite(x) and x == int(x) and lowest <= x < 2**31):
         rule = "an integer" + ("" if low is None else f" >= {low}")
-        _fail(name, value, rule + ("" if high is None else f" <= {high}"))
+        _fail(name, value, rule + " and < 2**31 (steps are counted in int32)")
     return int(x)
 
 

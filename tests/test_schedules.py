@@ -109,7 +109,10 @@ _NOT_A_NUMBER = st.one_of(
 )
 _NON_FINITE = st.sampled_from([np.nan, np.inf, -np.inf, np.float32(np.nan)])
 _FRACTIONAL = st.floats(-1e6, 1e6).filter(lambda x: x != int(x))
-_HASHABLE_BAD_STEP = st.one_of(st.text(max_size=3), st.none(), st.booleans(), _FRACTIONAL)
+_BEYOND_INT32 = st.one_of(st.integers(2**31, 2**62), st.integers(-(2**62), -(2**31) - 1))
+_HASHABLE_BAD_STEP = st.one_of(
+    st.text(max_size=3), st.none(), st.booleans(), _FRACTIONAL, _BEYOND_INT32
+)
 _NEGATIVE = st.floats(-1e6, -1e-6)
 _POLY = dict(init_value=1.0, end_value=0.0, power=2, transition_steps=10, transition_begin=2)
 _EXP = dict(init_value=1.0, transition_steps=4, decay_rate=0.5, transition_begin=1, end_value=0.1)
@@ -216,7 +219,7 @@ def _bad_values(kind, out_of_range):
         return _bad_values(R, out_of_range).filter(lambda v: v is not None)
     if kind == "schedule":  # anything but a function
         return st.one_of(_NOT_A_NUMBER.filter(lambda v: not callable(v)), _NON_FINITE)
-    wrong = [_NOT_A_NUMBER, _NON_FINITE] + ([_FRACTIONAL] if kind == S else [])
+    wrong = [_NOT_A_NUMBER, _NON_FINITE] + ([_FRACTIONAL, _BEYOND_INT32] if kind == S else [])
     return st.one_of(*wrong, *([out_of_range] if out_of_range is not None else []))
 
 
@@ -240,6 +243,20 @@ def test_bad_arguments_refused_at_construction(row):
             getattr(gradtx, name)(**kwargs)
 
     check()
+
+
+_STEP_ROWS = [r for r in BAD_ROWS if r[3] in (S, None)]
+
+
+@pytest.mark.parametrize("row", _STEP_ROWS, ids=[_row_id(r) for r in _STEP_ROWS])
+def test_step_counts_beyond_int32_refused_at_construction(row):
+    """The count is an int32: a step count of 2**31 (or below -2**31) is refused by name
+    when the schedule is built, not left to overflow inside jax at its first call."""
+    name, valid, arg, _, _, place = row
+    for bad in (2**31, -(2**31) - 1):
+        kwargs = {**valid, arg: bad if place is None else place(bad)}
+        with pytest.raises(ValueError, match=arg):
+            getattr(gradtx, name)(**kwargs)
 
 
 @pytest.mark.parametrize("name", sorted({r[0] for r in BAD_ROWS}))
